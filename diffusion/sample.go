@@ -1,0 +1,115 @@
+package diffusion
+
+import (
+	"math"
+	"math/rand/v2"
+)
+
+// Model is the network ε_θ / x̂0_θ / μ_θ: Predict fills out for the batch xt
+// of len(t) images at timestep indices t (each in [0, T), see the package
+// doc). out holds D values per image, or 2·D for a Learned variance (mean
+// part first, then the log-variance). Analytic models stand in for the U-Net
+// in tests.
+type Model interface {
+	Predict(out, xt []float32, t []int)
+}
+
+// Observer sees each reverse step before x is updated: the index i, the
+// current x_t (paper t = i+1) and the model's x̂0 (clipped if d.Clip). The
+// slices are only valid during the call.
+type Observer func(i int, xt, xStart []float32)
+
+// FillNormal fills dst with independent N(0, 1) draws from rng, in order.
+func FillNormal(dst []float32, rng *rand.Rand) {
+	for k := range dst {
+		dst[k] = float32(rng.NormFloat64())
+	}
+}
+
+// RandomTimesteps fills t with indices drawn uniformly from [0, T), the
+// t ~ U{1..T} of Algorithm 1.
+func (d *Diffusion) RandomTimesteps(t []int, rng *rand.Rand) {
+	for b := range t {
+		t[b] = rng.IntN(d.T)
+	}
+}
+
+// StepBuffers are the scratch slices of one sampling step; the zero value is
+// ready and grows to the batch. Reuse one across steps to avoid allocation.
+type StepBuffers struct {
+	out, mean, logVar, xStart []float32
+	t                         []int
+}
+
+func grow[E any](s []E, n int) []E {
+	if cap(s) < n {
+		return make([]E, n)
+	}
+	return s[:n]
+}
+
+// SampleStep is one step of Algorithm 2 at index i on the n images in x (in:
+// x_t with t = i+1, out: x_{t−1}): x ← μ_θ + exp(½ log σ²)·z, z ~ N(0, I),
+// with z = 0 at i = 0 (the mean is returned, no noise). It draws len(x)
+// normals from rng in order when i > 0 and none at i = 0. It returns x̂0,
+// which lives in buf (nil allocates fresh buffers).
+func (d *Diffusion) SampleStep(m Model, x []float32, n, i int, rng *rand.Rand, buf *StepBuffers) (xStart []float32) {
+	return d.sampleStep(m, x, n, i, rng, buf, nil)
+}
+
+func (d *Diffusion) sampleStep(m Model, x []float32, n, i int, rng *rand.Rand, buf *StepBuffers, observe Observer) []float32 {
+	if buf == nil {
+		buf = new(StepBuffers)
+	}
+	imageDim(x, n, "x")
+	outLen := len(x)
+	if d.Var == Learned {
+		outLen *= 2
+	}
+	buf.out = grow(buf.out, outLen)
+	buf.mean = grow(buf.mean, len(x))
+	buf.logVar = grow(buf.logVar, len(x))
+	buf.xStart = grow(buf.xStart, len(x))
+	buf.t = grow(buf.t, n)
+	for b := range buf.t {
+		buf.t[b] = i
+	}
+	m.Predict(buf.out, x, buf.t)
+	d.PMeanVarianceInto(buf.mean, buf.logVar, buf.xStart, buf.out, x, buf.t)
+	if observe != nil {
+		observe(i, x, buf.xStart)
+	}
+	if i == 0 {
+		copy(x, buf.mean)
+		return buf.xStart
+	}
+	for k := range x {
+		z := rng.NormFloat64()
+		x[k] = float32(float64(buf.mean[k]) + math.Exp(0.5*float64(buf.logVar[k]))*z)
+	}
+	return buf.xStart
+}
+
+// Sample is Algorithm 2: x holds x_T (fill it with [FillNormal]) for n
+// images and is overwritten with x_0. Steps run for i = T−1 down to 0;
+// progress (may be nil) is called after each with step = 1..T. The result is
+// a deterministic function of x and the rng state.
+func (d *Diffusion) Sample(m Model, x []float32, n int, rng *rand.Rand, progress func(step, total int)) {
+	d.SampleFrom(m, x, n, d.T-1, rng, progress, nil)
+}
+
+// SampleFrom runs the reverse chain from index from down to 0: x holds x_t
+// with t = from+1 (e.g. a q_sample of data, for Figs. 7–9) and is
+// overwritten with x_0. progress(step, total) counts the from+1 steps;
+// observe (may be nil) sees x_t and x̂0 at every step (Fig. 6).
+func (d *Diffusion) SampleFrom(m Model, x []float32, n, from int, rng *rand.Rand, progress func(step, total int), observe Observer) {
+	d.checkT([]int{from})
+	var buf StepBuffers
+	total := from + 1
+	for i := from; i >= 0; i-- {
+		d.sampleStep(m, x, n, i, rng, &buf, observe)
+		if progress != nil {
+			progress(from-i+1, total)
+		}
+	}
+}

@@ -1,0 +1,146 @@
+package nn
+
+import "testing"
+
+// The conv shapes of the "small" U-Net at batch 32 (conv_in, a level-0
+// ResBlock conv, a level-1/2 conv, the level-0 Downsample).
+var benchConvs = []struct {
+	name                      string
+	cin, cout, k, stride, pad int
+	h, w                      int
+	inputGrad                 bool // conv_in needs no input gradient
+}{
+	{"1to32_32x32", 1, 32, 3, 1, 1, 32, 32, false},
+	{"32to32_32x32", 32, 32, 3, 1, 1, 32, 32, true},
+	{"64to64_16x16", 64, 64, 3, 1, 1, 16, 16, true},
+	{"32to32_s2_32x32", 32, 32, 3, 2, 1, 32, 32, true},
+}
+
+const benchBatch = 32
+
+func setupConv(b *testing.B, i int) (l *Conv2d, in, out, dIn []float32, flops float64) {
+	c := benchConvs[i]
+	rng := newRNG(uint64(i))
+	l = NewConv2d(c.cin, c.cout, c.k, c.stride, c.pad)
+	bindRandom(rng, l.Params(), 0.1)
+	ho, wo := l.OutSize(c.h, c.w)
+	in = randn(rng, benchBatch*c.cin*c.h*c.w, 1)
+	out = randn(rng, benchBatch*c.cout*ho*wo, 1)
+	if c.inputGrad {
+		dIn = make([]float32, len(in))
+	}
+	flops = 2 * float64(benchBatch*c.cout*ho*wo*c.cin*c.k*c.k)
+	return
+}
+
+func BenchmarkConvForward(b *testing.B) {
+	for i, c := range benchConvs {
+		b.Run(c.name, func(b *testing.B) {
+			l, in, out, _, flops := setupConv(b, i)
+			l.Forward(out, in, benchBatch, c.h, c.w) // grow scratch
+			b.ResetTimer()
+			for b.Loop() {
+				l.Forward(out, in, benchBatch, c.h, c.w)
+			}
+			b.ReportMetric(flops*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+		})
+	}
+}
+
+func BenchmarkConvBackward(b *testing.B) {
+	for i, c := range benchConvs {
+		b.Run(c.name, func(b *testing.B) {
+			l, in, dOut, dIn, flops := setupConv(b, i)
+			if dIn != nil {
+				flops *= 2 // dW and dIn are one forward's worth each
+			}
+			l.Backward(dIn, dOut, in, benchBatch, c.h, c.w)
+			b.ResetTimer()
+			for b.Loop() {
+				l.Backward(dIn, dOut, in, benchBatch, c.h, c.w)
+			}
+			b.ReportMetric(flops*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+		})
+	}
+}
+
+// BenchmarkAttnBlock is the small U-Net's attention (64 channels at 16×16),
+// forward then backward.
+func BenchmarkAttnBlock(b *testing.B) {
+	const c, h, w = 64, 16, 16
+	rng := newRNG(9)
+	l := NewAttnBlock(c, 8, 1e-6)
+	bindRandom(rng, l.Params(), 0.1)
+	in := randn(rng, benchBatch*c*h*w, 1)
+	out, dIn := make([]float32, len(in)), make([]float32, len(in))
+	hw := h * w
+	// 4 1×1 convs + 2 attention GEMMs forward; backward is twice that.
+	flops := 3 * float64(benchBatch) * float64(4*2*c*c*hw+2*2*hw*hw*c)
+	for b.Loop() {
+		l.Forward(out, in, benchBatch, h, w)
+		l.Backward(dIn, out, in, benchBatch, h, w)
+	}
+	b.ReportMetric(flops*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+}
+
+// BenchmarkElementwise times the memory-bound layers at the size of the
+// small U-Net's level-0 activations (32×32×32×32 = 1M elements).
+func BenchmarkElementwise(b *testing.B) {
+	const c, hw = 32, 32 * 32
+	rng := newRNG(10)
+	in := randn(rng, benchBatch*c*hw, 1)
+	out, d := make([]float32, len(in)), make([]float32, len(in))
+	gn := NewGroupNorm(8, c, 1e-6)
+	bindRandom(rng, gn.Params(), 1)
+	for _, k := range []struct {
+		name string
+		fn   func()
+	}{
+		{"SiLUForward", func() { SiLUForward(out, in) }},
+		{"SiLUBackward", func() { SiLUBackward(d, out, in) }},
+		{"GroupNormForward", func() { gn.Forward(out, in, benchBatch, hw) }},
+		{"GroupNormBackward", func() { gn.Backward(d, out, in, benchBatch, hw) }},
+	} {
+		b.Run(k.name, func(b *testing.B) {
+			k.fn()
+			for b.Loop() {
+				k.fn()
+			}
+			b.ReportMetric(float64(len(in))*float64(b.N)/b.Elapsed().Seconds()/1e9, "Gelem/s")
+		})
+	}
+}
+
+// TestNoScratchAllocs checks that after the first call the layers reuse
+// their scratch: what is left per call is the closures handed to the
+// parallel pool (a few small objects), so the bytes allocated per step must
+// not grow with the tensor size.
+func TestNoScratchAllocs(t *testing.T) {
+	perStep := func(n, hw int) int64 {
+		rng := newRNG(11)
+		l := NewConv2d(8, 8, 3, 1, 1)
+		bindRandom(rng, l.Params(), 0.1)
+		a := NewAttnBlock(8, 4, 1e-6)
+		bindRandom(rng, a.Params(), 0.1)
+		in := randn(rng, n*8*hw*hw, 1)
+		out, d := make([]float32, len(in)), make([]float32, len(in))
+		step := func() {
+			l.Forward(out, in, n, hw, hw)
+			l.Backward(d, out, in, n, hw, hw)
+			a.Forward(out, in, n, hw, hw)
+			a.Backward(d, out, in, n, hw, hw)
+		}
+		step()
+		return testing.Benchmark(func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				step()
+			}
+		}).AllocedBytesPerOp()
+	}
+	small, large := perStep(4, 6), perStep(4, 12)
+	t.Logf("bytes allocated per conv+attention forward/backward: %d at 6×6, %d at 12×12", small, large)
+	if large > small+512 || small > 16<<10 {
+		t.Errorf("per-step allocations grow with the tensors (%d → %d bytes): scratch is not reused", small, large)
+	}
+}

@@ -1,0 +1,112 @@
+package nn
+
+import (
+	"fmt"
+	"testing"
+)
+
+// convRef is a direct float64 convolution (PyTorch's definition).
+func convRef(l *Conv2d, in []float32, n, h, w int) []float64 {
+	ho, wo := l.OutSize(h, w)
+	k := l.K
+	out := make([]float64, n*l.Cout*ho*wo)
+	for b := 0; b < n; b++ {
+		for co := 0; co < l.Cout; co++ {
+			for oy := 0; oy < ho; oy++ {
+				for ox := 0; ox < wo; ox++ {
+					s := float64(l.Bias.W[co])
+					for ci := 0; ci < l.Cin; ci++ {
+						for ky := 0; ky < k; ky++ {
+							for kx := 0; kx < k; kx++ {
+								iy, ix := oy*l.Stride-l.Pad+ky, ox*l.Stride-l.Pad+kx
+								if iy < 0 || iy >= h || ix < 0 || ix >= w {
+									continue
+								}
+								s += float64(l.Weight.W[((co*l.Cin+ci)*k+ky)*k+kx]) * float64(in[((b*l.Cin+ci)*h+iy)*w+ix])
+							}
+						}
+					}
+					out[((b*l.Cout+co)*ho+oy)*wo+ox] = s
+				}
+			}
+		}
+	}
+	return out
+}
+
+var convCases = []struct {
+	n, cin, cout, k, stride, pad, h, w int
+}{
+	{1, 2, 3, 3, 1, 1, 5, 7},
+	{3, 3, 4, 3, 1, 1, 4, 4},
+	{3, 3, 2, 3, 2, 1, 5, 7},
+	{2, 2, 3, 3, 2, 1, 4, 4},
+	{4, 3, 5, 1, 1, 0, 5, 7}, // pointwise: no im2col
+	{2, 2, 3, 1, 2, 0, 5, 5}, // 1×1 stride 2 goes through im2col
+	{2, 1, 2, 3, 1, 0, 6, 5}, // no padding
+	{5, 2, 2, 3, 2, 2, 3, 3}, // padding wider than the image border
+	{2, 4, 3, 3, 1, 1, 1, 1}, // 1×1 image: only the centre tap sees data
+	{2, 2, 3, 3, 1, 2, 4, 5}, // stride 1, padding K−1: transposed padding 0
+	{2, 2, 3, 1, 1, 1, 3, 3}, // 1×1 padded: backward falls back to col2im
+	{3, 3, 2, 5, 1, 2, 6, 7}, // 5×5 kernel
+}
+
+func TestConv2d(t *testing.T) {
+	for ci, tc := range convCases {
+		t.Run(fmt.Sprintf("n%d_%dto%d_k%d_s%d_p%d_%dx%d", tc.n, tc.cin, tc.cout, tc.k, tc.stride, tc.pad, tc.h, tc.w), func(t *testing.T) {
+			rng := newRNG(uint64(ci))
+			l := NewConv2d(tc.cin, tc.cout, tc.k, tc.stride, tc.pad)
+			bindRandom(rng, l.Params(), 0.5)
+			ho, wo := l.OutSize(tc.h, tc.w)
+			in := randn(rng, tc.n*tc.cin*tc.h*tc.w, 1)
+			out := make([]float32, tc.n*tc.cout*ho*wo)
+
+			l.Forward(out, in, tc.n, tc.h, tc.w)
+			if d := maxAbsDiff(out, convRef(l, in, tc.n, tc.h, tc.w)); d > 1e-4 {
+				t.Fatalf("forward differs from direct convolution by %g", d)
+			}
+
+			g := randn(rng, len(out), 1)
+			dIn := randn(rng, len(in), 1) // garbage: Backward must overwrite it
+			l.Backward(dIn, g, in, tc.n, tc.h, tc.w)
+			loss := func() float64 { l.Forward(out, in, tc.n, tc.h, tc.w); return dot(g, out) }
+			gradCheck(t, "dIn", in, dIn, loss, rng, 20, 1e-2, 1e-2)
+			for _, p := range l.Params() {
+				gradCheck(t, "d"+p.Name, p.W, p.G, loss, rng, 20, 1e-2, 1e-2)
+			}
+
+			// Parameter gradients accumulate; dIn == nil skips the input gradient.
+			w0 := append([]float32(nil), l.Weight.G...)
+			l.Backward(nil, g, in, tc.n, tc.h, tc.w)
+			for i, v := range l.Weight.G {
+				if d := v - 2*w0[i]; d > 1e-4 || d < -1e-4 {
+					t.Fatalf("weight gradient does not accumulate: %g vs 2·%g", v, w0[i])
+				}
+			}
+
+			// BackwardAccumulate adds the input gradient onto what is there.
+			acc := make([]float32, len(in))
+			for i := range acc {
+				acc[i] = 1
+			}
+			l.BackwardAccumulate(acc, g, in, tc.n, tc.h, tc.w)
+			for i := range acc {
+				if d := acc[i] - 1 - dIn[i]; d > 1e-4 || d < -1e-4 {
+					t.Fatalf("BackwardAccumulate: %g, want 1+%g", acc[i], dIn[i])
+				}
+			}
+		})
+	}
+}
+
+func TestConv2dShapes(t *testing.T) {
+	l := NewConv2d(3, 8, 3, 2, 1)
+	if ho, wo := l.OutSize(32, 31); ho != 16 || wo != 16 {
+		t.Errorf("OutSize(32,31) = %d,%d, want 16,16", ho, wo)
+	}
+	ps := l.Params()
+	if len(ps) != 2 || ps[0].Name != "weight" || ps[1].Name != "bias" ||
+		fmt.Sprint(ps[0].Shape) != "[8 3 3 3]" || fmt.Sprint(ps[1].Shape) != "[8]" {
+		t.Errorf("params: %v %v / %v %v", ps[0].Name, ps[0].Shape, ps[1].Name, ps[1].Shape)
+	}
+}

@@ -1,0 +1,98 @@
+package nn
+
+import "github.com/ddpm-go/ddpm/engine/parallel"
+
+// grow returns buf resized to n elements, reallocating only when its capacity
+// is too small, so that a layer's scratch is allocated on the first call with
+// a given size and reused afterwards. The contents are not preserved.
+func grow(buf []float32, n int) []float32 {
+	if cap(buf) < n {
+		return make([]float32, n)
+	}
+	return buf[:n]
+}
+
+// grow64 is grow for float64 scratch.
+func grow64(buf []float64, n int) []float64 {
+	if cap(buf) < n {
+		return make([]float64, n)
+	}
+	return buf[:n]
+}
+
+// elemGrain is the smallest elementwise loop worth splitting over the pool:
+// below it, waking the workers costs more than the loop.
+const elemGrain = 1 << 14
+
+// forElems runs fn over [0, n) in parallel ranges, or serially when n is
+// small.
+func forElems(n int, fn func(lo, hi int)) {
+	if n < elemGrain {
+		fn(0, n)
+		return
+	}
+	parallel.For(n, fn)
+}
+
+// fillRows sets each of the len(v) rows of y (row length hw) to the
+// constant v[row]: how a conv or linear output starts before the GEMM
+// accumulates into it, which puts the bias in without a second pass.
+func fillRows(y, v []float32, hw int) {
+	for r, b := range v {
+		row := y[r*hw : (r+1)*hw]
+		for i := range row {
+			row[i] = b
+		}
+	}
+}
+
+// addRowSums adds the sum of each row of y (row length hw) to g[row]: the
+// bias gradient. Sums are taken in float64 so that long rows do not lose
+// small contributions.
+func addRowSums(g, y []float32, hw int) {
+	for r := range g {
+		var s float64
+		for _, v := range y[r*hw : (r+1)*hw] {
+			s += float64(v)
+		}
+		g[r] += float32(s)
+	}
+}
+
+// addTo does dst[i] += src[i].
+func addTo(dst, src []float32) {
+	src = src[:len(dst)]
+	for i := range dst {
+		dst[i] += src[i]
+	}
+}
+
+// numSlots is the number of slots forSlots(n, ...) can use: the size of a
+// layer's per-slot scratch.
+func numSlots(n int) int {
+	w := parallel.Workers()
+	if n < w {
+		return 1
+	}
+	chunk := (n + w - 1) / w
+	return (n + chunk - 1) / chunk
+}
+
+// forSlots splits the batch [0, n) into contiguous ranges, one per pool
+// worker, and runs fn(slot, lo, hi) on them in parallel; slot numbers the
+// range, so a layer can give each range its own scratch and gradient
+// accumulators. The split depends only on n and the worker count, which
+// keeps results bitwise reproducible. With fewer images than workers (or
+// when the pool is already busy) everything runs in the caller as slot 0, so
+// that the GEMMs inside can use the pool themselves.
+func forSlots(n int, fn func(slot, lo, hi int)) {
+	w := parallel.Workers()
+	if n < w || parallel.Serial() {
+		fn(0, 0, n)
+		return
+	}
+	chunk := (n + w - 1) / w
+	parallel.ForChunk(n, chunk, func(lo, hi int) {
+		fn(lo/chunk, lo, hi)
+	})
+}

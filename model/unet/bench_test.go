@@ -1,0 +1,80 @@
+package unet
+
+import (
+	"math/rand/v2"
+	"testing"
+
+	"github.com/ddpm-go/ddpm/engine/nn"
+	"github.com/ddpm-go/ddpm/engine/optim"
+)
+
+// benchSetup builds an initialised model and a random batch, the same
+// workload as the reference script's train/sample timings.
+func benchSetup(b *testing.B, name string, n int) (*UNet, []float32, []float32, []int, *rand.Rand) {
+	cfg, err := ConfigByName(name)
+	if err != nil {
+		b.Fatal(err)
+	}
+	u, err := New(cfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	u.Init(rng)
+	sz := n * cfg.InCh * cfg.Res * cfg.Res
+	x, eps := make([]float32, sz), make([]float32, sz)
+	for i := range x {
+		x[i] = float32(rng.NormFloat64())
+		eps[i] = float32(rng.NormFloat64())
+	}
+	t := make([]int, n)
+	for i := range t {
+		t[i] = rng.IntN(1000)
+	}
+	return u, x, eps, t, rng
+}
+
+func report(b *testing.B, flopsPerStep float64) {
+	sec := b.Elapsed().Seconds() / float64(b.N)
+	b.ReportMetric(sec*1e3, "ms/step")
+	b.ReportMetric(flopsPerStep/sec/1e9, "GFLOP/s")
+}
+
+// BenchmarkTrainStepSmall: forward + MSE + backward + Adam on the small
+// config at batch 32 (the reference's --config small --mode train). FLOPs
+// are counted as 3× the forward, as the reference does.
+func BenchmarkTrainStepSmall(b *testing.B) {
+	const n = 32
+	u, x, eps, t, rng := benchSetup(b, "small", n)
+	out, dOut := make([]float32, len(x)), make([]float32, len(x))
+	opt := optim.NewAdam(u.NumParams(), 2e-4)
+	step := func() {
+		u.Forward(out, x, t, n, true, rng)
+		nn.MSELoss(dOut, out, eps)
+		u.ZeroGrads()
+		u.Backward(dOut, nil)
+		opt.Step(u.Weights(), u.Grads())
+	}
+	step() // size the buffers outside the timing
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		step()
+	}
+	report(b, 3*ForwardFLOPs(u.Config())*n)
+}
+
+// BenchmarkSampleStepSmall: one forward pass at batch 32 in eval mode (the
+// network part of a DDPM sampling step).
+func BenchmarkSampleStepSmall(b *testing.B) {
+	const n = 32
+	u, x, _, t, _ := benchSetup(b, "small", n)
+	out := make([]float32, len(x))
+	u.Forward(out, x, t, n, false, nil)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		u.Forward(out, x, t, n, false, nil)
+	}
+	report(b, ForwardFLOPs(u.Config())*n)
+}
