@@ -1,17 +1,14 @@
 package main
 
 import (
-	"flag"
 	"fmt"
 	"math/rand/v2"
 	"os"
 	"time"
 
-	"github.com/ddpm-go/ddpm/checkpoint"
 	"github.com/ddpm-go/ddpm/diffusion"
 	"github.com/ddpm-go/ddpm/imgio"
 	"github.com/ddpm-go/ddpm/internal/progress"
-	"github.com/ddpm-go/ddpm/model/unet"
 )
 
 func init() {
@@ -43,7 +40,7 @@ func runSample(args []string) error {
 	if *cols < 0 {
 		return usageErr("--cols must be ≥ 0")
 	}
-	m, d, err := loadForSampling(*modelPath, *raw, fs, dc)
+	m, d, err := loadModel(*modelPath, *raw, fs, dc)
 	if err != nil {
 		return err
 	}
@@ -73,35 +70,3 @@ func runSample(args []string) error {
 	return nil
 }
 
-// loadForSampling loads the model and its diffusion process; the sampling
-// flags the user set (--var, --clip) override the checkpoint's.
-func loadForSampling(path string, raw bool, fs interface{ Visit(func(*flag.Flag)) }, over diffusion.Config) (*unet.UNet, *diffusion.Diffusion, error) {
-	return loadModel(path, raw, fs, over)
-}
-
-// loadModel is shared by every command that reads a trained model.
-func loadModel(path string, raw bool, fs interface{ Visit(func(*flag.Flag)) }, over diffusion.Config) (*unet.UNet, *diffusion.Diffusion, error) {
-	if _, err := os.Stat(path); err != nil {
-		return nil, nil, fmt.Errorf("model %s: %w", path, err)
-	}
-	m, dc, err := checkpoint.LoadModel(path, raw, nil)
-	if err != nil {
-		return nil, nil, err
-	}
-	fs.Visit(func(f *flag.Flag) {
-		switch f.Name {
-		case "var":
-			dc.Var = over.Var
-		case "clip":
-			dc.Clip = over.Clip
-		}
-	})
-	d, err := diffusion.New(dc)
-	if err != nil {
-		return nil, nil, usageErr("%v", err)
-	}
-	if want, have := d.OutChannels(m.Config().InCh), m.Config().OutCh; want != have {
-		return nil, nil, usageErr("--var %s needs a network with %d output channels, this one has %d (trained with another variance choice)", dc.Var, want, have)
-	}
-	return m, d, nil
-}
