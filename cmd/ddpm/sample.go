@@ -69,4 +69,3 @@ func runSample(args []string) error {
 	fmt.Fprintf(os.Stderr, "wrote %s (%d samples, %d steps, %s)\n", *out, *n, d.T, time.Since(start).Round(time.Millisecond))
 	return nil
 }
-
