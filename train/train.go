@@ -14,6 +14,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -24,6 +25,7 @@ import (
 	"github.com/ddpm-go/ddpm/diffusion"
 	"github.com/ddpm-go/ddpm/engine/optim"
 	"github.com/ddpm-go/ddpm/model/unet"
+	"github.com/ddpm-go/ddpm/weights"
 )
 
 // Options are the run's training settings; they are stored in the
@@ -86,8 +88,18 @@ type Trainer struct {
 	Data  *data.Dataset
 	Step  int // optimizer steps taken so far
 
+	// Saved is the step of the newest checkpoint on disk (−1: none yet).
+	Saved int
+	// Skipped counts the steps skipped as non-finite (Opt.SkipNaN).
+	Skipped int
+	// OnSkip, if set, is told about each skipped step.
+	OnSkip func(step int, loss, gradNorm float64)
+
 	pcg *rand.PCG
 	rng *rand.Rand
+
+	cleaned         bool // stale temporary files removed
+	setAsideCurrent bool // the newest checkpoint is damaged (Saved.Fallback)
 
 	// Step buffers, allocated once.
 	idx                    []int
@@ -129,7 +141,7 @@ func build(opt Options, ucfg unet.Config, dcfg diffusion.Config, ds *data.Datase
 	pcg := rand.NewPCG(opt.Seed, 0x7472616e)
 	B, D := opt.Batch, ucfg.InCh*ucfg.Res*ucfg.Res
 	return &Trainer{
-		Opt: opt, UCfg: m.Config(), DCfg: dcfg, Model: m, Diff: d, Data: ds,
+		Opt: opt, UCfg: m.Config(), DCfg: dcfg, Model: m, Diff: d, Data: ds, Saved: -1,
 		pcg: pcg, rng: rand.New(pcg),
 		idx: make([]int, B), t: make([]int, B),
 		x0: make([]float32, B*D), xt: make([]float32, B*D), eps: make([]float32, B*D),
@@ -137,10 +149,56 @@ func build(opt Options, ucfg unet.Config, dcfg diffusion.Config, ds *data.Datase
 	}, nil
 }
 
-// Resume restores a run from its checkpoint. steps, when positive, replaces
-// the run's total step count (to extend a finished run).
-func Resume(path string, ds *data.Dataset, steps int) (*Trainer, error) {
-	c, _, err := checkpoint.Load(checkpoint.Path(path))
+// Saved is a run's checkpoint as found on disk, read before its data set is
+// loaded so that the data can be loaded for the model the run was built
+// with (its image size and channels) rather than for whatever a config name
+// means today.
+type Saved struct {
+	Opt        Options
+	Checkpoint *checkpoint.Checkpoint
+	Path       string // the file it was read from
+	// Fallback, when not nil, says why the newest checkpoint could not be
+	// used; Path is then the previous generation. The caller should show
+	// it as a warning: the run loses the steps since that checkpoint.
+	Fallback error
+}
+
+// Open reads the newest readable checkpoint of the run in dir (or the file
+// dir names): checkpoint.safetensors, or if that is missing, truncated or
+// fails its checksum, the previous generation checkpoint.prev.safetensors.
+// When neither is usable the error describes both.
+func Open(dir string) (*Saved, error) {
+	cur := checkpoint.Path(dir)
+	if st, err := os.Stat(dir); err != nil {
+		return nil, fmt.Errorf("no run to resume at %s: %w", dir, pathErr(err))
+	} else if !st.IsDir() {
+		// An explicit file: no generations to choose from.
+		s, err := open(cur)
+		return s, err
+	}
+	prev := checkpoint.PrevPath(cur)
+	s, err := open(cur)
+	if err == nil {
+		return s, nil
+	}
+	_, curStat := os.Stat(cur)
+	_, prevStat := os.Stat(prev)
+	if errors.Is(curStat, fs.ErrNotExist) && errors.Is(prevStat, fs.ErrNotExist) {
+		return nil, fmt.Errorf("%s holds no checkpoint to resume (%s not found)", dir, checkpoint.FileName)
+	}
+	if prevStat != nil {
+		return nil, err
+	}
+	s, perr := open(prev)
+	if perr != nil {
+		return nil, fmt.Errorf("no usable checkpoint in %s: newest: %v; previous: %v", dir, err, perr)
+	}
+	s.Fallback = err
+	return s, nil
+}
+
+func open(path string) (*Saved, error) {
+	c, _, err := checkpoint.Load(path)
 	if err != nil {
 		return nil, err
 	}
@@ -148,6 +206,25 @@ func Resume(path string, ds *data.Dataset, steps int) (*Trainer, error) {
 	if err := json.Unmarshal(c.Train, &opt); err != nil {
 		return nil, fmt.Errorf("checkpoint %s: training options: %w", path, err)
 	}
+	if err := opt.Validate(); err != nil {
+		return nil, fmt.Errorf("checkpoint %s: training options: %w", path, err)
+	}
+	return &Saved{Opt: opt, Checkpoint: c, Path: path}, nil
+}
+
+// pathErr drops the operation and path that *fs.PathError repeats.
+func pathErr(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
+}
+
+// Resume rebuilds the run from s on the data set ds. steps, when positive,
+// replaces the run's total step count (to extend a finished run).
+func (s *Saved) Resume(ds *data.Dataset, steps int) (*Trainer, error) {
+	c, opt := s.Checkpoint, s.Opt
 	if steps > 0 {
 		opt.Steps = steps
 	}
@@ -155,8 +232,11 @@ func Resume(path string, ds *data.Dataset, steps int) (*Trainer, error) {
 	if err != nil {
 		return nil, err
 	}
+	if tr.Model.NumParams() != len(c.Model) {
+		return nil, fmt.Errorf("checkpoint %s: %d weights, the model needs %d", s.Path, len(c.Model), tr.Model.NumParams())
+	}
 	if err := tr.pcg.UnmarshalBinary(c.RNG); err != nil {
-		return nil, fmt.Errorf("checkpoint %s: random state: %w", path, err)
+		return nil, fmt.Errorf("checkpoint %s: random state: %w", s.Path, err)
 	}
 	copy(tr.Model.Weights(), c.Model)
 	tr.Adam = optim.NewAdam(tr.Model.NumParams(), opt.LR)
@@ -165,25 +245,47 @@ func Resume(path string, ds *data.Dataset, steps int) (*Trainer, error) {
 	tr.Adam.StepCount = c.AdamStep
 	tr.EMA = optim.NewEMA(c.EMA, opt.EMADecay)
 	tr.Step = c.Step
+	tr.Saved = c.Step
+	// The newest file is damaged: the first save must not rotate it into
+	// the previous generation's place, which holds the checkpoint this run
+	// continues from.
+	tr.setAsideCurrent = s.Fallback != nil
 	return tr, nil
 }
 
-// DataSpec is the data set the options name, for reloading on resume.
+// Resume restores a run from its checkpoint (see Open for which file is
+// used). steps, when positive, replaces the run's total step count (to
+// extend a finished run).
+func Resume(path string, ds *data.Dataset, steps int) (*Trainer, error) {
+	s, err := Open(path)
+	if err != nil {
+		return nil, err
+	}
+	return s.Resume(ds, steps)
+}
+
+// DataSpec is the options of the run at path, for reloading its data set
+// on resume.
 func DataSpec(path string) (Options, error) {
-	c, _, err := checkpoint.Load(checkpoint.Path(path))
+	s, err := Open(path)
 	if err != nil {
 		return Options{}, err
 	}
-	var opt Options
-	if err := json.Unmarshal(c.Train, &opt); err != nil {
-		return Options{}, fmt.Errorf("checkpoint %s: training options: %w", path, err)
-	}
-	return opt, nil
+	return s.Opt, nil
 }
+
+// faultHook, set only by tests, may overwrite the loss (grads == nil) or
+// the gradient (loss == nil) of the step being taken, to exercise the
+// non-finite paths with a fault at a chosen step.
+var faultHook func(step int, loss *float64, grads []float32)
 
 // TrainStep takes one optimizer step (Algorithm 1) and returns the loss
 // and the gradient norm before clipping. A non-finite loss or gradient
-// returns ErrNonFinite without touching the weights, Adam or the EMA.
+// returns ErrNonFinite without touching the weights, Adam or the EMA (the
+// step still counts and its random draws are used, so a run that skips it
+// stays reproducible). Weights that become non-finite in the update (a
+// learning rate so large that it overflows float32) return ErrDiverged
+// before the EMA sees them.
 func (tr *Trainer) TrainStep() (loss, gradNorm float64, err error) {
 	B, res := tr.Opt.Batch, tr.UCfg.Res
 	for i := range tr.idx {
@@ -200,12 +302,18 @@ func (tr *Trainer) TrainStep() (loss, gradNorm float64, err error) {
 	tr.Model.Forward(tr.out, tr.xt, tr.t, B, true, tr.rng)
 	loss, _ = tr.Diff.TrainingLoss(tr.out, tr.x0, tr.xt, tr.eps, tr.t, tr.dOut)
 	tr.Step++
+	if faultHook != nil {
+		faultHook(tr.Step, &loss, nil)
+	}
 	if math.IsNaN(loss) || math.IsInf(loss, 0) {
 		return loss, math.NaN(), ErrNonFinite
 	}
 	g := tr.Model.Grads()
 	clear(g)
 	tr.Model.Backward(tr.dOut, nil)
+	if faultHook != nil {
+		faultHook(tr.Step, nil, g)
+	}
 	gradNorm = optim.GradNorm(g)
 	if math.IsNaN(gradNorm) || math.IsInf(gradNorm, 0) {
 		return loss, gradNorm, ErrNonFinite
@@ -218,8 +326,28 @@ func (tr *Trainer) TrainStep() (loss, gradNorm float64, err error) {
 	}
 	tr.Adam.LR = optim.WarmupLR(tr.Opt.LR, tr.Step, tr.Opt.Warmup)
 	tr.Adam.Step(tr.Model.Weights(), g)
+	if !finite(tr.Model.Weights()) {
+		return loss, gradNorm, ErrDiverged
+	}
+	tr.EMA.Decay = EMADecayAt(tr.Opt.EMADecay, tr.Step)
 	tr.EMA.Update(tr.Model.Weights())
 	return loss, gradNorm, nil
+}
+
+// ErrDiverged reports weights that became NaN or Inf in an update. Unlike
+// ErrNonFinite it cannot be skipped: the weights and Adam's moments are
+// already lost, so the run must go back to its last checkpoint.
+var ErrDiverged = errors.New("the weights became non-finite in the update (learning rate too large?)")
+
+// finite reports whether every value of w is finite. x−x is 0 for a
+// finite x and NaN for ±Inf and NaN, so the sum of those differences is 0
+// exactly when all are finite: one branch-free pass.
+func finite(w []float32) bool {
+	var s float32
+	for _, x := range w {
+		s += x - x
+	}
+	return s == 0
 }
 
 // Checkpoint captures the run's state.
@@ -238,39 +366,92 @@ func (tr *Trainer) Checkpoint() (*checkpoint.Checkpoint, error) {
 	}, nil
 }
 
-// Save writes the run's checkpoint into dir atomically.
+// CorruptSuffix is appended to the name of a damaged newest checkpoint
+// when a resumed run saves for the first time (see Saved.Fallback): the
+// file is kept for inspection, out of the way of the two generations.
+const CorruptSuffix = ".corrupt"
+
+// Save writes the run's checkpoint into dir atomically, keeping the
+// previous one as checkpoint.prev.safetensors. It refuses to write
+// non-finite weights or EMA, so a checkpoint on disk is always one that
+// can be sampled from and resumed.
 func (tr *Trainer) Save(dir string) error {
+	if !finite(tr.Model.Weights()) || !finite(tr.EMA.W) || !finite(tr.Adam.M) || !finite(tr.Adam.V) {
+		return fmt.Errorf("step %d: not saving a checkpoint: %w", tr.Step, ErrDiverged)
+	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("create run directory: %w", err)
+	}
+	path := filepath.Join(dir, checkpoint.FileName)
+	if !tr.cleaned {
+		// Temporary files of a writer that was killed; this process is
+		// the run's only writer (one process per run directory).
+		weights.RemoveTemps(path)
+		weights.RemoveTemps(checkpoint.PrevPath(path))
+		tr.cleaned = true
+	}
+	if tr.setAsideCurrent {
+		if err := os.Rename(path, path+CorruptSuffix); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("set the damaged checkpoint aside: %w", err)
+		}
+		tr.setAsideCurrent = false
 	}
 	c, err := tr.Checkpoint()
 	if err != nil {
 		return err
 	}
-	return checkpoint.Save(filepath.Join(dir, checkpoint.FileName), c, tr.Model.Params())
+	if err := checkpoint.Save(path, c, tr.Model.Params()); err != nil {
+		return fmt.Errorf("step %d: %w", tr.Step, err)
+	}
+	tr.Saved = tr.Step
+	return nil
 }
 
 // Progress receives the state after each step.
 type Progress func(step int, loss, gradNorm float64)
 
+// MaxConsecutiveSkips is how many non-finite steps in a row --skip-nan
+// tolerates. An isolated NaN (an unlucky batch and timestep) is worth
+// skipping; a run of them means the weights themselves are broken and
+// skipping would only spin through the remaining steps.
+const MaxConsecutiveSkips = 20
+
 // Run trains until Opt.Steps, checkpointing into dir every CkptEvery steps,
 // at the end, and when ctx is cancelled (SIGINT/SIGTERM), then returns
 // ctx's error in that case.
+//
+// A non-finite loss or gradient stops the run with an error naming the
+// step, without saving: the checkpoints on disk are the last good ones.
+// With Opt.SkipNaN such a step is skipped instead (reported through
+// OnSkip), up to MaxConsecutiveSkips in a row. ErrDiverged always stops.
 func (tr *Trainer) Run(ctx context.Context, dir string, progress Progress) error {
+	skips := 0
 	for tr.Step < tr.Opt.Steps {
 		if ctx.Err() != nil {
-			if err := tr.Save(dir); err != nil {
+			if err := tr.saveIfChanged(dir); err != nil {
 				return err
 			}
 			return ctx.Err()
 		}
 		loss, gn, err := tr.TrainStep()
-		if errors.Is(err, ErrNonFinite) {
-			if tr.Opt.SkipNaN {
-				continue
+		switch {
+		case errors.Is(err, ErrNonFinite) && tr.Opt.SkipNaN && skips < MaxConsecutiveSkips-1:
+			skips++
+			tr.Skipped++
+			if tr.OnSkip != nil {
+				tr.OnSkip(tr.Step, loss, gn)
 			}
-			return fmt.Errorf("step %d: %w (loss %g, grad norm %g); the last good checkpoint is kept", tr.Step, err, loss, gn)
+			continue
+		case errors.Is(err, ErrNonFinite) && tr.Opt.SkipNaN:
+			return fmt.Errorf("step %d: %w (loss %g, grad norm %g), %d steps in a row; stopped: %s", tr.Step, err, loss, gn, MaxConsecutiveSkips, tr.kept(dir))
+		case err != nil:
+			hint := ""
+			if errors.Is(err, ErrNonFinite) {
+				hint = " (--skip-nan skips such steps)"
+			}
+			return fmt.Errorf("step %d: %w (loss %g, grad norm %g); stopped: %s%s", tr.Step, err, loss, gn, tr.kept(dir), hint)
 		}
+		skips = 0
 		if progress != nil {
 			progress(tr.Step, loss, gn)
 		}
@@ -280,5 +461,34 @@ func (tr *Trainer) Run(ctx context.Context, dir string, progress Progress) error
 			}
 		}
 	}
+	return tr.saveIfChanged(dir)
+}
+
+// saveIfChanged saves unless the newest checkpoint already holds this
+// step (a finished run resumed without new steps, an interrupt right after
+// a checkpoint): rewriting it would only push the previous generation out.
+func (tr *Trainer) saveIfChanged(dir string) error {
+	if tr.Step == tr.Saved && !tr.setAsideCurrent {
+		return nil
+	}
 	return tr.Save(dir)
+}
+
+// kept describes what a stopped run leaves on disk.
+func (tr *Trainer) kept(dir string) string {
+	if tr.Saved < 0 {
+		return "no checkpoint was written"
+	}
+	return fmt.Sprintf("the last good checkpoint (step %d) is kept in %s", tr.Saved, dir)
+}
+
+// EMADecayAt is the EMA decay used after step updates: the configured decay,
+// warmed up as min(decay, (1+step)/(10+step)) like TensorFlow's
+// ExponentialMovingAverage with num_updates and lucidrains' EMA. Without the
+// warm-up a short run keeps decay^steps of the random initialisation in the
+// EMA weights (5 % after 3000 steps at 0.999); with it the average starts
+// from the early weights and only lengthens its window as training goes on.
+// It depends on the step alone, so resumed runs stay bit-identical.
+func EMADecayAt(decay float64, step int) float64 {
+	return min(decay, float64(1+step)/float64(10+step))
 }

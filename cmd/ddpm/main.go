@@ -7,6 +7,20 @@
 //
 // Every subcommand takes --help. Errors are one line on stderr and a non-zero
 // exit status; nothing panics on bad input.
+//
+// Exit status:
+//
+//	0  success, including a training run stopped by SIGINT or SIGTERM after
+//	   it wrote its checkpoint (continue it with --resume)
+//	1  an error: bad data, an unreadable or corrupt checkpoint, a failed
+//	   write, a non-finite loss, …
+//	2  a usage error: unknown command or flag, a value out of range
+//	3  an internal error: a bug (a panic caught by main); set GOTRACEBACK
+//	   to also get its stack trace
+//
+// A second SIGINT or SIGTERM while the first is being handled ends the
+// process at once, by the signal; checkpoint writes are atomic, so that
+// loses nothing but the checkpoint being written.
 package main
 
 import (
@@ -15,6 +29,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/debug"
 	"sort"
 	"strings"
 )
@@ -68,7 +83,28 @@ func run(args []string) int {
 		fmt.Fprintf(os.Stderr, "ddpm: unknown command %q (commands: %s)\n", name, strings.Join(commandNames(), ", "))
 		return 2
 	}
-	err := cmd.run(args[1:])
+	return runCommand(name, cmd, args[1:])
+}
+
+// exitInternal is the status of a caught panic.
+const exitInternal = 3
+
+// runCommand runs cmd and maps its result to an exit status. A panic is a
+// bug, not a user error: it is caught here and reported as one line with
+// status 3 instead of a stack trace a user cannot act on. Every known bad
+// input has its own error message; this is only the net under the rest.
+// Panics in goroutines other than the command's own cannot be caught here.
+func runCommand(name string, cmd command, args []string) (code int) {
+	defer func() {
+		if r := recover(); r != nil {
+			fmt.Fprintf(os.Stderr, "ddpm %s: internal error: %s (this is a bug; please report it with the command line)\n", name, oneLine(fmt.Sprint(r)))
+			if tb := os.Getenv("GOTRACEBACK"); tb != "" && tb != "none" && tb != "0" {
+				os.Stderr.Write(debug.Stack())
+			}
+			code = exitInternal
+		}
+	}()
+	err := cmd.run(args)
 	switch {
 	case err == nil:
 		return 0
@@ -115,8 +151,7 @@ func newFlags(name, synopsis string) *flag.FlagSet {
 func parseFlags(fs *flag.FlagSet, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			fs.Usage()
-			return err
+			return err // Parse has already called fs.Usage
 		}
 		return fmt.Errorf("%w: %v (see 'ddpm %s --help')", errUsage, err, fs.Name())
 	}

@@ -1,7 +1,9 @@
 package main
 
 import (
+	"flag"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"os"
 	"time"
@@ -12,11 +14,107 @@ import (
 )
 
 func init() {
-	register("sample", "draw images from a model (Algorithm 2) into a PNG grid", runSample)
+	register("sample", "draw images from a model (Algorithm 2, DDIM, respaced or Langevin) into a PNG grid", runSample)
+}
+
+// Samplers `ddpm sample --sampler` knows.
+const samplerNames = "ancestral, ddim, respaced, langevin"
+
+// samplerFlags are the reverse-process choices of `ddpm sample`.
+type samplerFlags struct {
+	name   string
+	steps  int
+	eta    float64
+	lSteps int
+	lScale float64
+}
+
+func addSamplerFlags(fs *flag.FlagSet) *samplerFlags {
+	s := &samplerFlags{}
+	def := diffusion.DefaultLangevin()
+	fs.StringVar(&s.name, "sampler", "ancestral", "sampler: ancestral (Algorithm 2, T steps), ddim (Song et al.), respaced (improved-diffusion's K-step schedule), langevin (annealed Langevin dynamics with the model's score)")
+	fs.IntVar(&s.steps, "steps", 0, "ddim, respaced: timesteps visited (default 50); langevin: noise levels (default 100); spread evenly over T")
+	fs.Float64Var(&s.eta, "eta", 0, "ddim: η, 0 deterministic, 1 the DDPM posterior variance")
+	fs.IntVar(&s.lSteps, "langevin-steps", def.Steps, "langevin: updates per noise level")
+	fs.Float64Var(&s.lScale, "langevin-step", def.StepScale, "langevin: step α_i = r·σ_i² at a level of noise variance σ_i² (NCSN's ε = r·σ_L²), 0 < r < 4")
+	return s
+}
+
+// sampleFunc turns x_T (n images in x) into samples, calling tick after each
+// network evaluation.
+type sampleFunc func(m diffusion.Model, x []float32, n int, rng *rand.Rand, tick func()) error
+
+// build checks the flags against the process d and returns the sampler, the
+// network evaluations per image and a description for the log line.
+func (s *samplerFlags) build(fs *flag.FlagSet, d *diffusion.Diffusion) (sampleFunc, int, string, error) {
+	for _, only := range []struct{ flag, samplers string }{
+		{"eta", "ddim"}, {"langevin-steps", "langevin"}, {"langevin-step", "langevin"},
+	} {
+		if flagSet(fs, only.flag) && s.name != only.samplers {
+			return nil, 0, "", usageErr("--%s applies to --sampler %s only", only.flag, only.samplers)
+		}
+	}
+	if flagSet(fs, "steps") && s.name == "ancestral" {
+		return nil, 0, "", usageErr("--steps applies to ddim, respaced and langevin; ancestral sampling takes all T = %d steps", d.T)
+	}
+	steps := s.steps
+	if !flagSet(fs, "steps") {
+		steps = min(50, d.T)
+		if s.name == "langevin" {
+			steps = min(diffusion.DefaultLangevin().Levels, d.T)
+		}
+	}
+	switch s.name {
+	case "ancestral":
+		return func(m diffusion.Model, x []float32, n int, rng *rand.Rand, tick func()) error {
+			d.Sample(m, x, n, rng, func(int, int) { tick() })
+			return nil
+		}, d.T, fmt.Sprintf("ancestral, %d steps", d.T), nil
+	case "ddim":
+		if steps < 1 || steps > d.T {
+			return nil, 0, "", usageErr("--steps %d out of range 1..%d (T)", steps, d.T)
+		}
+		if !(s.eta >= 0) || math.IsInf(s.eta, 0) {
+			return nil, 0, "", usageErr("--eta must be ≥ 0, got %g", s.eta)
+		}
+		keep, err := diffusion.SpacedIndices(d.T, steps)
+		if err != nil {
+			return nil, 0, "", usageErr("%v", err)
+		}
+		return func(m diffusion.Model, x []float32, n int, rng *rand.Rand, tick func()) error {
+			return d.SampleDDIM(m, x, n, keep, s.eta, rng, func(int, int) { tick() }, nil)
+		}, steps, fmt.Sprintf("ddim, %d steps, η = %g", steps, s.eta), nil
+	case "respaced":
+		if steps < 2 || steps > d.T {
+			return nil, 0, "", usageErr("--steps %d out of range 2..%d (T)", steps, d.T)
+		}
+		keep, err := diffusion.SpacedIndices(d.T, steps)
+		if err != nil {
+			return nil, 0, "", usageErr("%v", err)
+		}
+		r, err := d.Respace(keep)
+		if err != nil {
+			return nil, 0, "", err
+		}
+		return func(m diffusion.Model, x []float32, n int, rng *rand.Rand, tick func()) error {
+			r.Sample(r.Model(m), x, n, rng, func(int, int) { tick() })
+			return nil
+		}, steps, fmt.Sprintf("respaced, %d steps, %s variance", steps, d.Var), nil
+	case "langevin":
+		c := diffusion.Langevin{Levels: steps, Steps: s.lSteps, StepScale: s.lScale}
+		if err := c.Validate(d.T); err != nil {
+			return nil, 0, "", usageErr("%v", err)
+		}
+		return func(m diffusion.Model, x []float32, n int, rng *rand.Rand, tick func()) error {
+				return d.SampleLangevin(m, x, n, c, rng, func(int, int) { tick() }, nil)
+			}, c.Evaluations(d.T),
+			fmt.Sprintf("langevin, %d levels × %d steps, r = %g", steps, c.Steps, c.StepScale), nil
+	}
+	return nil, 0, "", usageErr("unknown --sampler %q (have %s)", s.name, samplerNames)
 }
 
 func runSample(args []string) error {
-	fs := newFlags("sample", "--model DIR|FILE [--n 64] [--out samples.png] [flags]")
+	fs := newFlags("sample", "--model DIR|FILE [--n 64] [--out samples.png] [--sampler ancestral|ddim|respaced|langevin] [flags]")
 	modelPath := fs.String("model", "", "run directory or checkpoint/weights file (required)")
 	n := fs.Int("n", 64, "number of images")
 	batch := fs.Int("batch", 64, "images denoised together")
@@ -26,6 +124,7 @@ func runSample(args []string) error {
 	seed := fs.Uint64("seed", 0, "random seed")
 	raw := fs.Bool("raw", false, "use the raw weights instead of the EMA weights")
 	quiet := fs.Bool("quiet", false, "no progress bar")
+	sf := addSamplerFlags(fs)
 	var dc diffusion.Config
 	diffusionFlags(fs, &dc, false)
 	if err := parseFlags(fs, args); err != nil {
@@ -44,18 +143,24 @@ func runSample(args []string) error {
 	if err != nil {
 		return err
 	}
+	sample, evals, desc, err := sf.build(fs, d)
+	if err != nil {
+		return err
+	}
 	cfg := m.Config()
 	D := cfg.InCh * cfg.Res * cfg.Res
 	all := make([]float32, *n*D)
 	rng := rand.New(rand.NewPCG(*seed, 0x73616d70))
 	chunks := (*n + *batch - 1) / *batch
-	bar := progress.New(chunks*d.T, fmt.Sprintf("sampling %d images", *n), "step", *quiet)
+	bar := progress.New(chunks*evals, fmt.Sprintf("sampling %d images (%s)", *n, desc), "eval", *quiet)
 	start := time.Now()
 	for c := 0; c < chunks; c++ {
 		lo, hi := c**batch, min((c+1)**batch, *n)
 		x := all[lo*D : hi*D]
 		diffusion.FillNormal(x, rng)
-		d.Sample(m, x, hi-lo, rng, func(step, total int) { bar.Add(1) })
+		if err := sample(m, x, hi-lo, rng, func() { bar.Add(1) }); err != nil {
+			return err
+		}
 	}
 	bar.Finish()
 	if err := imgio.SaveGrid(*out, all, *n, cfg.InCh, cfg.Res, cfg.Res, *cols); err != nil {
@@ -66,6 +171,7 @@ func runSample(args []string) error {
 			return err
 		}
 	}
-	fmt.Fprintf(os.Stderr, "wrote %s (%d samples, %d steps, %s)\n", *out, *n, d.T, time.Since(start).Round(time.Millisecond))
+	fmt.Fprintf(os.Stderr, "wrote %s (%d samples, %s: %d network evaluations each, %s)\n",
+		*out, *n, desc, evals, time.Since(start).Round(time.Millisecond))
 	return nil
 }

@@ -5,6 +5,7 @@ import (
 
 	"github.com/ddpm-go/ddpm/engine/gemm"
 	"github.com/ddpm-go/ddpm/engine/parallel"
+	"github.com/ddpm-go/ddpm/engine/vec"
 )
 
 // AttnBlock is the DDPM U-Net's self-attention block (the reference's
@@ -128,24 +129,12 @@ func (l *AttnBlock) Backward(dIn, dOut, in []float32, n, h, w int) {
 }
 
 // softmaxRows replaces each row (length m) of s by its softmax, shifted by
-// the row maximum so that expf never overflows.
+// the row maximum so that the exponential never overflows.
 func softmaxRows(s []float32, m int) {
 	for r := 0; r < len(s)/m; r++ {
 		row := s[r*m : (r+1)*m]
-		mx := row[0]
-		for _, v := range row[1:] {
-			mx = max(mx, v)
-		}
-		var sum float64
-		for i, v := range row {
-			e := expf(v - mx)
-			row[i] = e
-			sum += float64(e)
-		}
-		inv := float32(1 / sum)
-		for i := range row {
-			row[i] *= inv
-		}
+		sum := vec.ExpShiftSum(row, row, vec.Max(row))
+		vec.Affine(row, row, float32(1/sum), 0)
 	}
 }
 
@@ -154,13 +143,6 @@ func softmaxRows(s []float32, m int) {
 func softmaxBackwardRows(dp, p []float32, m int) {
 	for r := 0; r < len(p)/m; r++ {
 		d, pr := dp[r*m:(r+1)*m], p[r*m:(r+1)*m]
-		var dot float64
-		for i, v := range pr {
-			dot += float64(d[i] * v)
-		}
-		dt := float32(dot)
-		for i, v := range pr {
-			d[i] = v * (d[i] - dt)
-		}
+		vec.MulSub(d, pr, float32(vec.Dot(d, pr)))
 	}
 }

@@ -3,7 +3,8 @@ package nn
 import "testing"
 
 // The conv shapes of the "small" U-Net at batch 32 (conv_in, a level-0
-// ResBlock conv, a level-1/2 conv, the level-0 Downsample).
+// ResBlock conv, a level-1/2 conv, the level-0 Downsample), and one of the
+// cifar config's.
 var benchConvs = []struct {
 	name                      string
 	cin, cout, k, stride, pad int
@@ -14,6 +15,7 @@ var benchConvs = []struct {
 	{"32to32_32x32", 32, 32, 3, 1, 1, 32, 32, true},
 	{"64to64_16x16", 64, 64, 3, 1, 1, 16, 16, true},
 	{"32to32_s2_32x32", 32, 32, 3, 2, 1, 32, 32, true},
+	{"128to128_32x32", 128, 128, 3, 1, 1, 32, 32, true}, // the cifar config's level 0
 }
 
 const benchBatch = 32

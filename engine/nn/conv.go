@@ -8,7 +8,11 @@ import "github.com/ddpm-go/ddpm/engine/gemm"
 //	out[Cout, Ho·Wo] = W[Cout, Cin·K·K] · col[Cin·K·K, Ho·Wo] + bias
 //
 // where col is the im2col unrolling of the image (a 1×1 stride-1 conv
-// without padding uses the image itself, which already is [Cin, H·W]).
+// without padding uses the image itself, which already is [Cin, H·W]). A
+// stride-1 "same" conv with enough channels lowers only along x and runs
+// one GEMM per kernel row instead (see lowerRows), writing K times less.
+// The lowering is done a block of output rows at a time (about blockPixels
+// pixels), each block followed by its GEMMs.
 //
 // The batch is split into one contiguous range per pool worker ("slot"); a
 // slot owns its im2col scratch and, in Backward, private weight/bias
@@ -23,6 +27,8 @@ type Conv2d struct {
 
 	slots   []convSlot
 	flipped []float32 // [Cin, Cout, K, K]: W transposed and rotated 180°, for Backward
+	rowW    []float32 // [K, Cout, Cin, K]: W split by kernel row, for forwardRowTaps
+	rowF    []float32 // [K, Cin, Cout, K]: flipped split by kernel row (instead of flipped)
 }
 
 // convSlot is the scratch of one batch range.
@@ -59,16 +65,111 @@ func (l *Conv2d) pointwise() bool { return l.K == 1 && l.Stride == 1 && l.Pad ==
 // Forward computes out [n, Cout, Ho, Wo] from in [n, Cin, h, w]; out must
 // not alias in.
 func (l *Conv2d) Forward(out, in []float32, n, h, w int) {
+	l.ForwardBias(out, in, nil, n, h, w)
+}
+
+// ForwardBias is Forward with a second, per-image bias extra [n, Cout]
+// added to every pixel (nil for none): the U-Net's timestep projection,
+// added for free while the output is initialised with the bias. Its
+// gradient is the same per-channel pixel sum as the bias's.
+func (l *Conv2d) ForwardBias(out, in, extra []float32, n, h, w int) {
 	ho, wo := l.OutSize(h, w)
 	inSize, outSize, kk, howo := l.Cin*h*w, l.Cout*ho*wo, l.Cin*l.K*l.K, ho*wo
+	rowTaps := l.rowTaps(h, w)
+	if rowTaps {
+		l.rowW = grow(l.rowW, len(l.Weight.W))
+		splitKernelRows(l.rowW, l.Weight.W, l.Cout, l.Cin, l.K)
+	}
 	l.eachSlot(n, func(s *convSlot, lo, hi int) {
 		for i := lo; i < hi; i++ {
 			x, y := in[i*inSize:(i+1)*inSize], out[i*outSize:(i+1)*outSize]
-			col := l.lower(s, x, h, w, ho, wo)
-			fillRows(y, l.Bias.W, howo)
-			gemm.Sgemm(false, false, l.Cout, howo, kk, 1, l.Weight.W, kk, col, howo, 1, y, howo)
+			// The GEMMs add onto the bias (beta = 1).
+			if extra != nil {
+				fillRows2(y, l.Bias.W, extra[i*l.Cout:(i+1)*l.Cout], howo)
+			} else {
+				fillRows(y, l.Bias.W, howo)
+			}
+			for oy := 0; oy < ho; oy += l.blockRows(wo) {
+				if rowTaps {
+					l.forwardRowTaps(s, y, x, h, w, oy)
+					continue
+				}
+				p0, col, np := l.lower(s, x, h, w, ho, wo, oy)
+				gemm.Sgemm(false, false, l.Cout, np, kk, 1, l.Weight.W, kk, col, np, 1, y[p0:], howo)
+			}
 		}
 	})
+}
+
+// rowTaps reports whether Forward (and the weight gradient) use the
+// row-tap lowering (lowerRows): a stride-1 "same" conv (output as large as
+// the input) with enough input channels that a GEMM over Cin·K of them is
+// still efficient. The transposed convolution of Backward's input gradient
+// is then "same" too and uses it when Cout·K is large enough.
+func (l *Conv2d) rowTaps(h, w int) bool {
+	ho, wo := l.OutSize(h, w)
+	return l.Stride == 1 && l.K > 1 && ho == h && wo == w && l.Cin*l.K >= minRowTapK
+}
+
+// minRowTapK is the smallest GEMM inner dimension (channels·K) for which
+// the row-tap lowering beats im2col.
+const minRowTapK = 64
+
+// forwardRowTaps adds into y [Cout, h·w] the conv of the block of output
+// rows starting at oy: K GEMMs of inner dimension Cin·K (one per kernel
+// row, see lowerRows) instead of one of Cin·K·K.
+func (l *Conv2d) forwardRowTaps(s *convSlot, y, x []float32, h, w, oy int) {
+	oy1 := min(h, oy+l.blockRows(w))
+	col, span := lowerRows(s, x, l.Cin, h, w, l.K, l.Pad, oy, oy1)
+	ck, np := l.Cin*l.K, (oy1-oy)*w
+	for ky := 0; ky < l.K; ky++ {
+		gemm.Sgemm(false, false, l.Cout, np, ck, 1, l.rowW[ky*l.Cout*ck:], ck, col[ky*w:], span, 1, y[oy*w:], h*w)
+	}
+}
+
+// lowerRows is the row-tap lowering of output rows [oy, oy1) of a stride-1
+// "same" conv of x [cin, h, w]: it lowers only along x, so row (c, kx) of
+// col [cin·k, span] holds the input shifted by kx−pad columns over the
+// block's rows plus k−1 rows of vertical context (zero off the image).
+// The right-hand matrix of kernel row ky is then col itself offset by ky
+// image rows, with row stride span: k times less to write than im2col.
+func lowerRows(s *convSlot, x []float32, cin, h, w, k, pad, oy, oy1 int) (col []float32, span int) {
+	span = (oy1 - oy + k - 1) * w
+	s.col = grow(s.col, cin*k*span)
+	for c := 0; c < cin; c++ {
+		for kx := 0; kx < k; kx++ {
+			shiftPlane(s.col[(c*k+kx)*span:][:span], x[c*h*w:(c+1)*h*w], h, w, -pad, kx-pad, oy, oy1+k-1)
+		}
+	}
+	return s.col, span
+}
+
+// splitKernelRows writes dst[ky, o, i, kx] = w[o, i, ky, kx] for a kernel
+// w [nout, nin, k, k]: the left-hand matrix [nout, nin·k] of each kernel
+// row, for the row-tap lowering.
+func splitKernelRows(dst, w []float32, nout, nin, k int) {
+	for o := 0; o < nout; o++ {
+		for i := 0; i < nin; i++ {
+			for ky := 0; ky < k; ky++ {
+				copy(dst[((ky*nout+o)*nin+i)*k:][:k], w[((o*nin+i)*k+ky)*k:][:k])
+			}
+		}
+	}
+}
+
+// addJoinedKernelRowsT adds the row-tap weight gradient, stored per kernel
+// row transposed, into the conv layout: w[o, i, ky, kx] += src[ky, i, kx, o].
+func addJoinedKernelRowsT(w, src []float32, nout, nin, k int) {
+	for ky := 0; ky < k; ky++ {
+		for i := 0; i < nin; i++ {
+			for kx := 0; kx < k; kx++ {
+				row := src[((ky*nin+i)*k+kx)*nout:][:nout]
+				for o, g := range row {
+					w[((o*nin+i)*k+ky)*k+kx] += g
+				}
+			}
+		}
+	}
 }
 
 // Backward overwrites dIn [n, Cin, h, w] with the input gradient (skipped
@@ -88,24 +189,50 @@ func (l *Conv2d) BackwardAccumulate(dIn, dOut, in []float32, n, h, w int) {
 func (l *Conv2d) backward(dIn, dOut, in []float32, n, h, w int, accumulate bool) {
 	ho, wo := l.OutSize(h, w)
 	inSize, outSize, kk, howo := l.Cin*h*w, l.Cout*ho*wo, l.Cin*l.K*l.K, ho*wo
-	if dIn != nil && l.transposedBackward() {
+	rowTaps := l.rowTaps(h, w)
+	rowTapsDx := rowTaps && l.Cout*l.K >= minRowTapK
+	switch {
+	case dIn == nil:
+	case rowTapsDx:
+		l.splitFlippedRows()
+	case l.transposedBackward():
 		l.flipKernel()
 	}
 	l.eachSlot(n, func(s *convSlot, lo, hi int) {
+		// Slot 0 accumulates straight into the Params' G, except with row
+		// taps, whose weight gradient comes out split by kernel row.
 		gW, gB := l.Weight.G, l.Bias.G
-		if s != &l.slots[0] {
-			s.dW, s.dB = grow(s.dW, len(gW)), grow(s.dB, len(gB))
+		if s != &l.slots[0] || rowTaps {
+			s.dW = grow(s.dW, len(gW))
 			clear(s.dW)
+			gW = s.dW
+		}
+		if s != &l.slots[0] {
+			s.dB = grow(s.dB, len(gB))
 			clear(s.dB)
-			gW, gB = s.dW, s.dB
+			gB = s.dB
 		}
 		for i := lo; i < hi; i++ {
 			x, dy := in[i*inSize:(i+1)*inSize], dOut[i*outSize:(i+1)*outSize]
 
-			// dB += Σ_pixels dy; dW += dy · colᵀ.
+			// dB += Σ_pixels dy; dW += dy · colᵀ, a block of pixels at a time
+			// (with row taps, dW[ky]ᵀ += (col offset by ky rows) · dyᵀ: the
+			// GEMM then transposes dy for its packing rather than the
+			// K/2 times wider col).
 			addRowSums(gB, dy, howo)
-			col := l.lower(s, x, h, w, ho, wo)
-			gemm.Sgemm(false, true, l.Cout, kk, howo, 1, dy, howo, col, howo, 1, gW, kk)
+			for oy := 0; oy < ho; oy += l.blockRows(wo) {
+				if rowTaps {
+					oy1 := min(ho, oy+l.blockRows(wo))
+					col, span := lowerRows(s, x, l.Cin, h, w, l.K, l.Pad, oy, oy1)
+					ck, np := l.Cin*l.K, (oy1-oy)*wo
+					for ky := 0; ky < l.K; ky++ {
+						gemm.Sgemm(false, true, ck, l.Cout, np, 1, col[ky*w:], span, dy[oy*wo:], howo, 1, gW[ky*l.Cout*ck:], l.Cout)
+					}
+					continue
+				}
+				p0, col, np := l.lower(s, x, h, w, ho, wo, oy)
+				gemm.Sgemm(false, true, l.Cout, kk, np, 1, dy[p0:], howo, col, np, 1, gW, kk)
+			}
 			if dIn == nil {
 				continue
 			}
@@ -119,19 +246,39 @@ func (l *Conv2d) backward(dIn, dOut, in []float32, n, h, w int, accumulate bool)
 			case l.pointwise():
 				// dx = Wᵀ · dy.
 				gemm.Sgemm(true, false, l.Cin, howo, l.Cout, 1, l.Weight.W, l.Cin, dy, howo, beta, dx, howo)
+			case rowTapsDx:
+				// dx is dy convolved with the flipped kernel, a "same" conv
+				// too: row taps over Cout·K.
+				ck := l.Cout * l.K
+				for y0 := 0; y0 < h; y0 += l.blockRows(w) {
+					y1 := min(h, y0+l.blockRows(w))
+					col, span := lowerRows(s, dy, l.Cout, h, w, l.K, l.K-1-l.Pad, y0, y1)
+					for ky := 0; ky < l.K; ky++ {
+						b := beta
+						if ky > 0 {
+							b = 1
+						}
+						gemm.Sgemm(false, false, l.Cin, (y1-y0)*w, ck, 1, l.rowF[ky*l.Cin*ck:], ck, col[ky*w:], span, b, dx[y0*w:], h*w)
+					}
+				}
 			case l.transposedBackward():
 				// dx is dy convolved with the flipped kernel (padding K−1−Pad):
 				// one more im2col and a GEMM with the long Cout·K·K inner
 				// dimension, instead of a K=Cout GEMM into a Cin·K·K × HW
 				// dcol and a scalar scatter-add.
 				kt := l.Cout * l.K * l.K
-				s.col = grow(s.col, kt*h*w)
-				im2col(s.col, dy, l.Cout, ho, wo, l.K, 1, l.K-1-l.Pad, h, w)
-				gemm.Sgemm(false, false, l.Cin, h*w, kt, 1, l.flipped, kt, s.col, h*w, beta, dx, h*w)
+				for y0 := 0; y0 < h; y0 += l.blockRows(w) {
+					y1 := min(h, y0+l.blockRows(w))
+					np := (y1 - y0) * w
+					s.col = grow(s.col, kt*np)
+					im2col(s.col, dy, l.Cout, ho, wo, l.K, 1, l.K-1-l.Pad, w, y0, y1)
+					gemm.Sgemm(false, false, l.Cin, np, kt, 1, l.flipped, kt, s.col, np, beta, dx[y0*w:], h*w)
+				}
 			default:
 				// Strided: dcol = Wᵀ · dy, then fold the columns back onto
 				// the pixels they came from.
-				dcol := s.col // col is no longer needed for this image
+				s.col = grow(s.col, kk*howo)
+				dcol := s.col
 				gemm.Sgemm(true, false, kk, howo, l.Cout, 1, l.Weight.W, kk, dy, howo, 0, dcol, howo)
 				if !accumulate {
 					clear(dx)
@@ -140,9 +287,15 @@ func (l *Conv2d) backward(dIn, dOut, in []float32, n, h, w int, accumulate bool)
 			}
 		}
 	})
-	for _, s := range l.slots[1:] {
-		if s.used {
+	for i, s := range l.slots {
+		switch {
+		case !s.used:
+		case rowTaps:
+			addJoinedKernelRowsT(l.Weight.G, s.dW, l.Cout, l.Cin, l.K)
+		case i > 0:
 			addTo(l.Weight.G, s.dW)
+		}
+		if s.used && i > 0 {
 			addTo(l.Bias.G, s.dB)
 		}
 	}
@@ -154,6 +307,25 @@ func (l *Conv2d) backward(dIn, dOut, in []float32, n, h, w int, accumulate bool)
 // transposed padding would be negative).
 func (l *Conv2d) transposedBackward() bool {
 	return l.Stride == 1 && !l.pointwise() && l.Pad <= l.K-1
+}
+
+// splitFlippedRows fills l.rowF[ky, ci, co, kx] = W[co, ci, K−1−ky, K−1−kx]:
+// the flipped kernel (see flipKernel) split by kernel row, for the input
+// gradient by row taps, built straight from W.
+func (l *Conv2d) splitFlippedRows() {
+	k := l.K
+	l.rowF = grow(l.rowF, len(l.Weight.W))
+	for co := 0; co < l.Cout; co++ {
+		for ci := 0; ci < l.Cin; ci++ {
+			src := l.Weight.W[(co*l.Cin+ci)*k*k:][:k*k]
+			for ky := 0; ky < k; ky++ {
+				dst := l.rowF[((ky*l.Cin+ci)*l.Cout+co)*k:][:k]
+				for kx := range dst {
+					dst[kx] = src[(k-1-ky)*k+k-1-kx]
+				}
+			}
+		}
+	}
 }
 
 // flipKernel fills l.flipped[ci, co, ky, kx] = W[co, ci, K−1−ky, K−1−kx],
@@ -172,15 +344,33 @@ func (l *Conv2d) flipKernel() {
 	}
 }
 
-// lower returns the GEMM's right-hand matrix for image x: x itself for a
-// pointwise conv, otherwise its im2col in the slot's scratch.
-func (l *Conv2d) lower(s *convSlot, x []float32, h, w, ho, wo int) []float32 {
+// blockPixels is about how many output pixels one lowering block covers.
+// Measured on the U-Net's shapes (Zen 5): 1024 — a whole 32×32 image —
+// beat 128–512, whose smaller GEMMs cost more than keeping the block in L2
+// saves, and matched 4096; the blocks bound the scratch for large images.
+const blockPixels = 1024
+
+// blockRows is the number of output rows (of width wo) per im2col block.
+func (l *Conv2d) blockRows(wo int) int {
 	if l.pointwise() {
-		return x
+		return 1 << 30 // no im2col: one block
 	}
-	s.col = grow(s.col, l.Cin*l.K*l.K*ho*wo)
-	im2col(s.col, x, l.Cin, h, w, l.K, l.Stride, l.Pad, ho, wo)
-	return s.col
+	return max(1, blockPixels/wo)
+}
+
+// lower returns the GEMM's right-hand matrix for the block of output rows
+// starting at oy of image x, as its first pixel p0, the matrix col
+// [Cin·K·K, np] and its width np: x itself for a pointwise conv (one block
+// of all pixels), otherwise the block's im2col in the slot's scratch.
+func (l *Conv2d) lower(s *convSlot, x []float32, h, w, ho, wo, oy int) (p0 int, col []float32, np int) {
+	if l.pointwise() {
+		return 0, x, ho * wo
+	}
+	oy1 := min(ho, oy+l.blockRows(wo))
+	np = (oy1 - oy) * wo
+	s.col = grow(s.col, l.Cin*l.K*l.K*np)
+	im2col(s.col, x, l.Cin, h, w, l.K, l.Stride, l.Pad, wo, oy, oy1)
+	return oy * wo, s.col, np
 }
 
 // eachSlot runs fn over the batch split by forSlots, handing each range its
@@ -215,36 +405,79 @@ func validRange(wo, w, stride, off int) (lo, hi int) {
 	return lo, hi
 }
 
-// im2col unrolls one image x [cin, h, w] into col [cin·k·k, ho·wo]: row
-// (c, ky, kx) holds, for every output pixel, the input pixel that kernel tap
-// multiplies (0 where it falls in the padding).
-func im2col(col, x []float32, cin, h, w, k, stride, pad, ho, wo int) {
+// im2col unrolls output rows [oy0, oy1) of one image x [cin, h, w] into col
+// [cin·k·k, (oy1−oy0)·wo]: row (c, ky, kx) holds, for every output pixel of
+// the block, the input pixel that kernel tap multiplies (0 where it falls in
+// the padding).
+func im2col(col, x []float32, cin, h, w, k, stride, pad, wo, oy0, oy1 int) {
+	np := (oy1 - oy0) * wo
 	for c := 0; c < cin; c++ {
 		xc := x[c*h*w : (c+1)*h*w]
 		for ky := 0; ky < k; ky++ {
 			for kx := 0; kx < k; kx++ {
-				row := col[((c*k+ky)*k+kx)*ho*wo:][:ho*wo]
-				off := kx - pad
-				lo, hi := validRange(wo, w, stride, off)
-				for oy := 0; oy < ho; oy++ {
-					dst := row[oy*wo : (oy+1)*wo]
-					iy := oy*stride - pad + ky
-					if iy < 0 || iy >= h {
-						clear(dst)
-						continue
-					}
-					src := xc[iy*w : (iy+1)*w]
-					clear(dst[:lo])
-					clear(dst[hi:])
-					if stride == 1 {
-						copy(dst[lo:hi], src[lo+off:hi+off])
-						continue
-					}
-					for ox := lo; ox < hi; ox++ {
-						dst[ox] = src[ox*stride+off]
-					}
+				row := col[((c*k+ky)*k+kx)*np:][:np]
+				if stride == 1 && wo == w {
+					shiftPlane(row, xc, h, w, ky-pad, kx-pad, oy0, oy1)
+				} else {
+					im2colRow(row, xc, h, w, stride, ky-pad, kx-pad, wo, oy0, oy1)
 				}
 			}
+		}
+	}
+}
+
+// shiftPlane writes dst[oy−oy0, ox] = x[oy+dy, ox+dx] for output rows
+// [oy0, oy1) of an h×w plane (0 outside it): one im2col row of a stride-1
+// conv whose output is as wide as its input. Row-major, the shift is a
+// constant offset, so the valid pixels are one long copy; the columns that
+// wrapped around the row ends and the rows off the plane are zeroed
+// afterwards.
+func shiftPlane(dst, x []float32, h, w, dy, dx, oy0, oy1 int) {
+	y0, y1 := max(oy0, -dy), min(oy1, h-dy) // output rows that read the plane
+	x0, x1 := max(0, -dx), min(w, w-dx)     // output columns that do
+	if y0 >= y1 || x0 >= x1 {
+		clear(dst)
+		return
+	}
+	clear(dst[:(y0-oy0)*w])
+	clear(dst[(y1-oy0)*w:])
+	a, b := (y0-oy0)*w+x0, (y1-1-oy0)*w+x1
+	off := (oy0+dy)*w + dx
+	copy(dst[a:b], x[a+off:b+off])
+	if x0 == 0 && x1 == w {
+		return
+	}
+	for oy := y0 - oy0; oy < y1-oy0; oy++ {
+		r := dst[oy*w : (oy+1)*w]
+		for i := range x0 { // a column or two: cheaper than a clear call
+			r[i] = 0
+		}
+		for i := x1; i < w; i++ {
+			r[i] = 0
+		}
+	}
+}
+
+// im2colRow is the general case of one im2col row: tap offset (offY, offX)
+// from each output pixel's strided origin, output rows [oy0, oy1).
+func im2colRow(row, xc []float32, h, w, stride, offY, offX, wo, oy0, oy1 int) {
+	lo, hi := validRange(wo, w, stride, offX)
+	for oy := oy0; oy < oy1; oy++ {
+		dst := row[(oy-oy0)*wo : (oy-oy0+1)*wo]
+		iy := oy*stride + offY
+		if iy < 0 || iy >= h {
+			clear(dst)
+			continue
+		}
+		src := xc[iy*w : (iy+1)*w]
+		clear(dst[:lo])
+		clear(dst[hi:])
+		if stride == 1 {
+			copy(dst[lo:hi], src[lo+offX:hi+offX])
+			continue
+		}
+		for ox := lo; ox < hi; ox++ {
+			dst[ox] = src[ox*stride+offX]
 		}
 	}
 }

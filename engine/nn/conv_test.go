@@ -41,14 +41,21 @@ var convCases = []struct {
 	{3, 3, 4, 3, 1, 1, 4, 4},
 	{3, 3, 2, 3, 2, 1, 5, 7},
 	{2, 2, 3, 3, 2, 1, 4, 4},
-	{4, 3, 5, 1, 1, 0, 5, 7}, // pointwise: no im2col
-	{2, 2, 3, 1, 2, 0, 5, 5}, // 1×1 stride 2 goes through im2col
-	{2, 1, 2, 3, 1, 0, 6, 5}, // no padding
-	{5, 2, 2, 3, 2, 2, 3, 3}, // padding wider than the image border
-	{2, 4, 3, 3, 1, 1, 1, 1}, // 1×1 image: only the centre tap sees data
-	{2, 2, 3, 3, 1, 2, 4, 5}, // stride 1, padding K−1: transposed padding 0
-	{2, 2, 3, 1, 1, 1, 3, 3}, // 1×1 padded: backward falls back to col2im
-	{3, 3, 2, 5, 1, 2, 6, 7}, // 5×5 kernel
+	{4, 3, 5, 1, 1, 0, 5, 7},     // pointwise: no im2col
+	{2, 2, 3, 1, 2, 0, 5, 5},     // 1×1 stride 2 goes through im2col
+	{2, 1, 2, 3, 1, 0, 6, 5},     // no padding
+	{5, 2, 2, 3, 2, 2, 3, 3},     // padding wider than the image border
+	{2, 4, 3, 3, 1, 1, 1, 1},     // 1×1 image: only the centre tap sees data
+	{2, 2, 3, 3, 1, 2, 4, 5},     // stride 1, padding K−1: transposed padding 0
+	{2, 2, 3, 1, 1, 1, 3, 3},     // 1×1 padded: backward falls back to col2im
+	{3, 3, 2, 5, 1, 2, 6, 7},     // 5×5 kernel
+	{1, 2, 3, 3, 1, 1, 70, 20},   // im2col in blocks of rows (last one partial)
+	{2, 2, 2, 3, 2, 1, 80, 72},   // strided, in blocks
+	{2, 24, 3, 3, 1, 1, 6, 5},    // Cin·K ≥ 64: Forward by kernel rows
+	{1, 22, 2, 3, 1, 1, 60, 20},  // by kernel rows, in blocks (last one partial)
+	{1, 13, 2, 5, 1, 2, 9, 8},    // by kernel rows, 5×5
+	{2, 22, 24, 3, 1, 1, 7, 10},  // input gradient by kernel rows too
+	{3, 24, 22, 3, 1, 1, 60, 24}, // both, in blocks
 }
 
 func TestConv2d(t *testing.T) {
@@ -108,5 +115,22 @@ func TestConv2dShapes(t *testing.T) {
 	if len(ps) != 2 || ps[0].Name != "weight" || ps[1].Name != "bias" ||
 		fmt.Sprint(ps[0].Shape) != "[8 3 3 3]" || fmt.Sprint(ps[1].Shape) != "[8]" {
 		t.Errorf("params: %v %v / %v %v", ps[0].Name, ps[0].Shape, ps[1].Name, ps[1].Shape)
+	}
+}
+
+func TestConv2dForwardBias(t *testing.T) {
+	rng := newRNG(77)
+	const n, cin, cout, h, w = 3, 24, 5, 6, 7
+	l := NewConv2d(cin, cout, 3, 1, 1)
+	bindRandom(rng, l.Params(), 0.5)
+	in := randn(rng, n*cin*h*w, 1)
+	extra := randn(rng, n*cout, 1)
+	want, got := make([]float32, n*cout*h*w), make([]float32, n*cout*h*w)
+	l.Forward(want, in, n, h, w)
+	l.ForwardBias(got, in, extra, n, h, w)
+	for i := range got {
+		if d := got[i] - want[i] - extra[i/(h*w)]; d > 1e-5 || d < -1e-5 {
+			t.Fatalf("ForwardBias[%d] = %g, want %g + %g", i, got[i], want[i], extra[i/(h*w)])
+		}
 	}
 }

@@ -1,12 +1,15 @@
 package nn
 
-import "github.com/ddpm-go/ddpm/engine/parallel"
+import (
+	"github.com/ddpm-go/ddpm/engine/parallel"
+	"github.com/ddpm-go/ddpm/engine/vec"
+)
 
 // SiLUForward is swish: out = x·sigmoid(x). out may alias in (the U-Net
 // keeps the input for Backward when it needs it).
 func SiLUForward(out, in []float32) {
 	forElems(len(in), func(lo, hi int) {
-		siluRange(out[lo:hi], in[lo:hi])
+		vec.SiLU(out[lo:hi], in[lo:hi])
 	})
 }
 
@@ -14,25 +17,8 @@ func SiLUForward(out, in []float32) {
 // x·σ(x). dIn may alias dOut; in is the input Forward saw.
 func SiLUBackward(dIn, dOut, in []float32) {
 	forElems(len(in), func(lo, hi int) {
-		siluBackwardRange(dIn[lo:hi], dOut[lo:hi], in[lo:hi])
+		vec.SiLUGrad(dIn[lo:hi], dOut[lo:hi], in[lo:hi])
 	})
-}
-
-func siluRange(y, x []float32) {
-	x = x[:len(y)]
-	for i := range y {
-		v := x[i]
-		y[i] = v * sigmoid(v)
-	}
-}
-
-func siluBackwardRange(dx, dy, x []float32) {
-	dy, x = dy[:len(dx)], x[:len(dx)]
-	for i := range dx {
-		v := x[i]
-		s := sigmoid(v)
-		dx[i] = dy[i] * s * (1 + v*(1-s))
-	}
 }
 
 // AddForward writes out = a + b elementwise; out may alias a or b. Its
@@ -40,10 +26,7 @@ func siluBackwardRange(dx, dy, x []float32) {
 // the caller hands the same gradient to both.
 func AddForward(out, a, b []float32) {
 	forElems(len(out), func(lo, hi int) {
-		x, y, z := a[lo:hi], b[lo:hi], out[lo:hi]
-		for i := range z {
-			z[i] = x[i] + y[i]
-		}
+		vec.Add(out[lo:hi], a[lo:hi], b[lo:hi])
 	})
 }
 
@@ -92,24 +75,28 @@ func downsumPlane(dx, dy []float32, h, w int) {
 // i's channels of a [n, ca, hw] followed by those of b [n, cb, hw].
 func ConcatForward(out, a, b []float32, n, ca, cb, hw int) {
 	sa, sb := ca*hw, cb*hw
-	for i := 0; i < n; i++ {
-		dst := out[i*(sa+sb) : (i+1)*(sa+sb)]
-		copy(dst[:sa], a[i*sa:(i+1)*sa])
-		copy(dst[sa:], b[i*sb:(i+1)*sb])
-	}
+	parallel.For(n, func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			dst := out[i*(sa+sb) : (i+1)*(sa+sb)]
+			copy(dst[:sa], a[i*sa:(i+1)*sa])
+			copy(dst[sa:], b[i*sb:(i+1)*sb])
+		}
+	})
 }
 
 // ConcatBackward splits dOut [n, ca+cb, hw] back into da and db (either
 // may be nil when that operand needs no gradient).
 func ConcatBackward(da, db, dOut []float32, n, ca, cb, hw int) {
 	sa, sb := ca*hw, cb*hw
-	for i := 0; i < n; i++ {
-		src := dOut[i*(sa+sb) : (i+1)*(sa+sb)]
-		if da != nil {
-			copy(da[i*sa:(i+1)*sa], src[:sa])
+	parallel.For(n, func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			src := dOut[i*(sa+sb) : (i+1)*(sa+sb)]
+			if da != nil {
+				copy(da[i*sa:(i+1)*sa], src[:sa])
+			}
+			if db != nil {
+				copy(db[i*sb:(i+1)*sb], src[sa:])
+			}
 		}
-		if db != nil {
-			copy(db[i*sb:(i+1)*sb], src[sa:])
-		}
-	}
+	})
 }

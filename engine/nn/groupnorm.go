@@ -4,6 +4,7 @@ import (
 	"math"
 
 	"github.com/ddpm-go/ddpm/engine/parallel"
+	"github.com/ddpm-go/ddpm/engine/vec"
 )
 
 // GroupNorm is PyTorch's nn.GroupNorm(groups, c, eps): each image's channels
@@ -13,18 +14,24 @@ import (
 //
 //	out = (x − mean_g) / sqrt(var_g + eps) · weight_c + bias_c
 //
+// With Swish set the layer is that norm followed by swish (x·σ(x)), fused:
+// the U-Net always applies the nonlinearity right after its norms (except in
+// AttnBlock), so Forward writes only silu(GN(x)), and Backward takes the
+// gradient of that output and recomputes the pre-activation from x.
+//
 // Forward saves mean and 1/sqrt(var+eps) per (image, group); Backward
 // recomputes the normalised input from them instead of storing a copy.
-// Statistics are accumulated in float64. Work is split over image·group.
+// Work is split over image·group.
 type GroupNorm struct {
 	Groups, C int
 	Eps       float32
+	Swish     bool   // apply swish after the affine map (see above)
 	Weight    *Param // [C]
 	Bias      *Param // [C]
 
 	mean, rstd []float32 // [n·Groups] from the latest Forward
-	sumDy      []float64 // [n·C] Σ_pixels dy, for the bias gradient
-	sumDyXhat  []float64 // [n·C] Σ_pixels dy·x̂, for the weight gradient
+	sumDy      []float64 // [n·C] Σ_pixels dz, for the bias gradient
+	sumDyXhat  []float64 // [n·C] Σ_pixels dz·x̂, for the weight gradient
 }
 
 // NewGroupNorm makes a group norm over c channels; c must be a multiple of
@@ -37,35 +44,72 @@ func NewGroupNorm(groups, c int, eps float32) *GroupNorm {
 		Weight: newParam("weight", c), Bias: newParam("bias", c)}
 }
 
+// NewGroupNormSwish is NewGroupNorm with Swish set: silu(GroupNorm(x)).
+func NewGroupNormSwish(groups, c int, eps float32) *GroupNorm {
+	l := NewGroupNorm(groups, c, eps)
+	l.Swish = true
+	return l
+}
+
 // Params returns weight and bias, in PyTorch's state_dict order.
 func (l *GroupNorm) Params() []*Param { return []*Param{l.Weight, l.Bias} }
 
 // Forward normalises in [n, C, hw] into out (which may alias in only if the
 // caller keeps no use for in: Backward needs the original input).
 func (l *GroupNorm) Forward(out, in []float32, n, hw int) {
-	cpg := l.C / l.Groups
-	size := cpg * hw // elements per group
+	size := l.C / l.Groups * hw // elements per group
 	l.mean, l.rstd = grow(l.mean, n*l.Groups), grow(l.rstd, n*l.Groups)
 	parallel.For(n*l.Groups, func(lo, hi int) {
 		for ng := lo; ng < hi; ng++ {
 			x := in[ng*size : (ng+1)*size]
-			mean, rstd := groupStats(x, float64(l.Eps))
-			l.mean[ng], l.rstd[ng] = float32(mean), float32(rstd)
-			c0 := (ng % l.Groups) * cpg
-			for c := 0; c < cpg; c++ {
-				scale := rstd * float64(l.Weight.W[c0+c])
-				shift := float64(l.Bias.W[c0+c]) - mean*scale
-				normAffine(out[ng*size+c*hw:][:hw], x[c*hw:(c+1)*hw], float32(scale), float32(shift))
-			}
+			l.mean[ng], l.rstd[ng] = groupStats(x, l.Eps)
+			l.applyGroup(out[ng*size:(ng+1)*size], x, ng, hw)
 		}
 	})
 }
 
+// Reapply writes the latest Forward's output again from the same input,
+// reusing the saved statistics: one elementwise pass, for callers that
+// recompute an activation in backward instead of keeping it.
+func (l *GroupNorm) Reapply(out, in []float32, n, hw int) {
+	size := l.C / l.Groups * hw
+	parallel.For(n*l.Groups, func(lo, hi int) {
+		for ng := lo; ng < hi; ng++ {
+			l.applyGroup(out[ng*size:(ng+1)*size], in[ng*size:(ng+1)*size], ng, hw)
+		}
+	})
+}
+
+// applyGroup writes the output of group ng (image·Groups + group) from its
+// input x using the saved statistics.
+func (l *GroupNorm) applyGroup(y, x []float32, ng, hw int) {
+	cpg := l.C / l.Groups
+	c0 := (ng % l.Groups) * cpg
+	for c := 0; c < cpg; c++ {
+		scale, shift := l.channelAffine(c0+c, l.mean[ng], l.rstd[ng])
+		yc, xc := y[c*hw:(c+1)*hw], x[c*hw:(c+1)*hw]
+		if l.Swish {
+			vec.AffineSiLU(yc, xc, scale, shift)
+		} else {
+			vec.Affine(yc, xc, scale, shift)
+		}
+	}
+}
+
+// channelAffine folds normalisation and channel c's affine parameters into
+// the norm output z = x·scale + shift.
+func (l *GroupNorm) channelAffine(c int, mean, rstd float32) (scale, shift float32) {
+	sc := float64(rstd) * float64(l.Weight.W[c])
+	return float32(sc), float32(float64(l.Bias.W[c]) - float64(mean)*sc)
+}
+
 // Backward overwrites dIn [n, C, hw] and adds the weight and bias gradients
-// into the Params' G. With x̂ the normalised input, γ the weight and M the
-// group size, the input gradient of one group is
+// into the Params' G. dOut is the gradient of Forward's output (after
+// swish, with Swish set). With dz the gradient of the norm's output z,
+// x̂ the normalised input, γ the weight and M the group size, the input
+// gradient of one group is
 //
-//	dx = rstd · (γ·dy − mean(γ·dy) − x̂ · mean(γ·dy·x̂))
+//	dx = rstd · (γ·dz − mean(γ·dz) − x̂ · mean(γ·dz·x̂))
 //
 // where the means run over the group. dIn may alias dOut.
 func (l *GroupNorm) Backward(dIn, dOut, in []float32, n, hw int) {
@@ -79,24 +123,35 @@ func (l *GroupNorm) Backward(dIn, dOut, in []float32, n, hw int) {
 			b := ng / l.Groups
 
 			// Per-channel sums; they give both the parameter gradients
-			// and the two group means of the formula above.
+			// and the two group means of the formula above. With swish,
+			// dz = dy·silu'(z) is first written into dx (z recomputed
+			// from x), and the rest reads it from there.
 			var mDy, mDyXhat float64
 			for c := 0; c < cpg; c++ {
-				x, dy := in[ng*size+c*hw:][:hw], dOut[ng*size+c*hw:][:hw]
-				sDy, sDyXhat := channelSums(dy, x, mean, rstd)
-				l.sumDy[b*l.C+c0+c], l.sumDyXhat[b*l.C+c0+c] = sDy, sDyXhat
+				x, dz := in[ng*size+c*hw:][:hw], dOut[ng*size+c*hw:][:hw]
+				if l.Swish {
+					dx := dIn[ng*size+c*hw:][:hw]
+					scale, shift := l.channelAffine(c0+c, mean, rstd)
+					vec.AffineSiLUGrad(dx, dz, x, scale, shift)
+					dz = dx
+				}
+				sDz, sDzXc := vec.SumDyXc(dz, x, mean)
+				sDzXhat := sDzXc * float64(rstd)
+				l.sumDy[b*l.C+c0+c], l.sumDyXhat[b*l.C+c0+c] = sDz, sDzXhat
 				g := float64(l.Weight.W[c0+c])
-				mDy += g * sDy
-				mDyXhat += g * sDyXhat
+				mDy += g * sDz
+				mDyXhat += g * sDzXhat
 			}
 			mDy /= float64(size)
 			mDyXhat /= float64(size)
 
 			for c := 0; c < cpg; c++ {
-				x, dy := in[ng*size+c*hw:][:hw], dOut[ng*size+c*hw:][:hw]
+				x, dz := in[ng*size+c*hw:][:hw], dOut[ng*size+c*hw:][:hw]
 				dx := dIn[ng*size+c*hw:][:hw]
-				g := l.Weight.W[c0+c]
-				normBackward(dx, dy, x, mean, rstd, g, float32(mDy), float32(mDyXhat))
+				if l.Swish {
+					dz = dx
+				}
+				normBackward(dx, dz, x, mean, rstd, l.Weight.W[c0+c], mDy, mDyXhat)
 			}
 		}
 	})
@@ -109,45 +164,20 @@ func (l *GroupNorm) Backward(dIn, dOut, in []float32, n, hw int) {
 	}
 }
 
-// groupStats returns the mean and 1/sqrt(var+eps) of x, two-pass in float64
-// (the one-pass E[x²]−E[x]² cancels badly when the mean is large).
-func groupStats(x []float32, eps float64) (mean, rstd float64) {
-	var s float64
-	for _, v := range x {
-		s += float64(v)
-	}
-	mean = s / float64(len(x))
-	var ss float64
-	for _, v := range x {
-		d := float64(v) - mean
-		ss += d * d
-	}
-	return mean, 1 / math.Sqrt(ss/float64(len(x))+eps)
+// groupStats returns the mean and 1/sqrt(var+eps) of x, two-pass (the
+// one-pass E[x²]−E[x]² cancels badly when the mean is large).
+func groupStats(x []float32, eps float32) (mean, rstd float32) {
+	m := vec.Sum(x) / float64(len(x))
+	ss := vec.SumSqDev(x, float32(m))
+	return float32(m), float32(1 / math.Sqrt(ss/float64(len(x))+float64(eps)))
 }
 
-// normAffine writes y = x·scale + shift (normalisation and affine folded).
-func normAffine(y, x []float32, scale, shift float32) {
-	x = x[:len(y)]
-	for i := range y {
-		y[i] = x[i]*scale + shift
-	}
-}
-
-// channelSums returns Σ dy and Σ dy·x̂ with x̂ = (x − mean)·rstd.
-func channelSums(dy, x []float32, mean, rstd float32) (sDy, sDyXhat float64) {
-	x = x[:len(dy)]
-	for i, d := range dy {
-		sDy += float64(d)
-		sDyXhat += float64(d * (x[i] - mean) * rstd)
-	}
-	return sDy, sDyXhat
-}
-
-// normBackward writes dx = rstd·(g·dy − mDy − x̂·mDyXhat).
-func normBackward(dx, dy, x []float32, mean, rstd, g, mDy, mDyXhat float32) {
-	dy, x = dy[:len(dx)], x[:len(dx)]
-	for i := range dx {
-		xhat := (x[i] - mean) * rstd
-		dx[i] = rstd * (g*dy[i] - mDy - xhat*mDyXhat)
-	}
+// normBackward writes dx = rstd·(g·dz − mDy − x̂·mDyXhat) with
+// x̂ = (x − mean)·rstd, expanded into one a·dz + b·x + c pass.
+func normBackward(dx, dz, x []float32, mean, rstd, g float32, mDy, mDyXhat float64) {
+	r := float64(rstd)
+	a := r * float64(g)
+	b := -r * r * mDyXhat
+	c := r * (float64(mean)*r*mDyXhat - mDy)
+	vec.Lin3(dx, dz, x, float32(a), float32(b), float32(c))
 }

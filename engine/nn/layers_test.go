@@ -79,38 +79,55 @@ func TestGroupNorm(t *testing.T) {
 		{2, 4, 8, 16, 1e-6, 30},
 		{4, 8, 16, 9, 1e-3, 0},
 	} {
-		t.Run(fmt.Sprintf("n%d_g%d_c%d_hw%d", tc.n, tc.groups, tc.c, tc.hw), func(t *testing.T) {
-			rng := newRNG(uint64(200 + ci))
-			l := NewGroupNorm(tc.groups, tc.c, tc.eps)
-			bindRandom(rng, l.Params(), 1)
-			in := randn(rng, tc.n*tc.c*tc.hw, 2)
-			for i := range in {
-				in[i] += float32(tc.shift)
-			}
-			out := make([]float32, len(in))
-			l.Forward(out, in, tc.n, tc.hw)
-			if d := maxAbsDiff(out, groupNormRef(l, in, tc.n, tc.hw)); d > 1e-4 {
-				t.Fatalf("forward off by %g", d)
-			}
-			g := randn(rng, len(out), 1)
-			dIn := make([]float32, len(in))
-			l.Backward(dIn, g, in, tc.n, tc.hw)
-			loss := func() float64 { l.Forward(out, in, tc.n, tc.hw); return dot(g, out) }
-			gradCheck(t, "dIn", in, dIn, loss, rng, 20, 1e-2, 2e-2)
-			for _, p := range l.Params() {
-				gradCheck(t, "d"+p.Name, p.W, p.G, loss, rng, 10, 1e-2, 1e-2)
-			}
-			// dIn may alias dOut.
-			l.Forward(out, in, tc.n, tc.hw)
-			zeroGrads(l.Params())
-			alias := append([]float32(nil), g...)
-			l.Backward(alias, alias, in, tc.n, tc.hw)
-			for i := range alias {
-				if alias[i] != dIn[i] {
-					t.Fatalf("aliased backward differs at %d", i)
+		for _, swish := range []bool{false, true} {
+			t.Run(fmt.Sprintf("n%d_g%d_c%d_hw%d_swish%v", tc.n, tc.groups, tc.c, tc.hw, swish), func(t *testing.T) {
+				rng := newRNG(uint64(200 + ci))
+				l := NewGroupNorm(tc.groups, tc.c, tc.eps)
+				l.Swish = swish
+				bindRandom(rng, l.Params(), 1)
+				in := randn(rng, tc.n*tc.c*tc.hw, 2)
+				for i := range in {
+					in[i] += float32(tc.shift)
 				}
-			}
-		})
+				out := make([]float32, len(in))
+				l.Forward(out, in, tc.n, tc.hw)
+				ref := groupNormRef(l, in, tc.n, tc.hw)
+				if swish {
+					for i, z := range ref {
+						ref[i] = z / (1 + math.Exp(-z))
+					}
+				}
+				if d := maxAbsDiff(out, ref); d > 1e-4 {
+					t.Fatalf("forward off by %g", d)
+				}
+				g := randn(rng, len(out), 1)
+				dIn := make([]float32, len(in))
+				l.Backward(dIn, g, in, tc.n, tc.hw)
+				loss := func() float64 { l.Forward(out, in, tc.n, tc.hw); return dot(g, out) }
+				gradCheck(t, "dIn", in, dIn, loss, rng, 20, 1e-2, 2e-2)
+				for _, p := range l.Params() {
+					gradCheck(t, "d"+p.Name, p.W, p.G, loss, rng, 10, 1e-2, 1e-2)
+				}
+				// dIn may alias dOut.
+				l.Forward(out, in, tc.n, tc.hw)
+				zeroGrads(l.Params())
+				alias := append([]float32(nil), g...)
+				l.Backward(alias, alias, in, tc.n, tc.hw)
+				for i := range alias {
+					if alias[i] != dIn[i] {
+						t.Fatalf("aliased backward differs at %d", i)
+					}
+				}
+				// Reapply reproduces Forward's output.
+				again := make([]float32, len(out))
+				l.Reapply(again, in, tc.n, tc.hw)
+				for i := range again {
+					if again[i] != out[i] {
+						t.Fatalf("Reapply differs at %d", i)
+					}
+				}
+			})
+		}
 	}
 }
 

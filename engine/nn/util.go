@@ -1,6 +1,9 @@
 package nn
 
-import "github.com/ddpm-go/ddpm/engine/parallel"
+import (
+	"github.com/ddpm-go/ddpm/engine/parallel"
+	"github.com/ddpm-go/ddpm/engine/vec"
+)
 
 // grow returns buf resized to n elements, reallocating only when its capacity
 // is too small, so that a layer's scratch is allocated on the first call with
@@ -39,33 +42,27 @@ func forElems(n int, fn func(lo, hi int)) {
 // accumulates into it, which puts the bias in without a second pass.
 func fillRows(y, v []float32, hw int) {
 	for r, b := range v {
-		row := y[r*hw : (r+1)*hw]
-		for i := range row {
-			row[i] = b
-		}
+		vec.Fill(y[r*hw:(r+1)*hw], b)
+	}
+}
+
+// fillRows2 is fillRows with the constant v[row] + u[row].
+func fillRows2(y, v, u []float32, hw int) {
+	for r, b := range v {
+		vec.Fill(y[r*hw:(r+1)*hw], b+u[r])
 	}
 }
 
 // addRowSums adds the sum of each row of y (row length hw) to g[row]: the
-// bias gradient. Sums are taken in float64 so that long rows do not lose
-// small contributions.
+// bias gradient.
 func addRowSums(g, y []float32, hw int) {
 	for r := range g {
-		var s float64
-		for _, v := range y[r*hw : (r+1)*hw] {
-			s += float64(v)
-		}
-		g[r] += float32(s)
+		g[r] += float32(vec.Sum(y[r*hw : (r+1)*hw]))
 	}
 }
 
 // addTo does dst[i] += src[i].
-func addTo(dst, src []float32) {
-	src = src[:len(dst)]
-	for i := range dst {
-		dst[i] += src[i]
-	}
-}
+func addTo(dst, src []float32) { vec.Add(dst, dst, src) }
 
 // numSlots is the number of slots forSlots(n, ...) can use: the size of a
 // layer's per-slot scratch.

@@ -12,6 +12,7 @@ import (
 	"math"
 
 	"github.com/ddpm-go/ddpm/engine/parallel"
+	"github.com/ddpm-go/ddpm/engine/vec"
 )
 
 // grain is the smallest range a parallel loop hands to one worker. Element
@@ -75,17 +76,11 @@ func (a *Adam) Step(w, g []float32) {
 	eps := float32(a.Eps)
 	wd := float32(a.WeightDecay)
 	m, v := a.M, a.V
+	// Per element (vec.AdamStep, vectorised where the CPU allows):
+	//	g' = g + wd·w;  m += w1·(g' − m);  v = v·b2 + w2·g'²
+	//	w −= stepSize · m / (sqrt(v)/bc2Sqrt + eps)
 	forRange(len(w), func(lo, hi int) {
-		for i := lo; i < hi; i++ {
-			gi := g[i]
-			if wd != 0 {
-				gi += wd * w[i]
-			}
-			m[i] += w1 * (gi - m[i]) // torch: exp_avg.lerp_(grad, 1-beta1), weight < 0.5 branch
-			v[i] = v[i]*b2 + w2*gi*gi
-			den := float32(math.Sqrt(float64(v[i])))/bc2Sqrt + eps
-			w[i] -= stepSize * (m[i] / den)
-		}
+		vec.AdamStep(w[lo:hi], g[lo:hi], m[lo:hi], v[lo:hi], wd, w1, b2, w2, bc2Sqrt, eps, stepSize)
 	})
 }
 

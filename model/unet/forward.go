@@ -6,6 +6,7 @@ import (
 
 	"github.com/ddpm-go/ddpm/engine/nn"
 	"github.com/ddpm-go/ddpm/engine/parallel"
+	"github.com/ddpm-go/ddpm/engine/vec"
 )
 
 // fit resizes *buf to size elements, reallocating only when its capacity is
@@ -56,8 +57,7 @@ func (u *UNet) alloc(n int) {
 	maxC := 0
 	resBufs := func(b *resBlock, h int) {
 		hw := h * h
-		fit(&b.n1, n*b.cin*hw)
-		for _, p := range []*[]float32{&b.h1, &b.n2, &b.a2, &b.out} {
+		for _, p := range []*[]float32{&b.h1, &b.a2, &b.out} {
 			fit(p, n*b.cout*hw)
 		}
 		fit(&b.tp, n*b.cout)
@@ -97,7 +97,6 @@ func (u *UNet) alloc(n int) {
 		}
 	}
 	cOut := u.up[len(u.up)-1].cout
-	fit(&a.nOut, n*cOut*rr)
 	fit(&a.aOut, n*cOut*rr)
 	m := n * u.maxPerImage()
 	for _, b := range []*[]float32{&a.gA, &a.gB, &a.s1, &a.s2, &a.s3} {
@@ -186,8 +185,7 @@ func (u *UNet) Forward(out, x []float32, t []int, n int, train bool, rng *rand.R
 			h = e.out
 		}
 	}
-	u.normOut.Forward(a.nOut, h, n, rr)
-	nn.SiLUForward(a.aOut, a.nOut)
+	u.normOut.Forward(a.aOut, h, n, rr) // with swish
 	u.convOut.Forward(out, a.aOut, n, c.Res, c.Res)
 }
 
@@ -216,7 +214,6 @@ func (u *UNet) Backward(dOut, dX []float32) {
 	cOut := u.up[len(u.up)-1].cout
 	s1 := a.s1[:n*cOut*rr]
 	u.convOut.Backward(s1, dOut, a.aOut, n, c.Res, c.Res)
-	nn.SiLUBackward(s1, s1, a.nOut)
 	u.normOut.Backward(d[:len(hLast)], s1, hLast, n, rr)
 
 	for k := len(u.up) - 1; k >= 0; k-- {
@@ -281,13 +278,10 @@ func (u *UNet) Backward(dOut, dX []float32) {
 func (u *UNet) resForward(b *resBlock, x []float32, n, h int, train bool, rng *rand.Rand) {
 	hw := h * h
 	a1 := u.act.s1[:n*b.cin*hw]
-	b.norm1.Forward(b.n1, x, n, hw)
-	nn.SiLUForward(a1, b.n1)
-	b.conv1.Forward(b.h1, a1, n, h, h)
+	b.norm1.Forward(a1, x, n, hw) // with swish
 	b.tembProj.Forward(b.tp, u.act.tembS, n)
-	addChannelBias(b.h1, b.tp, hw)
-	b.norm2.Forward(b.n2, b.h1, n, hw)
-	nn.SiLUForward(b.a2, b.n2)
+	b.conv1.ForwardBias(b.h1, a1, b.tp, n, h, h) // + temb_proj, broadcast over the pixels
+	b.norm2.Forward(b.a2, b.h1, n, hw)           // with swish
 	b.drop.Forward(b.a2, b.a2, rng, train)
 	b.conv2.Forward(b.out, b.a2, n, h, h)
 	if b.nin != nil {
@@ -310,7 +304,6 @@ func (u *UNet) resBackward(b *resBlock, dX, dOut, x []float32, n, h int) {
 
 	b.conv2.Backward(s1, dOut, b.a2, n, h, h)
 	b.drop.Backward(s1, s1)
-	nn.SiLUBackward(s1, s1, b.n2)
 	b.norm2.Backward(s1, s1, b.h1, n, hw) // s1 = ∂L/∂h1
 
 	// h1 = conv1(a1) + tp broadcast over the pixels.
@@ -319,9 +312,8 @@ func (u *UNet) resBackward(b *resBlock, dX, dOut, x []float32, n, h int) {
 	b.tembProj.Backward(a.dTmp, dTp, a.tembS, n)
 	nn.AddForward(a.dTembS, a.dTembS, a.dTmp)
 
-	nn.SiLUForward(s2, b.n1) // recompute conv1's input
+	b.norm1.Reapply(s2, x, n, hw) // recompute conv1's input
 	b.conv1.Backward(s3, s1, s2, n, h, h)
-	nn.SiLUBackward(s3, s3, b.n1)
 	b.norm1.Backward(dX, s3, x, n, hw)
 
 	if b.nin != nil {
@@ -332,30 +324,12 @@ func (u *UNet) resBackward(b *resBlock, dX, dOut, x []float32, n, h int) {
 	}
 }
 
-// addChannelBias adds v[row] to every element of row row of y (rows of
-// length hw): the temb projection broadcast over the pixels.
-func addChannelBias(y, v []float32, hw int) {
-	parallel.For(len(v), func(lo, hi int) {
-		for r := lo; r < hi; r++ {
-			row, b := y[r*hw:(r+1)*hw], v[r]
-			for i := range row {
-				row[i] += b
-			}
-		}
-	})
-}
-
-// channelSums writes dst[row] = Σ of row row of y (rows of length hw), the
-// adjoint of addChannelBias. Sums run in float64 so they do not depend on
-// the resolution's rounding.
+// channelSums writes dst[row] = Σ of row row of y (rows of length hw): the
+// gradient of a per-channel value broadcast over the pixels.
 func channelSums(dst, y []float32, hw int) {
 	parallel.For(len(dst), func(lo, hi int) {
 		for r := lo; r < hi; r++ {
-			s := 0.0
-			for _, x := range y[r*hw : (r+1)*hw] {
-				s += float64(x)
-			}
-			dst[r] = float32(s)
+			dst[r] = float32(vec.Sum(y[r*hw : (r+1)*hw]))
 		}
 	})
 }

@@ -39,23 +39,23 @@ type resBlock struct {
 	conv2     *nn.Conv2d
 	nin       *nn.Conv2d // nil when cin == cout
 
-	// Saved by forward for backward. swish(norm1(x)) is not kept: backward
-	// recomputes it from n1 into scratch, one elementwise pass instead of a
-	// whole activation of memory per block.
-	n1  []float32 // norm1(x)            [n, cin, hw]
+	// Saved by forward for backward. The norms are fused with the swish
+	// after them (nn.GroupNorm.Swish), so the norm outputs are never
+	// stored, and swish(norm1(x)) is not kept either: backward recomputes
+	// it from x and norm1's statistics into scratch (norm1.Reapply), one
+	// elementwise pass instead of a whole activation of memory per block.
 	h1  []float32 // conv1(...) + temb   [n, cout, hw]
-	n2  []float32 // norm2(h1)           [n, cout, hw]
-	a2  []float32 // dropout(swish(n2)): conv2's input
+	a2  []float32 // dropout(swish(norm2(h1))): conv2's input
 	tp  []float32 // temb_proj output    [n, cout]
 	out []float32 // block output        [n, cout, hw]
 }
 
 func newResBlock(cin, cout, tembCh, groups int, dropout float32) *resBlock {
 	b := &resBlock{cin: cin, cout: cout,
-		norm1:    nn.NewGroupNorm(groups, cin, GNEps),
+		norm1:    nn.NewGroupNormSwish(groups, cin, GNEps),
 		conv1:    nn.NewConv2d(cin, cout, 3, 1, 1),
 		tembProj: nn.NewLinear(tembCh, cout),
-		norm2:    nn.NewGroupNorm(groups, cout, GNEps),
+		norm2:    nn.NewGroupNormSwish(groups, cout, GNEps),
 		drop:     nn.NewDropout(dropout),
 		conv2:    nn.NewConv2d(cout, cout, 3, 1, 1),
 	}
@@ -140,8 +140,7 @@ type activations struct {
 	mid1Out []float32
 	midAttn []float32
 	mid2Out []float32
-	nOut    []float32 // norm_out output
-	aOut    []float32 // swish(nOut): conv_out's input
+	aOut    []float32 // swish(norm_out(h)): conv_out's input
 
 	// backward
 	gA, gB, s1, s2, s3 []float32   // largest activation each
@@ -238,7 +237,7 @@ func New(cfg Config) (*UNet, error) {
 	if len(chans) != 0 || r != cfg.Res {
 		panic("unet: internal error: skip stack not consumed") // the loops above mirror the reference
 	}
-	u.normOut = nn.NewGroupNorm(cfg.Groups, cur, GNEps)
+	u.normOut = nn.NewGroupNormSwish(cfg.Groups, cur, GNEps)
 	add("norm_out.", u.normOut.Params())
 	u.convOut = nn.NewConv2d(cur, cfg.OutCh, 3, 1, 1)
 	add("conv_out.", u.convOut.Params())

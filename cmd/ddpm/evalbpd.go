@@ -1,0 +1,161 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/ddpm-go/ddpm/data"
+	"github.com/ddpm-go/ddpm/diffusion"
+	"github.com/ddpm-go/ddpm/experiments/likelihood"
+	"github.com/ddpm-go/ddpm/internal/progress"
+	"github.com/ddpm-go/ddpm/train"
+)
+
+func init() {
+	registerEval("bpd", "negative log-likelihood bound in bits/dim on a data split (the paper's NLL)", runEvalBPD)
+}
+
+// bpdReport is what `ddpm eval bpd --json` prints: the summary plus where
+// it came from. Bits are per data dimension (see the dims fields).
+type bpdReport struct {
+	likelihood.Summary
+	Model    string  `json:"model"`
+	Data     string  `json:"data"`
+	Split    string  `json:"split"`
+	T        int     `json:"T"`
+	Dims     int     `json:"dims"`      // values per image the model sees (after padding)
+	DataDims int     `json:"data_dims"` // values per image of the data set: the bits/dim denominator
+	Seed     uint64  `json:"seed"`
+	Seconds  float64 `json:"seconds"`
+}
+
+func runEvalBPD(args []string) error { return evalBPD(args, os.Stdout) }
+
+// evalBPD is runEvalBPD writing its report to w.
+func evalBPD(args []string, w io.Writer) error {
+	fs := newFlags("eval bpd", "--model DIR|FILE [--data mnist] [--split test] [--n 100] [--batch 64] [--json] [--plot FILE]")
+	modelPath := fs.String("model", "", "run directory or checkpoint/weights file (required)")
+	spec := fs.String("data", "", "data set: "+data.Specs+" (default: the one the model was trained on)")
+	split := fs.String("split", "test", "split to evaluate: train or test (compare them to check for overfitting)")
+	n := fs.Int("n", 100, "evaluate the first N images of the split (0: all)")
+	batch := fs.Int("batch", 64, "network inputs per forward pass: (image, t) pairs, many images at one t or many t of one image")
+	seed := fs.Uint64("seed", 0, "seed of the x_t draws")
+	raw := fs.Bool("raw", false, "use the raw weights instead of the EMA weights")
+	asJSON := fs.Bool("json", false, "print one JSON object instead of the table")
+	plotPath := fs.String("plot", "", "also write a PNG of the per-t terms to this file")
+	quiet := fs.Bool("quiet", false, "no progress bar")
+	var dc diffusion.Config
+	diffusionFlags(fs, &dc, false)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	switch {
+	case *modelPath == "":
+		return usageErr("--model is required (a run directory or a checkpoint file)")
+	case *n < 0:
+		return usageErr("--n must be ≥ 0 (0: the whole split), got %d", *n)
+	case *batch <= 0:
+		return usageErr("--batch must be positive, got %d", *batch)
+	case *split != "train" && *split != "test":
+		return usageErr("--split must be train or test, got %q", *split)
+	}
+	m, d, err := loadModel(*modelPath, *raw, fs, dc)
+	if err != nil {
+		return err
+	}
+	if *spec == "" {
+		opt, err := train.DataSpec(*modelPath)
+		if err != nil || opt.Data == "" {
+			return usageErr("--data is required: %s does not record the data set it was trained on", *modelPath)
+		}
+		*spec = opt.Data
+	}
+	cfg := m.Config()
+	ds, err := data.Load(*spec, *split, data.WithSize(cfg.Res), data.WithChannels(cfg.InCh))
+	if err != nil {
+		return err
+	}
+	if ds.C != cfg.InCh {
+		return fmt.Errorf("data set %s has %d channels, the model takes %d", *spec, ds.C, cfg.InCh)
+	}
+	if err := ds.CheckSize(cfg.Res); err != nil {
+		return err
+	}
+	count := *n
+	if count == 0 {
+		count = ds.N
+	}
+	if count > ds.N {
+		return usageErr("--n %d exceeds the %d images of the %s %s split", count, ds.N, *spec, *split)
+	}
+	idx := make([]int, count)
+	for i := range idx {
+		idx[i] = i
+	}
+	D := cfg.InCh * cfg.Res * cfg.Res
+	x0 := make([]float32, count*D)
+	ds.ToFloat(x0, idx, cfg.Res)
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	bar := progress.New(count*d.T, fmt.Sprintf("bits/dim of %d %s images", count, *split), "eval", *quiet)
+	start := time.Now()
+	res, err := likelihood.Evaluate(ctx, d, m, x0, count, likelihood.Options{
+		Batch: *batch, Rng: rand.New(rand.NewPCG(*seed, 0x627064)),
+		Progress: func(done, total int) { bar.Set(done) },
+	})
+	if errors.Is(err, context.Canceled) {
+		return fmt.Errorf("interrupted: no result (the bound needs every t of every image)")
+	}
+	if err != nil {
+		return err
+	}
+	bar.Finish()
+	dataDims := ds.ImageSize()
+	rep := bpdReport{
+		Summary: res.Summary(float64(D) / float64(dataDims)),
+		Model:   *modelPath, Data: *spec, Split: *split, T: d.T, Dims: D, DataDims: dataDims, Seed: *seed,
+		Seconds: time.Since(start).Seconds(),
+	}
+	if *plotPath != "" {
+		title := fmt.Sprintf("%s %s, %d images: total %.4f bits/dim", *spec, *split, count, rep.TotalBPD)
+		if err := likelihood.PlotPerT(*plotPath, title, likelihood.Curve{Name: *split, PerT: rep.PerTBPD}); err != nil {
+			return err
+		}
+	}
+	if *asJSON {
+		b, err := json.Marshal(rep)
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintln(w, string(b))
+		return err
+	}
+	printBPD(w, rep, cfg.Res, ds.H, ds.W)
+	if *plotPath != "" {
+		fmt.Fprintf(w, "per-t plot: %s\n", *plotPath)
+	}
+	return nil
+}
+
+func printBPD(w io.Writer, r bpdReport, res, h, wd int) {
+	fmt.Fprintf(w, "NLL bound on the first %d images of %s (%s), T = %d, model %s\n", r.N, r.Data, r.Split, r.T, r.Model)
+	if r.Dims != r.DataDims {
+		fmt.Fprintf(w, "images padded from %d×%d to %d×%d: bits are per data dimension (%d), i.e. the padded image's bound × %d/%d\n",
+			h, wd, res, res, r.DataDims, r.Dims, r.DataDims)
+	}
+	fmt.Fprintf(w, "  %-28s %10.5f ± %.5f bits/dim (± standard error over images)\n", "total L", r.TotalBPD, r.TotalBPDStderr)
+	fmt.Fprintf(w, "  %-28s %10.3e\n", "prior L_T", r.PriorBPD)
+	fmt.Fprintf(w, "  %-28s %10.5f\n", "terms L_1 + … + L_{T-1}", r.TermsBPD)
+	fmt.Fprintf(w, "  %-28s %10.5f\n", "decoder L_0", r.DecoderBPD)
+	evals := float64(r.N * r.T)
+	fmt.Fprintf(w, "%s, %.1f network evaluations/s\n", time.Duration(r.Seconds*float64(time.Second)).Round(time.Millisecond), evals/r.Seconds)
+}

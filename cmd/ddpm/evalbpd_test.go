@@ -1,0 +1,126 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"image/png"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// trainTinyRun trains the tiny1 U-Net (MNIST padded to 32×32) for two steps
+// with T = 20 and returns its run directory.
+func trainTinyRun(t *testing.T) string {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "run")
+	if code := run([]string{"train", "--data", "mnist", "--config", "tiny1", "--steps", "2", "--batch", "2",
+		"--T", "20", "--quiet", "--out", dir}); code != 0 {
+		t.Fatalf("ddpm train exited %d", code)
+	}
+	return dir
+}
+
+func TestEvalBPDEndToEnd(t *testing.T) {
+	dir := trainTinyRun(t)
+	plot := filepath.Join(t.TempDir(), "bpd.png")
+	var out bytes.Buffer
+	if err := evalBPD([]string{"--model", dir, "--n", "2", "--batch", "7", "--json", "--quiet", "--plot", plot}, &out); err != nil {
+		t.Fatal(err)
+	}
+	var raw map[string]json.RawMessage
+	if err := json.Unmarshal(out.Bytes(), &raw); err != nil {
+		t.Fatalf("output is not one JSON object: %v\n%s", err, out.String())
+	}
+	for _, k := range []string{"n", "total_bpd", "total_bpd_stderr", "prior_bpd", "decoder_bpd", "terms_bpd", "per_t_bpd", "dims", "data_dims"} {
+		if _, ok := raw[k]; !ok {
+			t.Errorf("JSON lacks %q", k)
+		}
+	}
+	var r bpdReport
+	if err := json.Unmarshal(out.Bytes(), &r); err != nil {
+		t.Fatal(err)
+	}
+	if r.N != 2 || r.T != 20 || len(r.PerTBPD) != 20 {
+		t.Fatalf("n %d, T %d, %d per-t values; want 2, 20, 20", r.N, r.T, len(r.PerTBPD))
+	}
+	if r.Data != "mnist" || r.Split != "test" || r.Dims != 32*32 || r.DataDims != 28*28 {
+		t.Errorf("data %s/%s, dims %d/%d", r.Data, r.Split, r.Dims, r.DataDims)
+	}
+	if sum := r.PriorBPD + r.TermsBPD + r.DecoderBPD; math.Abs(sum-r.TotalBPD) > 1e-9*r.TotalBPD {
+		t.Errorf("prior + terms + decoder = %v, total %v", sum, r.TotalBPD)
+	}
+	sumT := r.PriorBPD
+	for _, v := range r.PerTBPD {
+		sumT += v
+	}
+	if math.Abs(sumT-r.TotalBPD) > 1e-9*r.TotalBPD {
+		t.Errorf("prior + Σ per_t = %v, total %v", sumT, r.TotalBPD)
+	}
+	if r.PerTBPD[0] != r.DecoderBPD {
+		t.Errorf("per_t_bpd[0] = %v, decoder %v", r.PerTBPD[0], r.DecoderBPD)
+	}
+	// A two-step model is a poor one, so its bound can be anything large:
+	// check only that it is positive and finite. (With T = 20 the prior is
+	// not small: ᾱ_T ≈ 0.8.)
+	if !(r.TotalBPD > 0) || math.IsInf(r.TotalBPD, 0) || !(r.TotalBPDStderr >= 0) {
+		t.Errorf("total %v ± %v", r.TotalBPD, r.TotalBPDStderr)
+	}
+	if !(r.PriorBPD > 0 && r.PriorBPD < r.TotalBPD) {
+		t.Errorf("prior %v bits/dim", r.PriorBPD)
+	}
+	f, err := os.Open(plot)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := png.Decode(f); err != nil {
+		t.Errorf("plot is not a PNG: %v", err)
+	}
+
+	// The same seed gives the same x_t draws whatever the batch, so the
+	// text report (another batching) shows the same total.
+	out.Reset()
+	if err := evalBPD([]string{"--model", dir, "--n", "2", "--batch", "40", "--quiet"}, &out); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "padded from 28×28 to 32×32") {
+		t.Errorf("text report does not explain the padding:\n%s", out.String())
+	}
+	var total float64
+	for _, line := range strings.Split(out.String(), "\n") {
+		if rest, ok := strings.CutPrefix(strings.TrimSpace(line), "total L"); ok {
+			fmt.Sscan(rest, &total)
+		}
+	}
+	if math.Abs(total-r.TotalBPD) > 1e-4*r.TotalBPD {
+		t.Errorf("text report total %v, JSON %v:\n%s", total, r.TotalBPD, out.String())
+	}
+
+	for _, c := range []struct {
+		name  string
+		args  []string
+		usage bool
+	}{
+		{"no model", []string{"--n", "2"}, true},
+		{"negative n", []string{"--model", dir, "--n", "-1"}, true},
+		{"zero batch", []string{"--model", dir, "--batch", "0"}, true},
+		{"bad split", []string{"--model", dir, "--split", "val"}, true},
+		{"n beyond split", []string{"--model", dir, "--n", "10001"}, true},
+		{"missing model", []string{"--model", filepath.Join(dir, "nope")}, false},
+		{"bad data", []string{"--model", dir, "--data", "nosuch"}, false},
+	} {
+		err := evalBPD(append(c.args, "--quiet"), &out)
+		if err == nil {
+			t.Errorf("%s: no error", c.name)
+			continue
+		}
+		if errors.Is(err, errUsage) != c.usage || strings.Contains(err.Error(), "\n") {
+			t.Errorf("%s: error %q (usage error: %v)", c.name, err, errors.Is(err, errUsage))
+		}
+	}
+}

@@ -1,0 +1,170 @@
+package main
+
+// Helpers shared by the paper's experiment commands (rd, progressive,
+// interpolate, schedule, autoregressive).
+
+import (
+	"encoding/json"
+	"fmt"
+	"image"
+	"io"
+	"strconv"
+	"strings"
+
+	"github.com/ddpm-go/ddpm/data"
+	"github.com/ddpm-go/ddpm/imgio"
+	"github.com/ddpm-go/ddpm/model/unet"
+	"github.com/ddpm-go/ddpm/train"
+)
+
+// expData loads the split of the data set spec for a model of config cfg;
+// an empty spec means the one the model was trained on, as recorded in its
+// checkpoint.
+func expData(modelPath, spec, split string, cfg unet.Config) (*data.Dataset, string, error) {
+	if spec == "" {
+		opt, err := train.DataSpec(modelPath)
+		if err != nil || opt.Data == "" {
+			return nil, "", usageErr("--data is required: %s does not record the data set it was trained on", modelPath)
+		}
+		spec = opt.Data
+	}
+	if split != "train" && split != "test" {
+		return nil, "", usageErr("--split must be train or test, got %q", split)
+	}
+	ds, err := data.Load(spec, split, data.WithSize(cfg.Res), data.WithChannels(cfg.InCh))
+	if err != nil {
+		return nil, "", err
+	}
+	if ds.C != cfg.InCh {
+		return nil, "", fmt.Errorf("data set %s has %d channels, the model takes %d", spec, ds.C, cfg.InCh)
+	}
+	if err := ds.CheckSize(cfg.Res); err != nil {
+		return nil, "", err
+	}
+	return ds, spec, nil
+}
+
+// expImages converts the images idx of ds to the model's input (padded to
+// res), checking the indices.
+func expImages(ds *data.Dataset, idx []int, res int, what string) ([]float32, error) {
+	for _, i := range idx {
+		if i < 0 || i >= ds.N {
+			return nil, usageErr("%s %d out of range: the split has %d images (0..%d)", what, i, ds.N, ds.N-1)
+		}
+	}
+	x := make([]float32, len(idx)*ds.C*res*res)
+	ds.ToFloat(x, idx, res)
+	return x, nil
+}
+
+// dataMask marks the values of a res×res model input that come from the
+// data set's images rather than from padding (all of them when the images
+// are res×res): the padding is found by converting a white image.
+func dataMask(ds *data.Dataset, res int) []bool {
+	white := &data.Dataset{N: 1, C: ds.C, H: ds.H, W: ds.W, Pixels: make([]uint8, ds.ImageSize())}
+	for k := range white.Pixels {
+		white.Pixels[k] = 255
+	}
+	x := make([]float32, ds.C*res*res)
+	white.ToFloat(x, []int{0}, res)
+	mask := make([]bool, len(x))
+	for k, v := range x {
+		mask[k] = v == 1
+	}
+	return mask
+}
+
+// minTile is the smallest side, in pixels, of an image in an experiment's
+// grid: smaller images are enlarged by an integer factor (nearest
+// neighbour, so no pixel is invented) to stay readable.
+const minTile = 64
+
+// saveRows writes rows of images as one PNG grid, a row of the grid per
+// row (each row holds cols images of c×res×res values), enlarged so that
+// each image is at least minTile pixels wide.
+func saveRows(path string, rows [][]float32, cols, c, res int) error {
+	var all []float32
+	for _, r := range rows {
+		all = append(all, r...)
+	}
+	n := len(rows) * cols
+	if len(all) != n*c*res*res {
+		return fmt.Errorf("grid %s: %d values are not %d images", path, len(all), n)
+	}
+	img := imgio.GridImage(all, n, c, res, res, cols)
+	zoom := (minTile + res - 1) / res
+	if zoom > 1 {
+		b := img.Bounds()
+		big := image.NewRGBA(image.Rect(0, 0, b.Dx()*zoom, b.Dy()*zoom))
+		for y := range b.Dy() * zoom {
+			for x := range b.Dx() * zoom {
+				big.Set(x, y, img.At(b.Min.X+x/zoom, b.Min.Y+y/zoom))
+			}
+		}
+		img = big
+	}
+	return imgio.WritePNG(path, img)
+}
+
+// writeJSON prints v as one JSON object line.
+func writeJSON(w io.Writer, v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintln(w, string(b))
+	return err
+}
+
+// parseInts parses a comma-separated list of integers for flag name.
+func parseInts(s, name string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		v, err := strconv.Atoi(f)
+		if err != nil {
+			return nil, usageErr("--%s: %q is not an integer", name, f)
+		}
+		out = append(out, v)
+	}
+	if len(out) == 0 {
+		return nil, usageErr("--%s: empty list", name)
+	}
+	return out, nil
+}
+
+// parseFloats parses a comma-separated list of numbers for flag name.
+func parseFloats(s, name string) ([]float64, error) {
+	var out []float64
+	for _, f := range strings.Split(s, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		v, err := strconv.ParseFloat(f, 64)
+		if err != nil {
+			return nil, usageErr("--%s: %q is not a number", name, f)
+		}
+		out = append(out, v)
+	}
+	if len(out) == 0 {
+		return nil, usageErr("--%s: empty list", name)
+	}
+	return out, nil
+}
+
+// timesteps turns paper timesteps t (1..T) from a flag into diffusion
+// indices t−1.
+func timesteps(ts []int, T int, name string) ([]int, error) {
+	idx := make([]int, len(ts))
+	for k, t := range ts {
+		if t < 1 || t > T {
+			return nil, usageErr("--%s %d out of range 1..%d (T)", name, t, T)
+		}
+		idx[k] = t - 1
+	}
+	return idx, nil
+}

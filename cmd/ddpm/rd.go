@@ -1,0 +1,162 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/ddpm-go/ddpm/diffusion"
+	"github.com/ddpm-go/ddpm/experiments/rd"
+	"github.com/ddpm-go/ddpm/internal/plot"
+	"github.com/ddpm-go/ddpm/internal/progress"
+)
+
+func init() {
+	register("rd", "progressive lossy compression: rate and distortion along the reverse process (Table 4, Fig. 5)", runRD)
+}
+
+// rdRow is one reverse step of the curve.
+type rdRow struct {
+	ReverseStep int     `json:"reverse_step"` // k = T − t + 1: x_t received
+	RateBPD     float64 `json:"rate_bpd"`     // L_T + … + L_t, bits per data dimension
+	RMSE        float64 `json:"rmse"`         // of x̂0(x_t) on [0, 255]
+}
+
+// rdReport is what `ddpm rd --json` prints.
+type rdReport struct {
+	Rows       []rdRow `json:"rows"` // every reverse step 1..T
+	PriorBPD   float64 `json:"prior_bpd"`
+	DecoderBPD float64 `json:"decoder_bpd"`
+	TotalBPD   float64 `json:"total_bpd"` // final rate + decoder: the bound of `ddpm eval bpd`
+	N          int     `json:"n"`
+	T          int     `json:"T"`
+	Model      string  `json:"model"`
+	Data       string  `json:"data"`
+	Split      string  `json:"split"`
+	Seed       uint64  `json:"seed"`
+	Dims       int     `json:"dims"`
+	DataDims   int     `json:"data_dims"`
+}
+
+func runRD(args []string) error { return rdCommand(args, os.Stdout) }
+
+func rdCommand(args []string, w io.Writer) error {
+	fs := newFlags("rd", "--model DIR|FILE [--data mnist] [--split test] [--n 100] [--out rd.png] [--json] [flags]")
+	modelPath := fs.String("model", "", "run directory or checkpoint/weights file (required)")
+	spec := fs.String("data", "", "data set (default: the one the model was trained on)")
+	split := fs.String("split", "test", "split: train or test")
+	n := fs.Int("n", 100, "the first N images of the split")
+	batch := fs.Int("batch", 64, "network inputs per forward pass ((image, t) pairs)")
+	seed := fs.Uint64("seed", 0, "seed of the x_t draws (the same as `ddpm eval bpd --seed` for the same draws)")
+	out := fs.String("out", "rd.png", "PNG of Fig. 5's three panels")
+	asJSON := fs.Bool("json", false, "print one JSON object (every reverse step) instead of the table")
+	raw := fs.Bool("raw", false, "use the raw weights instead of the EMA weights")
+	quiet := fs.Bool("quiet", false, "no progress bar")
+	var dc diffusion.Config
+	diffusionFlags(fs, &dc, false)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	switch {
+	case *modelPath == "":
+		return usageErr("--model is required (a run directory or a checkpoint file)")
+	case *n <= 0:
+		return usageErr("--n must be positive, got %d", *n)
+	case *batch <= 0:
+		return usageErr("--batch must be positive, got %d", *batch)
+	case *out == "":
+		return usageErr("--out must name a PNG file")
+	}
+	m, d, err := loadModel(*modelPath, *raw, fs, dc)
+	if err != nil {
+		return err
+	}
+	cfg := m.Config()
+	ds, dataSpec, err := expData(*modelPath, *spec, *split, cfg)
+	if err != nil {
+		return err
+	}
+	if *n > ds.N {
+		return usageErr("--n %d exceeds the %d images of the %s %s split", *n, ds.N, dataSpec, *split)
+	}
+	idx := make([]int, *n)
+	for i := range idx {
+		idx[i] = i
+	}
+	x0, err := expImages(ds, idx, cfg.Res, "image")
+	if err != nil {
+		return err
+	}
+	D := len(x0) / *n
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	bar := progress.New(*n*d.T, fmt.Sprintf("rate/distortion of %d %s images", *n, *split), "eval", *quiet)
+	start := time.Now()
+	curve, err := rd.Run(ctx, d, m, x0, *n, rd.Options{
+		Batch: *batch, Rng: rand.New(rand.NewPCG(*seed, 0x627064)),
+		Scale: float64(D) / float64(ds.ImageSize()), Mask: dataMask(ds, cfg.Res),
+		Progress: func(done, total int) { bar.Set(done) },
+	})
+	if errors.Is(err, context.Canceled) {
+		return fmt.Errorf("interrupted: no result (the curve needs every t of every image)")
+	}
+	if err != nil {
+		return err
+	}
+	bar.Finish()
+	rep := rdReport{
+		PriorBPD: curve.Prior, DecoderBPD: curve.Decoder, TotalBPD: curve.Total,
+		N: *n, T: d.T, Model: *modelPath, Data: dataSpec, Split: *split, Seed: *seed, Dims: D, DataDims: ds.ImageSize(),
+	}
+	for k := 1; k <= d.T; k++ {
+		rep.Rows = append(rep.Rows, rdRow{ReverseStep: k, RateBPD: curve.Rate[k-1], RMSE: curve.RMSE[k-1]})
+	}
+	if err := plotRD(*out, rep); err != nil {
+		return err
+	}
+	if *asJSON {
+		return writeJSON(w, rep)
+	}
+	fmt.Fprintf(w, "Progressive lossy compression (Table 4) of the first %d images of %s (%s), T = %d, model %s\n",
+		rep.N, rep.Data, rep.Split, rep.T, rep.Model)
+	fmt.Fprintf(w, "%14s %18s %26s\n", "reverse step", "rate (bits/dim)", "distortion (RMSE [0,255])")
+	for _, k := range rd.TableSteps(d.T) {
+		r := rep.Rows[k-1]
+		fmt.Fprintf(w, "%14d %18.5f %26.5f\n", r.ReverseStep, r.RateBPD, r.RMSE)
+	}
+	fmt.Fprintf(w, "prior L_T %.3e, decoder L_0 %.5f bits/dim; final rate + decoder = %.5f bits/dim, the bound of `ddpm eval bpd --split %s --n %d --seed %d`\n",
+		rep.PriorBPD, rep.DecoderBPD, rep.TotalBPD, rep.Split, rep.N, rep.Seed)
+	if D != ds.ImageSize() {
+		fmt.Fprintf(w, "images padded from %d×%d to %d×%d: bits per data dimension (%d), RMSE over the data pixels\n",
+			ds.H, ds.W, cfg.Res, cfg.Res, ds.ImageSize())
+	}
+	fmt.Fprintf(w, "figure: %s (%s)\n", *out, time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// plotRD draws Fig. 5: rate and distortion against the reverse step, and
+// distortion against rate.
+func plotRD(path string, r rdReport) error {
+	k := make([]float64, len(r.Rows))
+	rate := make([]float64, len(r.Rows))
+	dist := make([]float64, len(r.Rows))
+	for j, row := range r.Rows {
+		k[j], rate[j], dist[j] = float64(row.ReverseStep), row.RateBPD, row.RMSE
+	}
+	title := fmt.Sprintf("%s %s, %d images", r.Data, r.Split, r.N)
+	return plot.Save(path, 3,
+		plot.Panel{Title: "rate, " + title, XLabel: "reverse process steps (T − t + 1)", YLabel: "rate (bits/dim)", ZeroY: true,
+			Series: []plot.Series{{X: k, Y: rate}}},
+		plot.Panel{Title: "distortion", XLabel: "reverse process steps (T − t + 1)", YLabel: "distortion (RMSE, [0, 255])", ZeroY: true,
+			Series: []plot.Series{{X: k, Y: dist}}},
+		plot.Panel{Title: "rate–distortion", XLabel: "rate (bits/dim)", YLabel: "distortion (RMSE, [0, 255])", ZeroY: true,
+			Series: []plot.Series{{X: rate, Y: dist}}},
+	)
+}

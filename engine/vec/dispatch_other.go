@@ -1,0 +1,29 @@
+//go:build !amd64 || purego
+
+package vec
+
+// Without the generated kernels (another architecture, or the purego build
+// tag) every function runs its portable Go loop; the stubs below are never
+// called.
+const useAVX512 = false
+
+func unreachable() { panic("vec: AVX-512 kernel called without AVX-512") }
+
+func siluAVX512(y, x *float32, n int)                                         { unreachable() }
+func siluGradAVX512(dx, dy, x *float32, n int)                                { unreachable() }
+func affineSiluAVX512(y, x *float32, n int, a, b float32)                     { unreachable() }
+func affineSiluGradAVX512(dz, dy, x *float32, n int, a, b float32)            { unreachable() }
+func affineAVX512(y, x *float32, n int, a, b float32)                         { unreachable() }
+func lin3AVX512(z, x, y *float32, n int, a, b, c float32)                     { unreachable() }
+func addAVX512(z, x, y *float32, n int)                                       { unreachable() }
+func mulSubAVX512(z, x, y *float32, n int, t float32)                         { unreachable() }
+func fillAVX512(y *float32, n int, v float32)                                 { unreachable() }
+func expShiftSumAVX512(y, x *float32, n int, shift float32, acc *[16]float32) { unreachable() }
+func maxAVX512(x *float32, n int, acc *[16]float32)                           { unreachable() }
+func sumAVX512(x *float32, n int, acc *[16]float32)                           { unreachable() }
+func dotAVX512(x, y *float32, n int, acc *[16]float32)                        { unreachable() }
+func sumSqDevAVX512(x *float32, n int, mean float32, acc *[16]float32)        { unreachable() }
+func sumDyXcAVX512(dy, x *float32, n int, mean float32, acc *[32]float32)     { unreachable() }
+func adamAVX512(w, grad, m, v *float32, n int, wd, w1, b2, w2, bc2Sqrt, eps, stepSize float32) {
+	unreachable()
+}

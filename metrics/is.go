@@ -1,0 +1,73 @@
+package metrics
+
+import (
+	"fmt"
+	"math"
+)
+
+// ISSplits is the number of splits the Inception Score is averaged over,
+// as in Salimans et al. 2016 and every paper that reports it (DDPM's
+// Table 1 included).
+const ISSplits = 10
+
+// InceptionScore is exp(E_x KL(p(y|x) ‖ p(y))) computed from the class
+// probabilities p(y|x) of generated images, one row per image, the way the
+// reference implementation does it: the rows are cut into splits
+// consecutive parts of ⌊n/splits⌋ rows (a remainder is dropped), each part
+// gets its own marginal p(y) and score, and the result is the mean and the
+// (population) standard deviation of the splits' scores. It ranges from 1
+// (every image gets the same prediction) to the number of classes
+// (confident predictions, all classes equally often).
+func InceptionScore(probs [][]float64, splits int) (mean, std float64, err error) {
+	if splits < 1 {
+		return 0, 0, fmt.Errorf("inception score: %d splits, need at least 1", splits)
+	}
+	k, err := check("inception score", probs, splits)
+	if err != nil {
+		return 0, 0, err
+	}
+	for i, p := range probs {
+		var s float64
+		for _, v := range p {
+			if v < 0 {
+				return 0, 0, fmt.Errorf("inception score: row %d has a negative probability %g", i, v)
+			}
+			s += v
+		}
+		if math.Abs(s-1) > 1e-3 {
+			return 0, 0, fmt.Errorf("inception score: row %d sums to %g, not 1 (pass probabilities, not logits)", i, s)
+		}
+	}
+	part := len(probs) / splits
+	scores := make([]float64, splits)
+	py := make([]float64, k)
+	for s := range splits {
+		rows := probs[s*part : (s+1)*part]
+		clear(py)
+		for _, p := range rows {
+			for j, v := range p {
+				py[j] += v
+			}
+		}
+		for j := range py {
+			py[j] /= float64(part)
+		}
+		var kl float64
+		for _, p := range rows {
+			for j, v := range p {
+				if v > 0 { // 0·log 0 = 0
+					kl += v * (math.Log(v) - math.Log(py[j]))
+				}
+			}
+		}
+		scores[s] = math.Exp(kl / float64(part))
+	}
+	for _, v := range scores {
+		mean += v
+	}
+	mean /= float64(splits)
+	for _, v := range scores {
+		std += (v - mean) * (v - mean)
+	}
+	return mean, math.Sqrt(std / float64(splits)), nil
+}
