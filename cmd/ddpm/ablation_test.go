@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"math"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -70,11 +69,7 @@ func TestLenetFD(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := unet.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m.Init(rand.New(rand.NewPCG(1, 2)))
+	m := testUNet(t, cfg, 1)
 	dc := diffusion.DefaultConfig()
 	dc.T = 4
 	d, err := diffusion.New(dc)

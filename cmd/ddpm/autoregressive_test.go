@@ -44,7 +44,7 @@ func TestAutoregressiveCommand(t *testing.T) {
 			t.Errorf("table lacks %q:\n%s", want, out.String())
 		}
 	}
-	if w, h := expPNGSize(t, fig); w < h {
+	if w, h := pngSize(t, fig); w < h {
 		t.Errorf("figure %d×%d", w, h)
 	}
 }

@@ -62,11 +62,7 @@ func runClassifierTrain(args []string) error {
 	if err := o.Validate(); err != nil {
 		return usageErr("%v", err)
 	}
-	train, err := data.Load(*spec, "train")
-	if err != nil {
-		return err
-	}
-	test, err := data.Load(*spec, "test")
+	train, test, err := loadSplits(*spec)
 	if err != nil {
 		return err
 	}
@@ -157,6 +153,17 @@ func loadClassifier(spec, path string) (*classifier.Net, error) {
 	}
 	m, _, err := classifier.Load(path)
 	return m, err
+}
+
+// loadSplits loads the train and the test split of the data set spec.
+func loadSplits(spec string) (train, test *data.Dataset, err error) {
+	if train, err = data.Load(spec, "train"); err != nil {
+		return nil, nil, err
+	}
+	if test, err = data.Load(spec, "test"); err != nil {
+		return nil, nil, err
+	}
+	return train, test, nil
 }
 
 // testAccuracy scores m on every image of the labelled set ds.

@@ -576,7 +576,7 @@ func TestPanicNet(t *testing.T) {
 	}}
 	t.Setenv("GOTRACEBACK", "")
 	var code int
-	out := captureStderrTo(t, func() { code = runCommand("boom", boom, nil) })
+	out := captureStderr(t, func() { code = runCommand("boom", boom, nil) })
 	if code != exitInternal {
 		t.Fatalf("exit %d, want %d", code, exitInternal)
 	}
@@ -586,7 +586,7 @@ func TestPanicNet(t *testing.T) {
 	}
 	// With GOTRACEBACK set the stack follows, for the bug report.
 	t.Setenv("GOTRACEBACK", "all")
-	out = captureStderrTo(t, func() { runCommand("boom", boom, nil) })
+	out = captureStderr(t, func() { runCommand("boom", boom, nil) })
 	if !strings.HasPrefix(out, want) || !strings.Contains(out, "goroutine") {
 		t.Fatalf("with GOTRACEBACK=all: %q", out)
 	}
@@ -596,33 +596,85 @@ func TestPanicNet(t *testing.T) {
 		code int
 	}{{nil, 0}, {usageErr("bad"), 2}, {io.ErrUnexpectedEOF, 1}} {
 		var c int
-		captureStderrTo(t, func() { c = runCommand("x", command{"", func([]string) error { return tc.err }}, nil) })
+		captureStderr(t, func() { c = runCommand("x", command{"", func([]string) error { return tc.err }}, nil) })
 		if c != tc.code {
 			t.Errorf("error %v: exit %d, want %d", tc.err, c, tc.code)
 		}
 	}
 }
 
-// captureStderrTo runs fn with os.Stderr redirected and returns what it
-// wrote.
-func captureStderrTo(t *testing.T, fn func()) string {
+// captureOutput runs fn with *f (os.Stdout or os.Stderr) redirected to a
+// temporary file and returns what fn wrote there.
+func captureOutput(t *testing.T, f **os.File, fn func()) string {
 	t.Helper()
-	r, w, err := os.Pipe()
+	tmp, err := os.CreateTemp(t.TempDir(), "out")
 	if err != nil {
 		t.Fatal(err)
 	}
-	old := os.Stderr
-	os.Stderr = w
-	done := make(chan []byte)
-	go func() {
-		b, _ := io.ReadAll(r)
-		done <- b
-	}()
-	defer func() { os.Stderr = old }()
+	defer tmp.Close()
+	old := *f
+	*f = tmp
+	defer func() { *f = old }() // also when fn fails the test
 	fn()
-	w.Close()
-	os.Stderr = old
-	return string(<-done)
+	b, err := os.ReadFile(tmp.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+// captureStdout returns what fn prints on os.Stdout.
+func captureStdout(t *testing.T, fn func()) string {
+	t.Helper()
+	return captureOutput(t, &os.Stdout, fn)
+}
+
+// captureStderr returns what fn prints on os.Stderr.
+func captureStderr(t *testing.T, fn func()) string {
+	t.Helper()
+	return captureOutput(t, &os.Stderr, fn)
+}
+
+// runCaptured runs the CLI in-process with args and returns its exit
+// status and what it printed on stdout.
+func runCaptured(t *testing.T, args ...string) (int, string) {
+	t.Helper()
+	var code int
+	out := captureStdout(t, func() { code = run(args) })
+	return code, out
+}
+
+// decodePNG reads the PNG file at path.
+func decodePNG(t *testing.T, path string) image.Image {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	img, err := png.Decode(f)
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	return img
+}
+
+// pngSize is the width and height of the PNG file at path.
+func pngSize(t *testing.T, path string) (w, h int) {
+	t.Helper()
+	b := decodePNG(t, path).Bounds()
+	return b.Dx(), b.Dy()
+}
+
+// testUNet is a freshly initialised U-Net of config cfg.
+func testUNet(t *testing.T, cfg unet.Config, seed uint64) *unet.UNet {
+	t.Helper()
+	m, err := unet.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.Init(rand.New(rand.NewPCG(seed, 2)))
+	return m
 }
 
 // TestDataFitsModel checks the two ways data is fitted to the model, which

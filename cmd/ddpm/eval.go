@@ -2,7 +2,7 @@ package main
 
 import (
 	"fmt"
-	"sort"
+	"os"
 	"strings"
 )
 
@@ -18,17 +18,13 @@ func init() {
 	register("eval", "measure a model: "+"bits/dim (eval bpd), sample quality (eval quality)", runEval)
 }
 
+// runEval is `ddpm eval`: its help, and errors for a missing or unknown
+// measurement. run starts a known measurement itself, under its own name.
 func runEval(args []string) error {
-	names := make([]string, 0, len(evalCommands))
-	for n := range evalCommands {
-		names = append(names, n)
-	}
-	sort.Strings(names)
+	names := sortedNames(evalCommands)
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
 		fmt.Println("usage: ddpm eval <what> [flags]\n\nwhat:")
-		for _, n := range names {
-			fmt.Printf("  %-10s %s\n", n, evalCommands[n].summary)
-		}
+		listCommands(os.Stdout, evalCommands)
 		if len(args) == 0 {
 			return usageErr("name what to evaluate: %s", strings.Join(names, ", "))
 		}

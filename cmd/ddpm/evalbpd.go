@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -13,10 +12,8 @@ import (
 	"time"
 
 	"github.com/ddpm-go/ddpm/data"
-	"github.com/ddpm-go/ddpm/diffusion"
 	"github.com/ddpm-go/ddpm/experiments/likelihood"
 	"github.com/ddpm-go/ddpm/internal/progress"
-	"github.com/ddpm-go/ddpm/train"
 )
 
 func init() {
@@ -42,24 +39,20 @@ func runEvalBPD(args []string) error { return evalBPD(args, os.Stdout) }
 // evalBPD is runEvalBPD writing its report to w.
 func evalBPD(args []string, w io.Writer) error {
 	fs := newFlags("eval bpd", "--model DIR|FILE [--data mnist] [--split test] [--n 100] [--batch 64] [--json] [--plot FILE]")
-	modelPath := fs.String("model", "", "run directory or checkpoint/weights file (required)")
+	mf := addModelFlags(fs)
+	modelPath := mf.path
 	spec := fs.String("data", "", "data set: "+data.Specs+" (default: the one the model was trained on)")
 	split := fs.String("split", "test", "split to evaluate: train or test (compare them to check for overfitting)")
 	n := fs.Int("n", 100, "evaluate the first N images of the split (0: all)")
 	batch := fs.Int("batch", 64, "network inputs per forward pass: (image, t) pairs, many images at one t or many t of one image")
 	seed := fs.Uint64("seed", 0, "seed of the x_t draws")
-	raw := fs.Bool("raw", false, "use the raw weights instead of the EMA weights")
 	asJSON := fs.Bool("json", false, "print one JSON object instead of the table")
 	plotPath := fs.String("plot", "", "also write a PNG of the per-t terms to this file")
 	quiet := fs.Bool("quiet", false, "no progress bar")
-	var dc diffusion.Config
-	diffusionFlags(fs, &dc, false)
-	if err := parseFlags(fs, args); err != nil {
+	if err := mf.parse(args); err != nil {
 		return err
 	}
 	switch {
-	case *modelPath == "":
-		return usageErr("--model is required (a run directory or a checkpoint file)")
 	case *n < 0:
 		return usageErr("--n must be ≥ 0 (0: the whole split), got %d", *n)
 	case *batch <= 0:
@@ -67,42 +60,24 @@ func evalBPD(args []string, w io.Writer) error {
 	case *split != "train" && *split != "test":
 		return usageErr("--split must be train or test, got %q", *split)
 	}
-	m, d, err := loadModel(*modelPath, *raw, fs, dc)
+	m, d, err := mf.load()
 	if err != nil {
 		return err
-	}
-	if *spec == "" {
-		opt, err := train.DataSpec(*modelPath)
-		if err != nil || opt.Data == "" {
-			return usageErr("--data is required: %s does not record the data set it was trained on", *modelPath)
-		}
-		*spec = opt.Data
 	}
 	cfg := m.Config()
-	ds, err := data.Load(*spec, *split, data.WithSize(cfg.Res), data.WithChannels(cfg.InCh))
+	ds, dataSpec, err := expData(*modelPath, *spec, *split, cfg)
 	if err != nil {
-		return err
-	}
-	if ds.C != cfg.InCh {
-		return fmt.Errorf("data set %s has %d channels, the model takes %d", *spec, ds.C, cfg.InCh)
-	}
-	if err := ds.CheckSize(cfg.Res); err != nil {
 		return err
 	}
 	count := *n
 	if count == 0 {
 		count = ds.N
 	}
-	if count > ds.N {
-		return usageErr("--n %d exceeds the %d images of the %s %s split", count, ds.N, *spec, *split)
-	}
-	idx := make([]int, count)
-	for i := range idx {
-		idx[i] = i
+	x0, err := expFirst(ds, count, cfg.Res, dataSpec, *split)
+	if err != nil {
+		return err
 	}
 	D := cfg.InCh * cfg.Res * cfg.Res
-	x0 := make([]float32, count*D)
-	ds.ToFloat(x0, idx, cfg.Res)
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -122,22 +97,17 @@ func evalBPD(args []string, w io.Writer) error {
 	dataDims := ds.ImageSize()
 	rep := bpdReport{
 		Summary: res.Summary(float64(D) / float64(dataDims)),
-		Model:   *modelPath, Data: *spec, Split: *split, T: d.T, Dims: D, DataDims: dataDims, Seed: *seed,
+		Model:   *modelPath, Data: dataSpec, Split: *split, T: d.T, Dims: D, DataDims: dataDims, Seed: *seed,
 		Seconds: time.Since(start).Seconds(),
 	}
 	if *plotPath != "" {
-		title := fmt.Sprintf("%s %s, %d images: total %.4f bits/dim", *spec, *split, count, rep.TotalBPD)
+		title := fmt.Sprintf("%s %s, %d images: total %.4f bits/dim", dataSpec, *split, count, rep.TotalBPD)
 		if err := likelihood.PlotPerT(*plotPath, title, likelihood.Curve{Name: *split, PerT: rep.PerTBPD}); err != nil {
 			return err
 		}
 	}
 	if *asJSON {
-		b, err := json.Marshal(rep)
-		if err != nil {
-			return err
-		}
-		_, err = fmt.Fprintln(w, string(b))
-		return err
+		return writeJSON(w, rep)
 	}
 	printBPD(w, rep, cfg.Res, ds.H, ds.W)
 	if *plotPath != "" {

@@ -5,9 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"image/png"
 	"math"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -73,14 +71,7 @@ func TestEvalBPDEndToEnd(t *testing.T) {
 	if !(r.PriorBPD > 0 && r.PriorBPD < r.TotalBPD) {
 		t.Errorf("prior %v bits/dim", r.PriorBPD)
 	}
-	f, err := os.Open(plot)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if _, err := png.Decode(f); err != nil {
-		t.Errorf("plot is not a PNG: %v", err)
-	}
+	decodePNG(t, plot) // the plot is a PNG
 
 	// The same seed gives the same x_t draws whatever the batch, so the
 	// text report (another batching) shows the same total.

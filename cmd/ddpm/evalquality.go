@@ -88,11 +88,7 @@ func runEvalQuality(args []string) error {
 	if err != nil {
 		return err
 	}
-	train, err := data.Load(*spec, "train")
-	if err != nil {
-		return err
-	}
-	test, err := data.Load(*spec, "test")
+	train, test, err := loadSplits(*spec)
 	if err != nil {
 		return err
 	}

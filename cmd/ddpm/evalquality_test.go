@@ -3,10 +3,8 @@ package main
 import (
 	"encoding/json"
 	"fmt"
-	"image"
 	"math"
 	"math/rand/v2"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -17,26 +15,6 @@ import (
 	"github.com/ddpm-go/ddpm/imgio"
 	"github.com/ddpm-go/ddpm/model/unet"
 )
-
-// runCaptured runs the CLI with args and returns its exit status and what
-// it printed on stdout.
-func runCaptured(t *testing.T, args ...string) (int, string) {
-	t.Helper()
-	f, err := os.CreateTemp(t.TempDir(), "stdout")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	old := os.Stdout
-	os.Stdout = f
-	code := run(args)
-	os.Stdout = old
-	b, err := os.ReadFile(f.Name())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return code, string(b)
-}
 
 // qualityJSON runs `ddpm eval quality … --json --quiet` and decodes it.
 func qualityJSON(t *testing.T, args ...string) qualityReport {
@@ -169,11 +147,7 @@ func TestEvalQualityModel(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m, err := unet.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m.Init(rand.New(rand.NewPCG(2, 2)))
+	m := testUNet(t, cfg, 2)
 	dc := diffusion.DefaultConfig()
 	dc.T = 5
 	np := m.NumParams()
@@ -234,34 +208,4 @@ func TestEvalQualityErrors(t *testing.T) {
 			t.Errorf("%v: stderr %q, want one line containing %q", c.args, stderr, c.want)
 		}
 	}
-}
-
-// captureStderr returns what fn wrote to os.Stderr.
-func captureStderr(t *testing.T, fn func()) string {
-	t.Helper()
-	f, err := os.CreateTemp(t.TempDir(), "stderr")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	old := os.Stderr
-	os.Stderr = f
-	fn()
-	os.Stderr = old
-	b, _ := os.ReadFile(f.Name())
-	return string(b)
-}
-
-func decodePNG(t *testing.T, path string) image.Image {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	img, _, err := image.Decode(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return img
 }

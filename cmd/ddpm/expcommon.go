@@ -57,6 +57,19 @@ func expImages(ds *data.Dataset, idx []int, res int, what string) ([]float32, er
 	return x, nil
 }
 
+// expFirst converts the first n images of ds, the split split of the data
+// set spec, to the model's input.
+func expFirst(ds *data.Dataset, n, res int, spec, split string) ([]float32, error) {
+	if n > ds.N {
+		return nil, usageErr("--n %d exceeds the %d images of the %s %s split", n, ds.N, spec, split)
+	}
+	idx := make([]int, n)
+	for i := range idx {
+		idx[i] = i
+	}
+	return expImages(ds, idx, res, "image")
+}
+
 // dataMask marks the values of a res×res model input that come from the
 // data set's images rather than from padding (all of them when the images
 // are res×res): the padding is found by converting a white image.
@@ -118,35 +131,26 @@ func writeJSON(w io.Writer, v any) error {
 
 // parseInts parses a comma-separated list of integers for flag name.
 func parseInts(s, name string) ([]int, error) {
-	var out []int
-	for _, f := range strings.Split(s, ",") {
-		f = strings.TrimSpace(f)
-		if f == "" {
-			continue
-		}
-		v, err := strconv.Atoi(f)
-		if err != nil {
-			return nil, usageErr("--%s: %q is not an integer", name, f)
-		}
-		out = append(out, v)
-	}
-	if len(out) == 0 {
-		return nil, usageErr("--%s: empty list", name)
-	}
-	return out, nil
+	return parseList(s, name, "an integer", strconv.Atoi)
 }
 
 // parseFloats parses a comma-separated list of numbers for flag name.
 func parseFloats(s, name string) ([]float64, error) {
-	var out []float64
+	return parseList(s, name, "a number", func(f string) (float64, error) { return strconv.ParseFloat(f, 64) })
+}
+
+// parseList parses a comma-separated list for flag name, each item with
+// parse; what names an item in the error.
+func parseList[E any](s, name, what string, parse func(string) (E, error)) ([]E, error) {
+	var out []E
 	for _, f := range strings.Split(s, ",") {
 		f = strings.TrimSpace(f)
 		if f == "" {
 			continue
 		}
-		v, err := strconv.ParseFloat(f, 64)
+		v, err := parse(f)
 		if err != nil {
-			return nil, usageErr("--%s: %q is not a number", name, f)
+			return nil, usageErr("--%s: %q is not %s", name, f, what)
 		}
 		out = append(out, v)
 	}

@@ -27,18 +27,26 @@ func (e enumFlag) String() string {
 func (e enumFlag) Set(s string) error { return e.v.UnmarshalText([]byte(s)) }
 
 // diffusionFlags registers the diffusion process's flags on fs. With
-// training set it adds the ones fixed at training time.
+// training set it adds the ones fixed at training time; without, --var and
+// --clip override the checkpoint's settings only when given (see
+// loadModel), so their help names no default of their own.
 func diffusionFlags(fs *flag.FlagSet, dc *diffusion.Config, training bool) {
-	if training {
-		fs.IntVar(&dc.T, "T", dc.T, "number of diffusion steps")
-		fs.Float64Var(&dc.BetaStart, "beta-start", dc.BetaStart, "β_1 of the linear schedule")
-		fs.Float64Var(&dc.BetaEnd, "beta-end", dc.BetaEnd, "β_T of the linear schedule")
-		fs.Var(enumFlag{&dc.Schedule}, "schedule", "β schedule: linear or cosine")
-		fs.Var(enumFlag{&dc.Mean}, "mean", "what the network predicts: eps, xprev, xstart")
-		fs.Var(enumFlag{&dc.Loss}, "loss", "objective: simple, vlb, mse-mu, hybrid")
+	const varHelp = "reverse-process variance: fixedlarge, fixedsmall, learned"
+	const clipHelp = "clip the predicted x0 to [-1, 1] while sampling, as the official code does"
+	if !training {
+		// A Func flag prints no default.
+		fs.Func("var", varHelp+" (default: the checkpoint's)", func(s string) error { return dc.Var.UnmarshalText([]byte(s)) })
+		fs.BoolVar(&dc.Clip, "clip", false, clipHelp+" (default: the checkpoint's)")
+		return
 	}
-	fs.Var(enumFlag{&dc.Var}, "var", "reverse-process variance: fixedlarge, fixedsmall, learned")
-	fs.BoolVar(&dc.Clip, "clip", dc.Clip, "clip the predicted x0 to [-1, 1] while sampling (as the official code)")
+	fs.IntVar(&dc.T, "T", dc.T, "number of diffusion steps")
+	fs.Float64Var(&dc.BetaStart, "beta-start", dc.BetaStart, "β_1 of the linear schedule")
+	fs.Float64Var(&dc.BetaEnd, "beta-end", dc.BetaEnd, "β_T of the linear schedule")
+	fs.Var(enumFlag{&dc.Schedule}, "schedule", "β schedule: linear or cosine")
+	fs.Var(enumFlag{&dc.Mean}, "mean", "what the network predicts: eps, xprev, xstart")
+	fs.Var(enumFlag{&dc.Loss}, "loss", "objective: simple, vlb, mse-mu, hybrid")
+	fs.Var(enumFlag{&dc.Var}, "var", varHelp)
+	fs.BoolVar(&dc.Clip, "clip", dc.Clip, clipHelp)
 }
 
 func checkDiffusion(dc diffusion.Config) error {

@@ -13,7 +13,6 @@ import (
 
 	"golang.org/x/image/draw"
 
-	"github.com/ddpm-go/ddpm/diffusion"
 	"github.com/ddpm-go/ddpm/experiments/interpolate"
 	"github.com/ddpm-go/ddpm/internal/progress"
 )
@@ -35,7 +34,8 @@ func runInterpolate(args []string) error { return interpolateCommand(args, os.St
 
 func interpolateCommand(args []string, w io.Writer) error {
 	fs := newFlags("interpolate", "--model DIR|FILE [--a 0 --b 1 | --png-a A.png --png-b B.png] [--t 250,500,750,1000] [--out interpolate.png] [flags]")
-	modelPath := fs.String("model", "", "run directory or checkpoint/weights file (required)")
+	mf := addModelFlags(fs)
+	modelPath := mf.path
 	a := fs.Int("a", 0, "first source: image index in --data/--split")
 	b := fs.Int("b", 1, "second source: image index in --data/--split")
 	pngA := fs.String("png-a", "", "first source from a PNG/JPEG file instead (centre-cropped, resized to the model)")
@@ -47,16 +47,11 @@ func interpolateCommand(args []string, w io.Writer) error {
 	out := fs.String("out", "interpolate.png", "PNG grid: the pixel-space row, then one row per t; sources at both ends")
 	seed := fs.Uint64("seed", 0, "random seed (encoding noise and the reverse process's noise)")
 	asJSON := fs.Bool("json", false, "print one JSON object instead of the table")
-	raw := fs.Bool("raw", false, "use the raw weights instead of the EMA weights")
 	quiet := fs.Bool("quiet", false, "no progress bar")
-	var dc diffusion.Config
-	diffusionFlags(fs, &dc, false)
-	if err := parseFlags(fs, args); err != nil {
+	if err := mf.parse(args); err != nil {
 		return err
 	}
 	switch {
-	case *modelPath == "":
-		return usageErr("--model is required (a run directory or a checkpoint file)")
 	case *steps < 1 || *steps > 100:
 		return usageErr("--lambdas must be in 1..100, got %d", *steps)
 	case (*pngA == "") != (*pngB == ""):
@@ -66,7 +61,7 @@ func interpolateCommand(args []string, w io.Writer) error {
 	case *out == "":
 		return usageErr("--out must name a PNG file")
 	}
-	m, d, err := loadModel(*modelPath, *raw, fs, dc)
+	m, d, err := mf.load()
 	if err != nil {
 		return err
 	}

@@ -33,7 +33,7 @@ func TestInterpolateCommand(t *testing.T) {
 		t.Fatalf("rows %+v, λ %v", r.Rows, r.Lambdas)
 	}
 	// Grid: pixel row + 2 latent rows; source, 5 λ, source.
-	if w, h := expPNGSize(t, fig); w != 2*(7*32+6*2) || h != 2*(3*32+2*2) {
+	if w, h := pngSize(t, fig); w != 2*(7*32+6*2) || h != 2*(3*32+2*2) {
 		t.Errorf("grid %d×%d", w, h)
 	}
 

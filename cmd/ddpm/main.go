@@ -50,15 +50,21 @@ func register(name, summary string, run func(args []string) error) {
 
 func usage(w io.Writer) {
 	fmt.Fprintf(w, "ddpm — denoising diffusion probabilistic models on the CPU\n\nusage: ddpm <command> [flags]\n\ncommands:\n")
-	names := make([]string, 0, len(commands))
-	for n := range commands {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	for _, n := range names {
-		fmt.Fprintf(w, "  %-10s %s\n", n, commands[n].summary)
-	}
+	listCommands(w, commands)
 	fmt.Fprintf(w, "\nRun 'ddpm <command> --help' for a command's flags.\n")
+}
+
+// listCommands prints one line per command of cmds, in name order, the
+// summaries aligned after the longest name.
+func listCommands(w io.Writer, cmds map[string]command) {
+	names := sortedNames(cmds)
+	width := 0
+	for _, n := range names {
+		width = max(width, len(n))
+	}
+	for _, n := range names {
+		fmt.Fprintf(w, "  %-*s  %s\n", width, n, cmds[n].summary)
+	}
 }
 
 // errUsage marks errors caused by the command line (exit status 2).
@@ -80,8 +86,16 @@ func run(args []string) int {
 	}
 	cmd, ok := commands[name]
 	if !ok {
-		fmt.Fprintf(os.Stderr, "ddpm: unknown command %q (commands: %s)\n", name, strings.Join(commandNames(), ", "))
+		fmt.Fprintf(os.Stderr, "ddpm: unknown command %q (commands: %s)\n", name, strings.Join(sortedNames(commands), ", "))
 		return 2
+	}
+	// A known measurement of `ddpm eval <what>` runs under its own name,
+	// so that its errors read "ddpm eval bpd: …"; runEval handles the rest
+	// (help, unknown names).
+	if name == "eval" && len(args) > 1 {
+		if c, ok := evalCommands[args[1]]; ok {
+			return runCommand(name+" "+args[1], c, args[2:])
+		}
 	}
 	return runCommand(name, cmd, args[1:])
 }
@@ -111,17 +125,25 @@ func runCommand(name string, cmd command, args []string) (code int) {
 	case errors.Is(err, flag.ErrHelp):
 		return 0
 	case errors.Is(err, errUsage):
-		fmt.Fprintf(os.Stderr, "ddpm %s: %v\n", name, strings.TrimPrefix(err.Error(), "usage: "))
+		fmt.Fprintf(os.Stderr, "ddpm %s: %v\n", name, withoutName(name, strings.TrimPrefix(err.Error(), "usage: ")))
 		return 2
 	default:
-		fmt.Fprintf(os.Stderr, "ddpm %s: %s\n", name, oneLine(err.Error()))
+		fmt.Fprintf(os.Stderr, "ddpm %s: %s\n", name, withoutName(name, oneLine(err.Error())))
 		return 1
 	}
 }
 
-func commandNames() []string {
-	names := make([]string, 0, len(commands))
-	for n := range commands {
+// withoutName drops a leading "name: " from an error message: the
+// experiment and classifier packages prefix their errors with the name
+// that is also the command's, and "ddpm classifier: classifier: …" would
+// say it twice.
+func withoutName(name, msg string) string {
+	return strings.TrimPrefix(msg, name+": ")
+}
+
+func sortedNames(cmds map[string]command) []string {
+	names := make([]string, 0, len(cmds))
+	for n := range cmds {
 		names = append(names, n)
 	}
 	sort.Strings(names)

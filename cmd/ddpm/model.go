@@ -10,6 +10,41 @@ import (
 	"github.com/ddpm-go/ddpm/model/unet"
 )
 
+// modelFlags are the flags of a command that reads a trained model: --model,
+// --raw and the sampling settings (--var, --clip) that override the
+// checkpoint's.
+type modelFlags struct {
+	fs   *flag.FlagSet
+	path *string
+	raw  *bool
+	dc   diffusion.Config
+}
+
+// addModelFlags registers the model flags on fs.
+func addModelFlags(fs *flag.FlagSet) *modelFlags {
+	mf := &modelFlags{fs: fs}
+	mf.path = fs.String("model", "", "run directory or checkpoint/weights file (required)")
+	mf.raw = fs.Bool("raw", false, "use the raw weights instead of the EMA weights")
+	diffusionFlags(fs, &mf.dc, false)
+	return mf
+}
+
+// parse parses args and requires --model.
+func (mf *modelFlags) parse(args []string) error {
+	if err := parseFlags(mf.fs, args); err != nil {
+		return err
+	}
+	if *mf.path == "" {
+		return usageErr("--model is required (a run directory or a checkpoint file)")
+	}
+	return nil
+}
+
+// load reads the model the flags name.
+func (mf *modelFlags) load() (*unet.UNet, *diffusion.Diffusion, error) {
+	return loadModel(*mf.path, *mf.raw, mf.fs, mf.dc)
+}
+
 // loadModel is how every command reads a trained model: path is a run
 // directory, a checkpoint or a weights file. The sampling flags the user set
 // on fs (--var, --clip) override the checkpoint's diffusion settings.

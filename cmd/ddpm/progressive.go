@@ -40,7 +40,8 @@ func runProgressive(args []string) error { return progressiveCommand(args, os.St
 
 func progressiveCommand(args []string, w io.Writer) error {
 	fs := newFlags("progressive", "--model DIR|FILE [--n 4] [--cols 10] [--xt] | --shared [--image I] [--per 8] [--t 1000,750,500,250] [flags]")
-	modelPath := fs.String("model", "", "run directory or checkpoint/weights file (required)")
+	mf := addModelFlags(fs)
+	modelPath := mf.path
 	n := fs.Int("n", 4, "Fig. 6: sampling chains (rows)")
 	cols := fs.Int("cols", 10, "Fig. 6: columns, x̂0 at evenly spaced reverse steps (the last is the sample)")
 	showXt := fs.Bool("xt", false, "Fig. 6: also show x_t above each row of x̂0")
@@ -53,15 +54,9 @@ func progressiveCommand(args []string, w io.Writer) error {
 	out := fs.String("out", "progressive.png", "PNG grid to write")
 	seed := fs.Uint64("seed", 0, "random seed")
 	asJSON := fs.Bool("json", false, "print one JSON object instead of the table")
-	raw := fs.Bool("raw", false, "use the raw weights instead of the EMA weights")
 	quiet := fs.Bool("quiet", false, "no progress bar")
-	var dc diffusion.Config
-	diffusionFlags(fs, &dc, false)
-	if err := parseFlags(fs, args); err != nil {
+	if err := mf.parse(args); err != nil {
 		return err
-	}
-	if *modelPath == "" {
-		return usageErr("--model is required (a run directory or a checkpoint file)")
 	}
 	if *out == "" {
 		return usageErr("--out must name a PNG file")
@@ -76,7 +71,7 @@ func progressiveCommand(args []string, w io.Writer) error {
 			return usageErr("--%s needs --shared (Fig. 7)", f)
 		}
 	}
-	m, d, err := loadModel(*modelPath, *raw, fs, dc)
+	m, d, err := mf.load()
 	if err != nil {
 		return err
 	}
@@ -91,7 +86,7 @@ func progressiveCommand(args []string, w io.Writer) error {
 		}
 		record, err := progressive.Columns(d.T, *cols)
 		if err != nil {
-			return usageErr("--cols: %v", err)
+			return usageErr("--cols %d out of range 1..%d (T)", *cols, d.T) // the only error of Columns
 		}
 		xT := make([]float32, *n*D)
 		diffusion.FillNormal(xT, rng)
@@ -183,14 +178,14 @@ func progressiveCommand(args []string, w io.Writer) error {
 		return err
 	}
 	bar.Finish()
+	refs := make([]float32, 0, *per*len(ref)) // the reference once per sample of a row
+	for range *per {
+		refs = append(refs, ref...)
+	}
 	grid := make([][]float32, len(rows))
 	res := make([]sharedRow, len(rows))
 	for r := range rows {
 		grid[r] = append(append([]float32(nil), ref...), rows[r]...)
-		refs := make([]float32, 0, len(rows[r]))
-		for range *per {
-			refs = append(refs, ref...)
-		}
 		res[r] = sharedRow{T: idx[r] + 1, PixelStd: 127.5 * math.Sqrt(progressive.PixelVariance(rows[r], *per)), RMSE: rmse255(rows[r], refs)}
 	}
 	if err := saveRows(*out, grid, *per+1, cfg.InCh, cfg.Res); err != nil {

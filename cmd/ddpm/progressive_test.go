@@ -38,7 +38,7 @@ func TestProgressiveCommand(t *testing.T) {
 	}
 	// 5 columns × 4 rows (x_t and x̂0 for two chains) of 32-pixel images
 	// enlarged twice, with 2-pixel gaps.
-	if w, h := expPNGSize(t, fig); w != 2*(5*32+4*2) || h != 2*(4*32+3*2) {
+	if w, h := pngSize(t, fig); w != 2*(5*32+4*2) || h != 2*(4*32+3*2) {
 		t.Errorf("grid %d×%d", w, h)
 	}
 
@@ -61,7 +61,7 @@ func TestProgressiveCommand(t *testing.T) {
 			if len(s.Rows) != 3 || s.Rows[0].T != 20 || s.Rows[2].T != 5 {
 				t.Errorf("rows %+v", s.Rows)
 			}
-			if w, h := expPNGSize(t, fig); w != 2*(4*32+3*2) || h != 2*(3*32+2*2) {
+			if w, h := pngSize(t, fig); w != 2*(4*32+3*2) || h != 2*(3*32+2*2) {
 				t.Errorf("shared grid %d×%d", w, h)
 			}
 		} else if len(s.Rows) != 4 || s.Rows[0].T != 20 || s.Rows[3].T != 5 || s.Source == "" {

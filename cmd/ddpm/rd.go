@@ -11,7 +11,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/ddpm-go/ddpm/diffusion"
 	"github.com/ddpm-go/ddpm/experiments/rd"
 	"github.com/ddpm-go/ddpm/internal/plot"
 	"github.com/ddpm-go/ddpm/internal/progress"
@@ -48,7 +47,8 @@ func runRD(args []string) error { return rdCommand(args, os.Stdout) }
 
 func rdCommand(args []string, w io.Writer) error {
 	fs := newFlags("rd", "--model DIR|FILE [--data mnist] [--split test] [--n 100] [--out rd.png] [--json] [flags]")
-	modelPath := fs.String("model", "", "run directory or checkpoint/weights file (required)")
+	mf := addModelFlags(fs)
+	modelPath := mf.path
 	spec := fs.String("data", "", "data set (default: the one the model was trained on)")
 	split := fs.String("split", "test", "split: train or test")
 	n := fs.Int("n", 100, "the first N images of the split")
@@ -56,16 +56,11 @@ func rdCommand(args []string, w io.Writer) error {
 	seed := fs.Uint64("seed", 0, "seed of the x_t draws (the same as `ddpm eval bpd --seed` for the same draws)")
 	out := fs.String("out", "rd.png", "PNG of Fig. 5's three panels")
 	asJSON := fs.Bool("json", false, "print one JSON object (every reverse step) instead of the table")
-	raw := fs.Bool("raw", false, "use the raw weights instead of the EMA weights")
 	quiet := fs.Bool("quiet", false, "no progress bar")
-	var dc diffusion.Config
-	diffusionFlags(fs, &dc, false)
-	if err := parseFlags(fs, args); err != nil {
+	if err := mf.parse(args); err != nil {
 		return err
 	}
 	switch {
-	case *modelPath == "":
-		return usageErr("--model is required (a run directory or a checkpoint file)")
 	case *n <= 0:
 		return usageErr("--n must be positive, got %d", *n)
 	case *batch <= 0:
@@ -73,7 +68,7 @@ func rdCommand(args []string, w io.Writer) error {
 	case *out == "":
 		return usageErr("--out must name a PNG file")
 	}
-	m, d, err := loadModel(*modelPath, *raw, fs, dc)
+	m, d, err := mf.load()
 	if err != nil {
 		return err
 	}
@@ -82,14 +77,7 @@ func rdCommand(args []string, w io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if *n > ds.N {
-		return usageErr("--n %d exceeds the %d images of the %s %s split", *n, ds.N, dataSpec, *split)
-	}
-	idx := make([]int, *n)
-	for i := range idx {
-		idx[i] = i
-	}
-	x0, err := expImages(ds, idx, cfg.Res, "image")
+	x0, err := expFirst(ds, *n, cfg.Res, dataSpec, *split)
 	if err != nil {
 		return err
 	}

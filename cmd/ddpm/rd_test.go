@@ -3,11 +3,7 @@ package main
 import (
 	"bytes"
 	"encoding/json"
-	"image/png"
-	"io"
 	"math"
-	"math/rand/v2"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -30,51 +26,12 @@ func expModel(t *testing.T, v diffusion.ModelVar) string {
 		t.Fatal(err)
 	}
 	cfg.OutCh = d.OutChannels(cfg.InCh)
-	m, err := unet.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m.Init(rand.New(rand.NewPCG(1, 2)))
+	m := testUNet(t, cfg, 1)
 	path := filepath.Join(t.TempDir(), "model.safetensors")
 	if err := checkpoint.SaveWeights(path, m, dc, false); err != nil {
 		t.Fatal(err)
 	}
 	return path
-}
-
-// expCaptureStdout returns what f prints on os.Stdout.
-func expCaptureStdout(t *testing.T, f func()) string {
-	t.Helper()
-	r, w, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	old := os.Stdout
-	os.Stdout = w
-	done := make(chan []byte)
-	go func() {
-		b, _ := io.ReadAll(r)
-		done <- b
-	}()
-	defer func() { os.Stdout = old }()
-	f()
-	w.Close()
-	return string(<-done)
-}
-
-// expPNGSize decodes the size of a PNG file.
-func expPNGSize(t *testing.T, path string) (w, h int) {
-	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	c, err := png.DecodeConfig(f)
-	if err != nil {
-		t.Fatalf("%s: %v", path, err)
-	}
-	return c.Width, c.Height
 }
 
 // TestRDCommand: one row per reverse step, a rate that never falls, and a
@@ -111,7 +68,7 @@ func TestRDCommand(t *testing.T) {
 	if math.Abs(last-rep.TotalBPD) > 1e-9*rep.TotalBPD {
 		t.Errorf("final rate + decoder %g, total %g", last, rep.TotalBPD)
 	}
-	evalOut := expCaptureStdout(t, func() {
+	evalOut := captureStdout(t, func() {
 		if code := run([]string{"eval", "bpd", "--model", model, "--data", "mnist", "--n", "2", "--seed", "3", "--json", "--quiet"}); code != 0 {
 			t.Errorf("eval bpd exited %d", code)
 		}
@@ -125,7 +82,7 @@ func TestRDCommand(t *testing.T) {
 	if math.Abs(ev.Total-rep.TotalBPD) > 1e-9*ev.Total {
 		t.Errorf("rd total %.12g, eval bpd %.12g", rep.TotalBPD, ev.Total)
 	}
-	if w, h := expPNGSize(t, fig); w < 3*h {
+	if w, h := pngSize(t, fig); w < 3*h {
 		t.Errorf("figure %d×%d is not three panels wide", w, h)
 	}
 
@@ -190,7 +147,7 @@ func TestExperimentUsageErrors(t *testing.T) {
 		{[]string{"sample", "--model", model, "--sampler", "euler"}, 2},
 	} {
 		var code int
-		stderr := expCaptureStderr(t, func() { code = run(tc.args) })
+		stderr := captureStderr(t, func() { code = run(tc.args) })
 		if code != tc.code {
 			t.Errorf("%v: exit %d, want %d (%s)", tc.args, code, tc.code, strings.TrimSpace(stderr))
 			continue
@@ -199,24 +156,4 @@ func TestExperimentUsageErrors(t *testing.T) {
 			t.Errorf("%v: error is not one line: %q", tc.args, stderr)
 		}
 	}
-}
-
-// expCaptureStderr returns what f prints on os.Stderr.
-func expCaptureStderr(t *testing.T, f func()) string {
-	t.Helper()
-	r, w, err := os.Pipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	old := os.Stderr
-	os.Stderr = w
-	done := make(chan []byte)
-	go func() {
-		b, _ := io.ReadAll(r)
-		done <- b
-	}()
-	defer func() { os.Stderr = old }()
-	f()
-	w.Close()
-	return string(<-done)
 }

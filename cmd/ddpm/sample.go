@@ -115,23 +115,17 @@ func (s *samplerFlags) build(fs *flag.FlagSet, d *diffusion.Diffusion) (sampleFu
 
 func runSample(args []string) error {
 	fs := newFlags("sample", "--model DIR|FILE [--n 64] [--out samples.png] [--sampler ancestral|ddim|respaced|langevin] [flags]")
-	modelPath := fs.String("model", "", "run directory or checkpoint/weights file (required)")
+	mf := addModelFlags(fs)
 	n := fs.Int("n", 64, "number of images")
 	batch := fs.Int("batch", 64, "images denoised together")
 	out := fs.String("out", "samples.png", "PNG grid to write")
 	outDir := fs.String("out-dir", "", "also write one PNG per sample into this directory")
 	cols := fs.Int("cols", 0, "grid columns (0: square-ish)")
 	seed := fs.Uint64("seed", 0, "random seed")
-	raw := fs.Bool("raw", false, "use the raw weights instead of the EMA weights")
 	quiet := fs.Bool("quiet", false, "no progress bar")
 	sf := addSamplerFlags(fs)
-	var dc diffusion.Config
-	diffusionFlags(fs, &dc, false)
-	if err := parseFlags(fs, args); err != nil {
+	if err := mf.parse(args); err != nil {
 		return err
-	}
-	if *modelPath == "" {
-		return usageErr("--model is required (a run directory or a checkpoint file)")
 	}
 	if *n <= 0 || *batch <= 0 {
 		return usageErr("--n and --batch must be positive")
@@ -139,7 +133,7 @@ func runSample(args []string) error {
 	if *cols < 0 {
 		return usageErr("--cols must be ≥ 0")
 	}
-	m, d, err := loadModel(*modelPath, *raw, fs, dc)
+	m, d, err := mf.load()
 	if err != nil {
 		return err
 	}

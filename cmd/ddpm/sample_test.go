@@ -27,13 +27,13 @@ func TestSampleSamplers(t *testing.T) {
 			out := filepath.Join(dir, "s.png")
 			args := append([]string{"sample", "--model", model, "--n", "3", "--batch", "2", "--quiet", "--out", out}, tc.args...)
 			var code int
-			stderr := expCaptureStderr(t, func() { code = run(args) })
+			stderr := captureStderr(t, func() { code = run(args) })
 			if code != 0 || !strings.Contains(stderr, tc.evals) {
 				t.Errorf("%v %v: exit %d, %q (want %q)", v, tc.args, code, stderr, tc.evals)
 				continue
 			}
 			// 3 images of 32 pixels, 2 columns, 2 rows, 2-pixel gaps.
-			if w, h := expPNGSize(t, out); w != 2*32+2 || h != 2*32+2 {
+			if w, h := pngSize(t, out); w != 2*32+2 || h != 2*32+2 {
 				t.Errorf("%v: grid %d×%d", tc.args, w, h)
 			}
 		}

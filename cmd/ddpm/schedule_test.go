@@ -44,7 +44,7 @@ func TestScheduleCommand(t *testing.T) {
 			t.Fatalf("t = %d: β %g (want %g), ᾱ %g, w %g", i+1, r["beta"][i], beta, r["alpha_bar"][i], r["weight_fixedsmall"][i])
 		}
 	}
-	if w, h := expPNGSize(t, fig); w < h {
+	if w, h := pngSize(t, fig); w < h {
 		t.Errorf("figure %d×%d", w, h)
 	}
 	out.Reset()

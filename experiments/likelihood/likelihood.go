@@ -34,6 +34,19 @@ type Options struct {
 	// Progress, when set, is called after each network call with the number
 	// of pairs done and the total n·T.
 	Progress func(done, total int)
+	// Visit, when set, is called after each network call, before Progress,
+	// with the pairs of that call: for measurements that need the network's
+	// output as well as the bound (experiments/rd).
+	Visit func(Batch)
+}
+
+// Batch is one network call of [Evaluate]: pair j is image Img[j] at
+// diffusion index T[j]; its x0 and x_t are the D values from j·D of X0 and
+// Xt, and Out is the network's output for it. The slices are reused by the
+// next call.
+type Batch struct {
+	Img, T      []int
+	X0, Xt, Out []float32
 }
 
 // Result is the bound of each of N images in bits per model dimension
@@ -88,13 +101,16 @@ func Evaluate(ctx context.Context, d *diffusion.Diffusion, m diffusion.Model, x0
 			img[j], t[j] = p%n, T-1-p/n
 			copy(xs[j*D:(j+1)*D], x0[img[j]*D:(img[j]+1)*D])
 		}
-		xb, eb, tb := xs[:k*D], eps[:k*D], t[:k]
+		xb, eb, xtb, tb := xs[:k*D], eps[:k*D], xt[:k*D], t[:k]
 		diffusion.FillNormal(eb, opt.Rng)
-		d.QSample(xt[:k*D], xb, eb, tb)
+		d.QSample(xtb, xb, eb, tb)
 		ob := out[:d.OutChannels(1)*k*D]
-		m.Predict(ob, xt[:k*D], tb)
-		for j, v := range d.VBTerms(ob, xb, xt[:k*D], tb) {
+		m.Predict(ob, xtb, tb)
+		for j, v := range d.VBTerms(ob, xb, xtb, tb) {
 			r.Terms[img[j]][tb[j]] = v
+		}
+		if opt.Visit != nil {
+			opt.Visit(Batch{Img: img[:k], T: tb, X0: xb, Xt: xtb, Out: ob})
 		}
 		if opt.Progress != nil {
 			opt.Progress(lo+k, total)

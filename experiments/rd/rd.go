@@ -29,6 +29,7 @@ import (
 	"math/rand/v2"
 
 	"github.com/ddpm-go/ddpm/diffusion"
+	"github.com/ddpm-go/ddpm/experiments/likelihood"
 )
 
 // Options control [Run].
@@ -72,26 +73,16 @@ type Curve struct {
 }
 
 // Run computes the curve of the n images x0 (n·D values on the 256-level
-// grid of [−1, 1]) under model m and process d. It returns ctx's error if
-// ctx is cancelled between network calls.
+// grid of [−1, 1]) under model m and process d. The rates are the bound's
+// terms as experiments/likelihood evaluates them; the distortion is taken
+// from the same network calls. It returns ctx's error if ctx is cancelled
+// between network calls.
 func Run(ctx context.Context, d *diffusion.Diffusion, m diffusion.Model, x0 []float32, n int, opt Options) (*Curve, error) {
-	switch {
-	case n <= 0:
-		return nil, fmt.Errorf("rd: need at least one image, got %d", n)
-	case len(x0) == 0 || len(x0)%n != 0:
-		return nil, fmt.Errorf("rd: %d values are not %d whole images", len(x0), n)
-	case opt.Batch <= 0:
-		return nil, fmt.Errorf("rd: batch must be positive, got %d", opt.Batch)
-	case opt.Rng == nil:
-		return nil, errors.New("rd: no random generator")
-	}
-	D, T := len(x0)/n, d.T
-	if opt.Mask != nil && len(opt.Mask) != D {
-		return nil, fmt.Errorf("rd: mask of %d values for images of %d", len(opt.Mask), D)
-	}
-	counted := D
+	counted := 0 // values per image that count in the distortion
 	if opt.Mask != nil {
-		counted = 0
+		if n > 0 && len(opt.Mask)*n != len(x0) {
+			return nil, fmt.Errorf("rd: mask of %d values for %d images of %d values", len(opt.Mask), n, len(x0)/n)
+		}
 		for _, c := range opt.Mask {
 			if c {
 				counted++
@@ -106,61 +97,43 @@ func Run(ctx context.Context, d *diffusion.Diffusion, m diffusion.Model, x0 []fl
 		scale = 1
 	}
 
-	terms := make([][]float64, n) // terms[b][i], bits/dim
-	for b := range terms {
-		terms[b] = make([]float64, T)
-	}
-	sse := make([]float64, T) // Σ over images and counted values of (x̂0 − x0)² at i
-
-	total := n * T
-	B := min(opt.Batch, total)
-	xs := make([]float32, B*D)
-	eps := make([]float32, B*D)
-	xt := make([]float32, B*D)
-	xhat := make([]float32, B*D)
-	out := make([]float32, d.OutChannels(1)*B*D)
-	t := make([]int, B)
-	img := make([]int, B)
-	for done := 0; done < total; {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		nb := min(B, total-done)
-		for p := range nb {
-			pair := done + p
-			i, b := T-1-pair/n, pair%n
-			t[p], img[p] = i, b
-			copy(xs[p*D:(p+1)*D], x0[b*D:(b+1)*D])
-			diffusion.FillNormal(eps[p*D:(p+1)*D], opt.Rng)
-		}
-		k := nb * D
-		tt := t[:nb]
-		d.QSample(xt[:k], xs[:k], eps[:k], tt)
-		o := out[:d.OutChannels(1)*k]
-		m.Predict(o, xt[:k], tt)
-		vb := d.VBTerms(o, xs[:k], xt[:k], tt)
-		d.PMeanVarianceInto(nil, nil, xhat[:k], o, xt[:k], tt)
-		for p := range nb {
-			terms[img[p]][tt[p]] = vb[p] * scale
-			s := 0.0
-			for j := range D {
-				if opt.Mask == nil || opt.Mask[j] {
-					e := float64(xhat[p*D+j] - xs[p*D+j])
-					s += e * e
-				}
+	sse := make([]float64, d.T) // Σ over images and counted values of (x̂0 − x0)² at i
+	var xhat []float32
+	r, err := likelihood.Evaluate(ctx, d, m, x0, n, likelihood.Options{
+		Batch: opt.Batch, Rng: opt.Rng, Progress: opt.Progress,
+		Visit: func(b likelihood.Batch) {
+			if cap(xhat) < len(b.X0) {
+				xhat = make([]float32, len(b.X0)) // the first call is the largest
 			}
-			sse[tt[p]] += s
-		}
-		done += nb
-		if opt.Progress != nil {
-			opt.Progress(done, total)
+			xh := xhat[:len(b.X0)]
+			d.PMeanVarianceInto(nil, nil, xh, b.Out, b.Xt, b.T)
+			D := len(b.X0) / len(b.T)
+			for p, i := range b.T {
+				s := 0.0
+				for j := range D {
+					if opt.Mask == nil || opt.Mask[j] {
+						e := float64(xh[p*D+j] - b.X0[p*D+j])
+						s += e * e
+					}
+				}
+				sse[i] += s
+			}
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	if opt.Mask == nil {
+		counted = r.Dims
+	}
+	for b := range n {
+		r.Prior[b] *= scale
+		for i := range r.Terms[b] {
+			r.Terms[b][i] *= scale
 		}
 	}
-	prior := d.PriorBPD(x0, n)
-	for b := range prior {
-		prior[b] *= scale
-	}
-	c := FromTerms(prior, terms)
+	c := FromTerms(r.Prior, r.Terms)
+	T := d.T
 	for k := 1; k <= T; k++ {
 		c.RMSE[k-1] = 127.5 * math.Sqrt(sse[T-k]/float64(n*counted))
 	}
