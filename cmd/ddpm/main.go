@@ -171,9 +171,17 @@ func newFlags(name, synopsis string) *flag.FlagSet {
 
 // parseFlags parses args and turns flag errors into usage errors.
 func parseFlags(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
+	// The flag package calls Usage on every parse error, not only on
+	// --help: silence it while parsing and print the text only for --help,
+	// so that a bad flag gets its one-line error and nothing more.
+	usage := fs.Usage
+	fs.Usage = func() {}
+	err := fs.Parse(args)
+	fs.Usage = usage
+	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return err // Parse has already called fs.Usage
+			usage()
+			return err
 		}
 		return fmt.Errorf("%w: %v (see 'ddpm %s --help')", errUsage, err, fs.Name())
 	}
