@@ -2,14 +2,9 @@ package likelihood
 
 import (
 	"errors"
-	"fmt"
 	"math"
-	"os"
 
-	"gonum.org/v1/plot"
-	"gonum.org/v1/plot/plotter"
-	"gonum.org/v1/plot/plotutil"
-	"gonum.org/v1/plot/vg"
+	"github.com/ddpm-go/ddpm/internal/plot"
 )
 
 // Curve is one named per-t curve for [PlotPerT]: PerT[i] is the term at
@@ -26,54 +21,24 @@ type Curve struct {
 // the plot is for. Terms that are not positive (an exact or rounded-to-zero
 // KL) cannot be drawn on a log scale and leave a gap.
 func PlotPerT(path, title string, curves ...Curve) error {
-	p := plot.New()
-	p.Title.Text = title
-	p.X.Label.Text = "t"
-	p.Y.Label.Text = "L(t−1) (bits/dim)"
-	p.Y.Scale = plot.LogScale{}
-	p.Y.Tick.Marker = plot.LogTicks{Prec: -1}
-	p.Add(plotter.NewGrid())
+	panel := plot.Panel{Title: title, XLabel: "t", YLabel: "L(t−1) (bits/dim)", LogY: true}
 	drawn := 0
-	for k, c := range curves {
-		pts := make(plotter.XYs, 0, len(c.PerT))
+	for _, c := range curves {
+		s := plot.Series{Name: c.Name}
+		if len(curves) == 1 {
+			s.Name = ""
+		}
 		for i, v := range c.PerT {
+			s.X = append(s.X, float64(i+1))
+			s.Y = append(s.Y, v)
 			if v > 0 && !math.IsInf(v, 0) {
-				pts = append(pts, plotter.XY{X: float64(i + 1), Y: v})
+				drawn++
 			}
 		}
-		if len(pts) == 0 {
-			continue
-		}
-		line, err := plotter.NewLine(pts)
-		if err != nil {
-			return fmt.Errorf("plot %s: %w", c.Name, err)
-		}
-		line.Color = plotutil.Color(k)
-		line.Dashes = plotutil.Dashes(k)
-		p.Add(line)
-		if len(curves) > 1 {
-			p.Legend.Add(c.Name, line)
-		}
-		drawn++
+		panel.Series = append(panel.Series, s)
 	}
 	if drawn == 0 {
 		return errors.New("plot: no positive term to draw")
 	}
-	p.Legend.Top = true
-	wt, err := p.WriterTo(7*vg.Inch, 4*vg.Inch, "png")
-	if err != nil {
-		return fmt.Errorf("plot: %w", err)
-	}
-	f, err := os.Create(path)
-	if err != nil {
-		return fmt.Errorf("plot: %w", err)
-	}
-	if _, err := wt.WriteTo(f); err != nil {
-		f.Close()
-		return fmt.Errorf("plot: write %s: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("plot: write %s: %w", path, err)
-	}
-	return nil
+	return plot.Save(path, 1, panel)
 }
