@@ -314,15 +314,13 @@ func (tr *Trainer) TrainStep() (loss, gradNorm float64, err error) {
 	if faultHook != nil {
 		faultHook(tr.Step, nil, g)
 	}
-	gradNorm = optim.GradNorm(g)
+	if tr.Opt.GradClip > 0 {
+		gradNorm = optim.ClipGradNorm(g, tr.Opt.GradClip) // leaves g alone when the norm is not finite
+	} else {
+		gradNorm = optim.GradNorm(g)
+	}
 	if math.IsNaN(gradNorm) || math.IsInf(gradNorm, 0) {
 		return loss, gradNorm, ErrNonFinite
-	}
-	if tr.Opt.GradClip > 0 && gradNorm > tr.Opt.GradClip {
-		scale := float32(tr.Opt.GradClip / (gradNorm + 1e-6))
-		for i := range g {
-			g[i] *= scale
-		}
 	}
 	tr.Adam.LR = optim.WarmupLR(tr.Opt.LR, tr.Step, tr.Opt.Warmup)
 	tr.Adam.Step(tr.Model.Weights(), g)
