@@ -439,6 +439,22 @@ func loadModel(path string, raw bool, cfg *unet.Config) (*unet.UNet, diffusion.C
 	if err != nil {
 		return nil, diffusion.Config{}, fmt.Errorf("checkpoint: %w", err)
 	}
+	return modelFrom(tensors, meta, path, raw, cfg)
+}
+
+// DecodeModel is LoadModel for the bytes of a checkpoint or weights file
+// (a model embedded in the binary); name stands for the path in errors.
+func DecodeModel(data []byte, name string, raw bool, cfg *unet.Config) (*unet.UNet, diffusion.Config, error) {
+	tensors, meta, err := weights.Decode(data)
+	if err != nil {
+		return nil, diffusion.Config{}, fmt.Errorf("checkpoint: %s: %w", name, err)
+	}
+	return modelFrom(tensors, meta, name, raw, cfg)
+}
+
+// modelFrom builds the model held by a decoded file; path names it in
+// errors.
+func modelFrom(tensors map[string]weights.Tensor, meta map[string]string, path string, raw bool, cfg *unet.Config) (*unet.UNet, diffusion.Config, error) {
 	dc := diffusion.DefaultConfig()
 	isCkpt := meta["format"] == Format || meta["format"] == formatV1
 	if err := verify(tensors, meta, isCkpt); err != nil {
@@ -484,8 +500,10 @@ func loadModel(path string, raw bool, cfg *unet.Config) (*unet.UNet, diffusion.C
 
 // SaveWeights writes the model's weights alone, under PyTorch's names, with
 // the configs and a checksum in the metadata: the file to hand to PyTorch
-// or to share. half stores them as float16.
-func SaveWeights(path string, m *unet.UNet, dc diffusion.Config, half bool) error {
+// or to share. half stores them as float16. extra adds metadata entries
+// (e.g. "train", the training options, so that commands can still find the
+// data set the model was trained on); it may be nil.
+func SaveWeights(path string, m *unet.UNet, dc diffusion.Config, half bool, extra map[string]string) error {
 	tensors := map[string]weights.Tensor{}
 	w := m.Weights()
 	off := 0
@@ -512,7 +530,11 @@ func SaveWeights(path string, m *unet.UNet, dc diffusion.Config, half bool) erro
 	if err != nil {
 		return err
 	}
-	meta := map[string]string{"unet": string(u), "diffusion": string(d)}
+	meta := map[string]string{}
+	for k, v := range extra {
+		meta[k] = v
+	}
+	meta["unet"], meta["diffusion"] = string(u), string(d)
 	meta["checksum"] = strconv.FormatUint(uint64(checksum(tensors, meta, false)), 10)
 	return weights.Save(path, tensors, meta)
 }

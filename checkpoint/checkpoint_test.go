@@ -276,7 +276,7 @@ func TestLoadModelErrors(t *testing.T) {
 	m.Init(rand.New(rand.NewPCG(3, 4)))
 	for _, half := range []bool{false, true} {
 		p := filepath.Join(dir, "w"+strconv.FormatBool(half)+".safetensors")
-		if err := SaveWeights(p, m, diffusion.DefaultConfig(), half); err != nil {
+		if err := SaveWeights(p, m, diffusion.DefaultConfig(), half, nil); err != nil {
 			t.Fatal(err)
 		}
 		got, _, err := LoadModel(p, false, nil)

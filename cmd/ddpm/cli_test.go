@@ -453,7 +453,7 @@ func TestBadInputs(t *testing.T) {
 	otherArch := mk("run-other-arch")
 	mismatchedCheckpoint(t, filepath.Join(otherArch, checkpoint.FileName))
 	weightsOnlyRun := mk("run-weights-only")
-	if err := checkpoint.SaveWeights(filepath.Join(weightsOnlyRun, checkpoint.FileName), tm, diffusion.DefaultConfig(), false); err != nil {
+	if err := checkpoint.SaveWeights(filepath.Join(weightsOnlyRun, checkpoint.FileName), tm, diffusion.DefaultConfig(), false, nil); err != nil {
 		t.Fatal(err)
 	}
 	truncRun := mk("run-truncated")

@@ -38,7 +38,7 @@ func runEvalBPD(args []string) error { return evalBPD(args, os.Stdout) }
 
 // evalBPD is runEvalBPD writing its report to w.
 func evalBPD(args []string, w io.Writer) error {
-	fs := newFlags("eval bpd", "--model DIR|FILE [--data mnist] [--split test] [--n 100] [--batch 64] [--json] [--plot FILE]")
+	fs := newFlags("eval bpd", "[--model mnist|fashion-mnist|DIR|FILE] [--data mnist] [--split test] [--n 100] [--batch 64] [--json] [--plot FILE]")
 	mf := addModelFlags(fs)
 	modelPath := mf.path
 	spec := fs.String("data", "", "data set: "+data.Specs+" (default: the one the model was trained on)")

@@ -97,7 +97,8 @@ func TestEvalBPDEndToEnd(t *testing.T) {
 		args  []string
 		usage bool
 	}{
-		{"no model", []string{"--n", "2"}, true},
+		{"empty model", []string{"--model", "", "--n", "2"}, true},
+		{"shipped model, n beyond split", []string{"--n", "10001"}, true},
 		{"negative n", []string{"--model", dir, "--n", "-1"}, true},
 		{"zero batch", []string{"--model", dir, "--batch", "0"}, true},
 		{"bad split", []string{"--model", dir, "--split", "val"}, true},

@@ -14,14 +14,13 @@ import (
 	"strings"
 	"time"
 
-	"github.com/ddpm-go/ddpm/checkpoint"
 	"github.com/ddpm-go/ddpm/classifier"
 	"github.com/ddpm-go/ddpm/data"
 	"github.com/ddpm-go/ddpm/diffusion"
 	"github.com/ddpm-go/ddpm/imgio"
 	"github.com/ddpm-go/ddpm/internal/progress"
 	"github.com/ddpm-go/ddpm/metrics"
-	"github.com/ddpm-go/ddpm/weights"
+	"github.com/ddpm-go/ddpm/pretrained"
 )
 
 func init() {
@@ -49,8 +48,8 @@ type qualityReport struct {
 }
 
 func runEvalQuality(args []string) error {
-	fs := newFlags("eval quality", "--model DIR|FILE | --ref DIR [--n 1000] [flags]")
-	modelPath := fs.String("model", "", "run directory or checkpoint to sample from")
+	fs := newFlags("eval quality", "[--model mnist|fashion-mnist|DIR|FILE | --ref DIR] [--n 1000] [--sampler ancestral|ddim|respaced|langevin] [flags]")
+	modelPath := fs.String("model", "", "model to sample from: "+modelHelp+" (default "+pretrained.Default+" unless --ref is given)")
 	refDir := fs.String("ref", "", "score this folder of PNG/JPEG images instead of sampling (any generator)")
 	spec := fs.String("data", "", "data set the images imitate: mnist or fashion-mnist (default: the model's training data; required with --ref)")
 	n := fs.Int("n", 1000, "number of images scored, and of real images in the floor")
@@ -63,11 +62,15 @@ func runEvalQuality(args []string) error {
 	quiet := fs.Bool("quiet", false, "no progress bars")
 	var dc diffusion.Config
 	diffusionFlags(fs, &dc, false)
+	sf := addSamplerFlags(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if (*modelPath == "") == (*refDir == "") {
+	if *modelPath != "" && *refDir != "" {
 		return usageErr("give exactly one of --model (sample from a model) and --ref (score a folder of images)")
+	}
+	if *modelPath == "" && *refDir == "" {
+		*modelPath = pretrained.Default
 	}
 	if *refDir != "" && *spec == "" {
 		return usageErr("--ref needs --data (which data set the images imitate)")
@@ -103,8 +106,8 @@ func runEvalQuality(args []string) error {
 		source  string
 	)
 	if *modelPath != "" {
-		source = "model " + *modelPath
-		if x, c, side, err = sampleForQuality(*modelPath, *raw, fs, dc, *n, *batch, *seed, *quiet); err != nil {
+		source = "model " + *modelPath + ", " + sf.name + " sampler"
+		if x, c, side, err = sampleForQuality(*modelPath, *raw, fs, dc, sf, *n, *batch, *seed, *quiet); err != nil {
 			return err
 		}
 	} else {
@@ -176,34 +179,17 @@ func runEvalQuality(args []string) error {
 	return nil
 }
 
-// modelDataSpec reads the data set a model was trained on from its
-// checkpoint's "train" metadata.
-func modelDataSpec(path string) (string, error) {
-	p := checkpoint.Path(path)
-	_, meta, err := weights.Load(p)
-	if err != nil {
-		return "", fmt.Errorf("model %s: %w", path, err)
-	}
-	var opt struct {
-		Data string `json:"data"`
-	}
-	if s := meta["train"]; s != "" {
-		if err := json.Unmarshal([]byte(s), &opt); err != nil {
-			return "", fmt.Errorf("model %s: training options: %w", path, err)
-		}
-	}
-	if opt.Data == "" {
-		return "", usageErr("model %s does not record its training data; pass --data", path)
-	}
-	return opt.Data, nil
-}
-
-// sampleForQuality draws n images from the model with ancestral sampling,
-// batch by batch with one generator seeded like `ddpm sample`, so the same
-// seed and batch give the same images as that command. The shape is
-// checked against the classifier before hours of sampling start.
-func sampleForQuality(path string, raw bool, fs *flag.FlagSet, dc diffusion.Config, n, batch int, seed uint64, quiet bool) ([]float32, int, int, error) {
+// sampleForQuality draws n images from the model with the sampler the flags
+// choose (ancestral by default), batch by batch with one generator seeded
+// like `ddpm sample`, so the same seed, batch and sampler give the same
+// images as that command. The shape is checked against the classifier
+// before hours of sampling start.
+func sampleForQuality(path string, raw bool, fs *flag.FlagSet, dc diffusion.Config, sf *samplerFlags, n, batch int, seed uint64, quiet bool) ([]float32, int, int, error) {
 	m, d, err := loadModel(path, raw, fs, dc)
+	if err != nil {
+		return nil, 0, 0, err
+	}
+	sample, evals, desc, err := sf.build(fs, d)
 	if err != nil {
 		return nil, 0, 0, err
 	}
@@ -215,13 +201,15 @@ func sampleForQuality(path string, raw bool, fs *flag.FlagSet, dc diffusion.Conf
 	x := make([]float32, n*D)
 	rng := rand.New(rand.NewPCG(seed, 0x73616d70))
 	chunks := (n + batch - 1) / batch
-	bar := progress.New(chunks*d.T, fmt.Sprintf("sampling %d images", n), "step", quiet)
+	bar := progress.New(chunks*evals, fmt.Sprintf("sampling %d images (%s)", n, desc), "eval", quiet)
 	start := time.Now()
 	for c := 0; c < chunks; c++ {
 		lo, hi := c*batch, min((c+1)*batch, n)
 		xc := x[lo*D : hi*D]
 		diffusion.FillNormal(xc, rng)
-		d.Sample(m, xc, hi-lo, rng, func(step, total int) { bar.Add(1) })
+		if err := sample(m, xc, hi-lo, rng, func() { bar.Add(1) }); err != nil {
+			return nil, 0, 0, err
+		}
 	}
 	bar.Finish()
 	if !quiet {

@@ -14,7 +14,6 @@ import (
 	"github.com/ddpm-go/ddpm/data"
 	"github.com/ddpm-go/ddpm/imgio"
 	"github.com/ddpm-go/ddpm/model/unet"
-	"github.com/ddpm-go/ddpm/train"
 )
 
 // expData loads the split of the data set spec for a model of config cfg;
@@ -22,11 +21,11 @@ import (
 // checkpoint.
 func expData(modelPath, spec, split string, cfg unet.Config) (*data.Dataset, string, error) {
 	if spec == "" {
-		opt, err := train.DataSpec(modelPath)
-		if err != nil || opt.Data == "" {
+		s, err := modelDataSpec(modelPath)
+		if err != nil {
 			return nil, "", usageErr("--data is required: %s does not record the data set it was trained on", modelPath)
 		}
-		spec = opt.Data
+		spec = s
 	}
 	if split != "train" && split != "test" {
 		return nil, "", usageErr("--split must be train or test, got %q", split)

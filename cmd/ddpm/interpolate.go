@@ -33,7 +33,7 @@ type interpRow struct {
 func runInterpolate(args []string) error { return interpolateCommand(args, os.Stdout) }
 
 func interpolateCommand(args []string, w io.Writer) error {
-	fs := newFlags("interpolate", "--model DIR|FILE [--a 0 --b 1 | --png-a A.png --png-b B.png] [--t 250,500,750,1000] [--out interpolate.png] [flags]")
+	fs := newFlags("interpolate", "[--model mnist|fashion-mnist|DIR|FILE] [--a 0 --b 1 | --png-a A.png --png-b B.png] [--t 250,500,750,1000] [--out interpolate.png] [flags]")
 	mf := addModelFlags(fs)
 	modelPath := mf.path
 	a := fs.Int("a", 0, "first source: image index in --data/--split")

@@ -1,13 +1,17 @@
 package main
 
 import (
+	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/ddpm-go/ddpm/checkpoint"
 	"github.com/ddpm-go/ddpm/diffusion"
 	"github.com/ddpm-go/ddpm/model/unet"
+	"github.com/ddpm-go/ddpm/pretrained"
+	"github.com/ddpm-go/ddpm/weights"
 )
 
 // modelFlags are the flags of a command that reads a trained model: --model,
@@ -23,21 +27,76 @@ type modelFlags struct {
 // addModelFlags registers the model flags on fs.
 func addModelFlags(fs *flag.FlagSet) *modelFlags {
 	mf := &modelFlags{fs: fs}
-	mf.path = fs.String("model", "", "run directory or checkpoint/weights file (required)")
+	mf.path = fs.String("model", pretrained.Default, modelHelp)
 	mf.raw = fs.Bool("raw", false, "use the raw weights instead of the EMA weights")
 	diffusionFlags(fs, &mf.dc, false)
 	return mf
 }
 
-// parse parses args and requires --model.
+// modelHelp is the help text of every --model flag.
+var modelHelp = "a shipped model (" + strings.Join(pretrained.Names(), ", ") + "), a run directory or a checkpoint/weights file"
+
+// parse parses args and checks --model is not empty.
 func (mf *modelFlags) parse(args []string) error {
 	if err := parseFlags(mf.fs, args); err != nil {
 		return err
 	}
 	if *mf.path == "" {
-		return usageErr("--model is required (a run directory or a checkpoint file)")
+		return usageErr("--model must not be empty: %s", modelHelp)
 	}
 	return nil
+}
+
+// isShipped reports whether a --model value names a model embedded in the
+// binary. A file or directory of the same name wins, as a local folder does
+// in diffusers' from_pretrained, so a run trained with --out mnist stays
+// reachable as --model mnist.
+func isShipped(path string) bool {
+	if !pretrained.Has(path) {
+		return false
+	}
+	_, err := os.Stat(path)
+	return err != nil
+}
+
+// openModel reads the model a --model value names: a shipped model, a run
+// directory, a checkpoint or a weights file.
+func openModel(path string, raw bool) (*unet.UNet, diffusion.Config, error) {
+	if isShipped(path) {
+		if raw {
+			return nil, diffusion.Config{}, usageErr("--raw: the shipped model %s holds only its EMA weights", path)
+		}
+		return pretrained.Load(path)
+	}
+	if _, err := os.Stat(path); err != nil {
+		return nil, diffusion.Config{}, fmt.Errorf("model %s: %w (shipped models: %s)", path, err, strings.Join(pretrained.Names(), ", "))
+	}
+	return checkpoint.LoadModel(path, raw, nil)
+}
+
+// modelDataSpec reads the data set a model was trained on from the
+// training options in its metadata (checkpoints, and weights files written
+// by ddpm export, record them).
+func modelDataSpec(path string) (string, error) {
+	if isShipped(path) {
+		return pretrained.TrainingData(path)
+	}
+	_, meta, err := weights.Load(checkpoint.Path(path))
+	if err != nil {
+		return "", fmt.Errorf("model %s: %w", path, err)
+	}
+	var opt struct {
+		Data string `json:"data"`
+	}
+	if s := meta["train"]; s != "" {
+		if err := json.Unmarshal([]byte(s), &opt); err != nil {
+			return "", fmt.Errorf("model %s: training options: %w", path, err)
+		}
+	}
+	if opt.Data == "" {
+		return "", usageErr("model %s does not record its training data; pass --data", path)
+	}
+	return opt.Data, nil
 }
 
 // load reads the model the flags name.
@@ -45,14 +104,12 @@ func (mf *modelFlags) load() (*unet.UNet, *diffusion.Diffusion, error) {
 	return loadModel(*mf.path, *mf.raw, mf.fs, mf.dc)
 }
 
-// loadModel is how every command reads a trained model: path is a run
-// directory, a checkpoint or a weights file. The sampling flags the user set
-// on fs (--var, --clip) override the checkpoint's diffusion settings.
+// loadModel is how every command reads a trained model: path is a shipped
+// model's name, a run directory, a checkpoint or a weights file. The
+// sampling flags the user set on fs (--var, --clip) override the model's
+// diffusion settings.
 func loadModel(path string, raw bool, fs interface{ Visit(func(*flag.Flag)) }, over diffusion.Config) (*unet.UNet, *diffusion.Diffusion, error) {
-	if _, err := os.Stat(path); err != nil {
-		return nil, nil, fmt.Errorf("model %s: %w", path, err)
-	}
-	m, dc, err := checkpoint.LoadModel(path, raw, nil)
+	m, dc, err := openModel(path, raw)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -39,7 +39,7 @@ type sharedRow struct {
 func runProgressive(args []string) error { return progressiveCommand(args, os.Stdout) }
 
 func progressiveCommand(args []string, w io.Writer) error {
-	fs := newFlags("progressive", "--model DIR|FILE [--n 4] [--cols 10] [--xt] | --shared [--image I] [--per 8] [--t 1000,750,500,250] [flags]")
+	fs := newFlags("progressive", "[--model mnist|fashion-mnist|DIR|FILE] [--n 4] [--cols 10] [--xt] | --shared [--image I] [--per 8] [--t 1000,750,500,250] [flags]")
 	mf := addModelFlags(fs)
 	modelPath := mf.path
 	n := fs.Int("n", 4, "Fig. 6: sampling chains (rows)")

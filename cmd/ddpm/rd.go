@@ -46,7 +46,7 @@ type rdReport struct {
 func runRD(args []string) error { return rdCommand(args, os.Stdout) }
 
 func rdCommand(args []string, w io.Writer) error {
-	fs := newFlags("rd", "--model DIR|FILE [--data mnist] [--split test] [--n 100] [--out rd.png] [--json] [flags]")
+	fs := newFlags("rd", "[--model mnist|fashion-mnist|DIR|FILE] [--data mnist] [--split test] [--n 100] [--out rd.png] [--json] [flags]")
 	mf := addModelFlags(fs)
 	modelPath := mf.path
 	spec := fs.String("data", "", "data set (default: the one the model was trained on)")

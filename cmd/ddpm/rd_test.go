@@ -28,7 +28,7 @@ func expModel(t *testing.T, v diffusion.ModelVar) string {
 	cfg.OutCh = d.OutChannels(cfg.InCh)
 	m := testUNet(t, cfg, 1)
 	path := filepath.Join(t.TempDir(), "model.safetensors")
-	if err := checkpoint.SaveWeights(path, m, dc, false); err != nil {
+	if err := checkpoint.SaveWeights(path, m, dc, false, nil); err != nil {
 		t.Fatal(err)
 	}
 	return path
@@ -104,14 +104,16 @@ func TestExperimentUsageErrors(t *testing.T) {
 		args []string
 		code int
 	}{
-		{[]string{"rd"}, 2},
+		{[]string{"rd", "--model", ""}, 2},
+		{[]string{"rd", "--n", "0"}, 2}, // the shipped default model
 		{[]string{"rd", "--model", model, "--data", "mnist", "--n", "0"}, 2},
 		{[]string{"rd", "--model", model, "--data", "mnist", "--n", "100000", "--out", png}, 2},
 		{[]string{"rd", "--model", model, "--data", "mnist", "--split", "val", "--out", png}, 2},
 		{[]string{"rd", "--model", model, "--out", png}, 2}, // weights file: --data needed
 		{[]string{"rd", "--model", filepath.Join(dir, "missing"), "--data", "mnist"}, 1},
 		{[]string{"rd", "--model", model, "--data", "mnist", "--var", "learned", "--out", png}, 2},
-		{[]string{"progressive"}, 2},
+		{[]string{"progressive", "--model", ""}, 2},
+		{[]string{"progressive", "--model", "fashion-mnist", "--cols", "0"}, 2},
 		{[]string{"progressive", "--model", model, "--cols", "0"}, 2},
 		{[]string{"progressive", "--model", model, "--cols", "21"}, 2},
 		{[]string{"progressive", "--model", model, "--shared", "--n", "3"}, 2},
@@ -145,6 +147,8 @@ func TestExperimentUsageErrors(t *testing.T) {
 		{[]string{"sample", "--model", model, "--sampler", "langevin", "--langevin-steps", "0"}, 2},
 		{[]string{"sample", "--model", model, "--sampler", "ddim", "--langevin-steps", "3"}, 2},
 		{[]string{"sample", "--model", model, "--sampler", "euler"}, 2},
+		{[]string{"sample", "--raw"}, 2}, // the shipped model has EMA weights only
+		{[]string{"sample", "--model", "no-such-model"}, 1},
 	} {
 		var code int
 		stderr := captureStderr(t, func() { code = run(tc.args) })

@@ -114,7 +114,7 @@ func (s *samplerFlags) build(fs *flag.FlagSet, d *diffusion.Diffusion) (sampleFu
 }
 
 func runSample(args []string) error {
-	fs := newFlags("sample", "--model DIR|FILE [--n 64] [--out samples.png] [--sampler ancestral|ddim|respaced|langevin] [flags]")
+	fs := newFlags("sample", "[--model mnist|fashion-mnist|DIR|FILE] [--n 64] [--out samples.png] [--sampler ancestral|ddim|respaced|langevin] [flags]")
 	mf := addModelFlags(fs)
 	n := fs.Int("n", 64, "number of images")
 	batch := fs.Int("batch", 64, "images denoised together")

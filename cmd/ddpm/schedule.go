@@ -5,7 +5,6 @@ import (
 	"io"
 	"os"
 
-	"github.com/ddpm-go/ddpm/checkpoint"
 	"github.com/ddpm-go/ddpm/diffusion"
 	"github.com/ddpm-go/ddpm/experiments/schedule"
 	"github.com/ddpm-go/ddpm/internal/plot"
@@ -18,13 +17,13 @@ func init() {
 func runSchedule(args []string) error { return scheduleCommand(args, os.Stdout) }
 
 func scheduleCommand(args []string, w io.Writer) error {
-	fs := newFlags("schedule", "[--T 1000] [--beta-start 1e-4] [--beta-end 0.02] [--schedule linear|cosine] [--model DIR|FILE] [--every N] [--out schedule.png] [--json]")
+	fs := newFlags("schedule", "[--T 1000] [--beta-start 1e-4] [--beta-end 0.02] [--schedule linear|cosine] [--model mnist|fashion-mnist|DIR|FILE] [--every N] [--out schedule.png] [--json]")
 	dc := diffusion.DefaultConfig()
 	fs.IntVar(&dc.T, "T", dc.T, "number of diffusion steps")
 	fs.Float64Var(&dc.BetaStart, "beta-start", dc.BetaStart, "β_1 of the linear schedule")
 	fs.Float64Var(&dc.BetaEnd, "beta-end", dc.BetaEnd, "β_T of the linear schedule")
 	fs.Var(enumFlag{&dc.Schedule}, "schedule", "β schedule: linear or cosine")
-	modelPath := fs.String("model", "", "take the schedule from this run directory or checkpoint instead")
+	modelPath := fs.String("model", "", "take the schedule from this model instead: "+modelHelp)
 	every := fs.Int("every", 0, "table rows every N timesteps, plus t = 1 and t = T (default T/20)")
 	out := fs.String("out", "schedule.png", "PNG of the schedule and the weights")
 	asJSON := fs.Bool("json", false, "print one JSON object with every t instead of the table")
@@ -37,10 +36,7 @@ func scheduleCommand(args []string, w io.Writer) error {
 				return usageErr("--%s and --model both set the schedule; give one", f)
 			}
 		}
-		if _, err := os.Stat(*modelPath); err != nil {
-			return fmt.Errorf("model %s: %w", *modelPath, err)
-		}
-		_, mc, err := checkpoint.LoadModel(*modelPath, false, nil)
+		_, mc, err := openModel(*modelPath, false)
 		if err != nil {
 			return err
 		}

@@ -1,0 +1,78 @@
+package main
+
+import (
+	"math"
+	"path/filepath"
+	"testing"
+
+	"github.com/ddpm-go/ddpm/checkpoint"
+	"github.com/ddpm-go/ddpm/weights"
+)
+
+// TestSampleShippedDefault is the README's first command, shortened: no
+// --model samples the shipped MNIST model.
+func TestSampleShippedDefault(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "samples.png")
+	if code := run([]string{"sample", "--sampler", "ddim", "--steps", "5", "--n", "4", "--cols", "2", "--quiet", "--out", out}); code != 0 {
+		t.Fatalf("ddpm sample exited %d", code)
+	}
+	if w, h := pngSize(t, out); w < 2*28 || h < 2*28 || w > 2*32 || h > 2*32 {
+		t.Errorf("grid is %d×%d, want 2×2 images of 28×28 (with borders)", w, h)
+	}
+}
+
+// TestExport: the exported file holds the run's EMA weights (or raw with
+// --raw), loads as a model with the same weights, and keeps the training
+// options so the data set is still known; float16 rounds each weight by at
+// most 2^-11 relative.
+func TestExport(t *testing.T) {
+	run1 := trainTinyRun(t)
+	want, _, err := checkpoint.LoadModel(run1, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, _, err := checkpoint.LoadModel(run1, true, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		name   string
+		args   []string
+		wantW  []float32
+		relTol float64
+	}{
+		{"ema", nil, want.Weights(), 0},
+		{"raw", []string{"--raw"}, raw.Weights(), 0},
+		{"half", []string{"--half"}, want.Weights(), 1.0 / 2048},
+	} {
+		out := filepath.Join(dir, tc.name+".safetensors")
+		if code := run(append([]string{"export", "--model", run1, "--out", out}, tc.args...)); code != 0 {
+			t.Fatalf("%s: ddpm export exited %d", tc.name, code)
+		}
+		m, _, err := checkpoint.LoadModel(out, false, nil)
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		for i, w := range m.Weights() {
+			if d := math.Abs(float64(w - tc.wantW[i])); d > tc.relTol*math.Abs(float64(tc.wantW[i]))+1e-7 {
+				t.Fatalf("%s: weight %d = %g, want %g", tc.name, i, w, tc.wantW[i])
+			}
+		}
+		if spec, err := modelDataSpec(out); err != nil || spec != "mnist" {
+			t.Errorf("%s: data spec %q, %v; want mnist", tc.name, spec, err)
+		}
+		if _, meta, err := weights.Load(out); err != nil || meta["step"] != "2" {
+			t.Errorf("%s: step %q, %v; want 2", tc.name, meta["step"], err)
+		}
+	}
+	for _, args := range [][]string{
+		{"export"},
+		{"export", "--model", run1},
+		{"export", "--model", filepath.Join(dir, "ema.safetensors"), "--out", filepath.Join(dir, "x.safetensors")}, // not a training checkpoint
+	} {
+		if code := run(args); code == 0 {
+			t.Errorf("%v: exit 0, want an error", args)
+		}
+	}
+}

@@ -1,0 +1,105 @@
+package pretrained
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/ddpm-go/ddpm/classifier"
+	"github.com/ddpm-go/ddpm/diffusion"
+	"github.com/ddpm-go/ddpm/metrics"
+)
+
+// maxBytes is the limit on a shipped model's size.
+const maxBytes = 20 << 20
+
+func TestShippedModels(t *testing.T) {
+	names := Names()
+	for _, want := range []string{"mnist", "fashion-mnist"} {
+		if !Has(want) {
+			t.Fatalf("no shipped model %q (have %v)", want, names)
+		}
+	}
+	for _, name := range names {
+		t.Run(name, func(t *testing.T) {
+			b, err := file(name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(b) > maxBytes {
+				t.Errorf("%d bytes, more than the %d allowed", len(b), maxBytes)
+			}
+			m, dc, err := Load(name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if cfg := m.Config(); cfg.InCh != 1 || cfg.Res != 28 {
+				t.Errorf("config %+v, want 1×28×28 images", cfg)
+			}
+			if _, err := diffusion.New(dc); err != nil {
+				t.Errorf("diffusion config: %v", err)
+			}
+			for i, w := range m.Weights() {
+				if math.IsNaN(float64(w)) || math.IsInf(float64(w), 0) {
+					t.Fatalf("weight %d is %v", i, w)
+				}
+			}
+			if data, err := TrainingData(name); err != nil || data != name {
+				t.Errorf("TrainingData = %q, %v; want %q", data, err, name)
+			}
+		})
+	}
+}
+
+// TestShippedModelsDrawClasses samples a few images from each model with a
+// short DDIM chain and asks the data set's classifier what they are: a
+// broken, untrained or mismatched model gives noise that the classifier
+// puts in few classes with low confidence, which this would catch.
+func TestShippedModelsDrawClasses(t *testing.T) {
+	if testing.Short() {
+		t.Skip("samples 2×40 images")
+	}
+	for _, name := range Names() {
+		t.Run(name, func(t *testing.T) {
+			m, dc, err := Load(name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			d, err := diffusion.New(dc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			const n = 40
+			x := make([]float32, n*28*28)
+			rng := rand.New(rand.NewPCG(1, 2))
+			diffusion.FillNormal(x, rng)
+			keep, err := diffusion.SpacedIndices(d.T, 20)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := d.SampleDDIM(m, x, n, keep, 0, rng, nil, nil); err != nil {
+				t.Fatal(err)
+			}
+			cls, _, err := classifier.Embedded(name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out, err := cls.Apply(x, n, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			classes := map[int]bool{}
+			for _, c := range classifier.Predictions(out.Probs) {
+				classes[c] = true
+			}
+			is, _, err := metrics.InceptionScore(out.Probs, 1)
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("%s: %d images, %d classes, classifier IS %.2f", name, n, len(classes), is)
+			if len(classes) < 7 || is < 4 {
+				t.Errorf("%d classes among %d samples, IS %.2f: want ≥ 7 classes and IS ≥ 4", len(classes), n, is)
+			}
+		})
+	}
+}
