@@ -264,15 +264,6 @@ func Resume(path string, ds *data.Dataset, steps int) (*Trainer, error) {
 	return s.Resume(ds, steps)
 }
 
-// DataSpec is the options of the run at path, for reloading its data set
-// on resume.
-func DataSpec(path string) (Options, error) {
-	s, err := Open(path)
-	if err != nil {
-		return Options{}, err
-	}
-	return s.Opt, nil
-}
 
 // faultHook, set only by tests, may overwrite the loss (grads == nil) or
 // the gradient (loss == nil) of the step being taken, to exercise the
