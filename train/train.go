@@ -264,7 +264,6 @@ func Resume(path string, ds *data.Dataset, steps int) (*Trainer, error) {
 	return s.Resume(ds, steps)
 }
 
-
 // faultHook, set only by tests, may overwrite the loss (grads == nil) or
 // the gradient (loss == nil) of the step being taken, to exercise the
 // non-finite paths with a fault at a chosen step.
