@@ -31,18 +31,19 @@ import (
 // Options are the run's training settings; they are stored in the
 // checkpoint and restored by --resume.
 type Options struct {
-	Data      string  `json:"data"`       // data set spec (mnist, fashion-mnist, cifar10:DIR, folder:DIR)
-	Config    string  `json:"config"`     // U-Net config name
-	Steps     int     `json:"steps"`      // total optimizer steps of the run
-	Batch     int     `json:"batch"`      // images per step
-	LR        float64 `json:"lr"`         // Adam learning rate after warm-up (paper: 2e-4)
-	Warmup    int     `json:"warmup"`     // linear warm-up steps (paper: 5000)
-	GradClip  float64 `json:"grad_clip"`  // global gradient-norm clip (paper: 1.0); 0 disables
-	EMADecay  float64 `json:"ema_decay"`  // EMA decay (paper: 0.9999)
-	Flip      bool    `json:"flip"`       // random horizontal flips (paper: on for CIFAR-10)
-	Seed      uint64  `json:"seed"`       // seeds every random draw of the run
-	CkptEvery int     `json:"ckpt_every"` // checkpoint interval in steps; 0: only at the end
-	SkipNaN   bool    `json:"skip_nan"`   // skip a step whose loss or gradient is not finite instead of stopping
+	Data      string  `json:"data"`           // data set spec (mnist, fashion-mnist, cifar10:DIR, folder:DIR)
+	Config    string  `json:"config"`         // U-Net config name
+	Steps     int     `json:"steps"`          // total optimizer steps of the run
+	Batch     int     `json:"batch"`          // images per step
+	LR        float64 `json:"lr"`             // Adam learning rate after warm-up (paper: 2e-4)
+	Warmup    int     `json:"warmup"`         // linear warm-up steps (paper: 5000)
+	GradClip  float64 `json:"grad_clip"`      // global gradient-norm clip (paper: 1.0); 0 disables
+	EMADecay  float64 `json:"ema_decay"`      // EMA decay (paper: 0.9999)
+	Flip      bool    `json:"flip"`           // random horizontal flips (paper: on for CIFAR-10)
+	Seed      uint64  `json:"seed"`           // seeds every random draw of the run
+	CkptEvery int     `json:"ckpt_every"`     // checkpoint interval in steps; 0: only at the end
+	SkipNaN   bool    `json:"skip_nan"`       // skip a step whose loss or gradient is not finite instead of stopping
+	Init      string  `json:"init,omitempty"` // model whose weights the run started from ("": a random init)
 }
 
 // DefaultOptions are the paper's settings scaled to a CPU run.
@@ -120,6 +121,21 @@ func New(opt Options, ucfg unet.Config, dcfg diffusion.Config, ds *data.Dataset)
 	tr.Adam = optim.NewAdam(tr.Model.NumParams(), opt.LR)
 	tr.EMA = optim.NewEMA(tr.Model.Weights(), opt.EMADecay)
 	return tr, nil
+}
+
+// InitFrom replaces a fresh run's random weights (and its EMA) with w, the
+// weights of a trained model of the same network: fine-tuning, or
+// continuing a model whose optimizer state is gone. Adam starts afresh.
+func (tr *Trainer) InitFrom(w []float32) error {
+	if len(w) != tr.Model.NumParams() {
+		return fmt.Errorf("init: %d weights, the network has %d", len(w), tr.Model.NumParams())
+	}
+	if !finite(w) {
+		return errors.New("init: the weights are not all finite")
+	}
+	copy(tr.Model.Weights(), w)
+	copy(tr.EMA.W, w)
+	return nil
 }
 
 func build(opt Options, ucfg unet.Config, dcfg diffusion.Config, ds *data.Dataset) (*Trainer, error) {

@@ -3,6 +3,7 @@ package main
 import (
 	"math"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/ddpm-go/ddpm/checkpoint"
@@ -74,5 +75,39 @@ func TestExport(t *testing.T) {
 		if code := run(args); code == 0 {
 			t.Errorf("%v: exit 0, want an error", args)
 		}
+	}
+}
+
+// TestTrainInit: --init starts a run from a model's weights (here the
+// shipped one; one step at a negligible learning rate keeps them), records
+// it, and refuses a model of another network.
+func TestTrainInit(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "run")
+	if code := run([]string{"train", "--data", "mnist", "--config", "mnist-fast", "--init", "mnist", "--steps", "1",
+		"--batch", "2", "--lr", "1e-9", "--quiet", "--out", dir}); code != 0 {
+		t.Fatalf("ddpm train --init exited %d", code)
+	}
+	got, _, err := checkpoint.LoadModel(dir, true, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _, err := openModel("mnist", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, w := range got.Weights() {
+		if d := math.Abs(float64(w - want.Weights()[i])); d > 1e-6 {
+			t.Fatalf("weight %d = %g, the shipped model's is %g", i, w, want.Weights()[i])
+		}
+	}
+	if _, meta, err := weights.Load(checkpoint.Path(dir)); err != nil || !strings.Contains(meta["train"], `"init":"mnist"`) {
+		t.Errorf("training options %q (%v) do not record the init", meta["train"], err)
+	}
+	other := filepath.Join(t.TempDir(), "other")
+	if code := run([]string{"train", "--data", "mnist", "--config", "tiny1", "--init", "mnist", "--steps", "1", "--quiet", "--out", other}); code != 2 {
+		t.Errorf("--init of another network: exit %d, want 2", code)
+	}
+	if code := run([]string{"train", "--resume", "--init", "fashion-mnist", "--steps", "2", "--quiet", "--out", dir}); code != 2 {
+		t.Errorf("--resume with another --init: exit %d, want 2", code)
 	}
 }

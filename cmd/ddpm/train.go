@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"reflect"
 	"syscall"
 	"time"
 
@@ -29,6 +30,7 @@ func init() {
 func settingFlags(fs *flag.FlagSet, o *train.Options, dc *diffusion.Config, dropout *float64) {
 	fs.StringVar(&o.Data, "data", o.Data, "data set: mnist, fashion-mnist, cifar10:DIR, folder:DIR")
 	fs.StringVar(&o.Config, "config", o.Config, "U-Net config: "+joinNames(unet.ConfigNames()))
+	fs.StringVar(&o.Init, "init", o.Init, "start from this model's weights instead of a random init ("+modelHelp+"; its network must be --config's)")
 	fs.IntVar(&o.Batch, "batch", o.Batch, "images per step")
 	fs.Float64Var(&o.LR, "lr", o.LR, "Adam learning rate (after warm-up)")
 	fs.IntVar(&o.Warmup, "warmup", o.Warmup, "linear learning-rate warm-up steps")
@@ -128,6 +130,11 @@ func runTrain(args []string) error {
 		}
 		if tr, err = train.New(o, ucfg, dc, ds); err != nil {
 			return err
+		}
+		if o.Init != "" {
+			if err := initFrom(tr, o.Init); err != nil {
+				return err
+			}
 		}
 	}
 	// Fail now, not at the first checkpoint an hour from now.
@@ -255,4 +262,19 @@ func unwrapPath(err error) error {
 		return pe.Err
 	}
 	return err
+}
+
+// initFrom starts a fresh run from the weights of the model --init names,
+// which must be the same network (dropout aside) as the run's.
+func initFrom(tr *train.Trainer, name string) error {
+	m, _, err := openModel(name, false)
+	if err != nil {
+		return err
+	}
+	want, have := tr.Model.Config(), m.Config()
+	want.Dropout, have.Dropout = 0, 0
+	if !reflect.DeepEqual(want.Normalized(), have.Normalized()) {
+		return usageErr("--init %s is another network (%+v) than --config %s with these settings (%+v)", name, have, tr.Opt.Config, want)
+	}
+	return tr.InitFrom(m.Weights())
 }
