@@ -37,6 +37,7 @@ import (
 	"fmt"
 	"hash"
 	"hash/crc32"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
@@ -498,6 +499,23 @@ func modelFrom(tensors map[string]weights.Tensor, meta map[string]string, path s
 	return m, dc, nil
 }
 
+// TrainingData returns the data-set spec recorded in a file's metadata: the
+// "data" field of the training options (checkpoints and exported weights
+// keep them under "train"), or "" when the file records none.
+func TrainingData(meta map[string]string) (string, error) {
+	s := meta["train"]
+	if s == "" {
+		return "", nil
+	}
+	var opt struct {
+		Data string `json:"data"`
+	}
+	if err := json.Unmarshal([]byte(s), &opt); err != nil {
+		return "", fmt.Errorf("training options: %w", err)
+	}
+	return opt.Data, nil
+}
+
 // SaveWeights writes the model's weights alone, under PyTorch's names, with
 // the configs and a checksum in the metadata: the file to hand to PyTorch
 // or to share. half stores them as float16. extra adds metadata entries
@@ -531,9 +549,7 @@ func SaveWeights(path string, m *unet.UNet, dc diffusion.Config, half bool, extr
 		return err
 	}
 	meta := map[string]string{}
-	for k, v := range extra {
-		meta[k] = v
-	}
+	maps.Copy(meta, extra)
 	meta["unet"], meta["diffusion"] = string(u), string(d)
 	meta["checksum"] = strconv.FormatUint(uint64(checksum(tensors, meta, false)), 10)
 	return weights.Save(path, tensors, meta)

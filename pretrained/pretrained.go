@@ -8,7 +8,6 @@ package pretrained
 
 import (
 	"embed"
-	"encoding/json"
 	"fmt"
 	"io/fs"
 	"slices"
@@ -82,11 +81,9 @@ func TrainingData(name string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	var opt struct {
-		Data string `json:"data"`
-	}
-	if err := json.Unmarshal([]byte(meta["train"]), &opt); err != nil || opt.Data == "" {
+	data, err := checkpoint.TrainingData(meta)
+	if err != nil || data == "" {
 		return "", fmt.Errorf("pretrained: %s does not record its training data", name)
 	}
-	return opt.Data, nil
+	return data, nil
 }

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
@@ -85,18 +84,14 @@ func modelDataSpec(path string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("model %s: %w", path, err)
 	}
-	var opt struct {
-		Data string `json:"data"`
+	spec, err := checkpoint.TrainingData(meta)
+	if err != nil {
+		return "", fmt.Errorf("model %s: %w", path, err)
 	}
-	if s := meta["train"]; s != "" {
-		if err := json.Unmarshal([]byte(s), &opt); err != nil {
-			return "", fmt.Errorf("model %s: training options: %w", path, err)
-		}
-	}
-	if opt.Data == "" {
+	if spec == "" {
 		return "", usageErr("model %s does not record its training data; pass --data", path)
 	}
-	return opt.Data, nil
+	return spec, nil
 }
 
 // load reads the model the flags name.
