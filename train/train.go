@@ -19,6 +19,8 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 
 	"github.com/ddpm-go/ddpm/checkpoint"
 	"github.com/ddpm-go/ddpm/data"
@@ -31,19 +33,20 @@ import (
 // Options are the run's training settings; they are stored in the
 // checkpoint and restored by --resume.
 type Options struct {
-	Data      string  `json:"data"`           // data set spec (mnist, fashion-mnist, cifar10:DIR, folder:DIR)
-	Config    string  `json:"config"`         // U-Net config name
-	Steps     int     `json:"steps"`          // total optimizer steps of the run
-	Batch     int     `json:"batch"`          // images per step
-	LR        float64 `json:"lr"`             // Adam learning rate after warm-up (paper: 2e-4)
-	Warmup    int     `json:"warmup"`         // linear warm-up steps (paper: 5000)
-	GradClip  float64 `json:"grad_clip"`      // global gradient-norm clip (paper: 1.0); 0 disables
-	EMADecay  float64 `json:"ema_decay"`      // EMA decay (paper: 0.9999)
-	Flip      bool    `json:"flip"`           // random horizontal flips (paper: on for CIFAR-10)
-	Seed      uint64  `json:"seed"`           // seeds every random draw of the run
-	CkptEvery int     `json:"ckpt_every"`     // checkpoint interval in steps; 0: only at the end
-	SkipNaN   bool    `json:"skip_nan"`       // skip a step whose loss or gradient is not finite instead of stopping
-	Init      string  `json:"init,omitempty"` // model whose weights the run started from ("": a random init)
+	Data      string  `json:"data"`               // data set spec (mnist, fashion-mnist, cifar10:DIR, folder:DIR)
+	Config    string  `json:"config"`             // U-Net config name
+	Steps     int     `json:"steps"`              // total optimizer steps of the run
+	Batch     int     `json:"batch"`              // images per step
+	LR        float64 `json:"lr"`                 // Adam learning rate after warm-up (paper: 2e-4)
+	Warmup    int     `json:"warmup"`             // linear warm-up steps (paper: 5000)
+	Decay     string  `json:"lr_decay,omitempty"` // after warm-up: constant ("" too, the paper's), cosine or linear to 0 at Steps
+	GradClip  float64 `json:"grad_clip"`          // global gradient-norm clip (paper: 1.0); 0 disables
+	EMADecay  float64 `json:"ema_decay"`          // EMA decay (paper: 0.9999)
+	Flip      bool    `json:"flip"`               // random horizontal flips (paper: on for CIFAR-10)
+	Seed      uint64  `json:"seed"`               // seeds every random draw of the run
+	CkptEvery int     `json:"ckpt_every"`         // checkpoint interval in steps; 0: only at the end
+	SkipNaN   bool    `json:"skip_nan"`           // skip a step whose loss or gradient is not finite instead of stopping
+	Init      string  `json:"init,omitempty"`     // model whose weights the run started from ("": a random init)
 }
 
 // DefaultOptions are the paper's settings scaled to a CPU run.
@@ -63,6 +66,8 @@ func (o Options) Validate() error {
 		return fmt.Errorf("lr must be positive and finite, got %g", o.LR)
 	case o.Warmup < 0:
 		return fmt.Errorf("warmup must be ≥ 0, got %d", o.Warmup)
+	case o.Decay != "" && !slices.Contains(optim.LRDecays, o.Decay):
+		return fmt.Errorf("lr decay must be one of %s, got %q", strings.Join(optim.LRDecays, ", "), o.Decay)
 	case o.GradClip < 0 || math.IsNaN(o.GradClip):
 		return fmt.Errorf("grad-clip must be ≥ 0, got %g", o.GradClip)
 	case !(o.EMADecay >= 0 && o.EMADecay < 1):
@@ -328,7 +333,7 @@ func (tr *Trainer) TrainStep() (loss, gradNorm float64, err error) {
 	if math.IsNaN(gradNorm) || math.IsInf(gradNorm, 0) {
 		return loss, gradNorm, ErrNonFinite
 	}
-	tr.Adam.LR = optim.WarmupLR(tr.Opt.LR, tr.Step, tr.Opt.Warmup)
+	tr.Adam.LR = optim.ScheduledLR(tr.Opt.LR, tr.Step, tr.Opt.Warmup, tr.Opt.Steps, tr.Opt.Decay)
 	tr.Adam.Step(tr.Model.Weights(), g)
 	if !finite(tr.Model.Weights()) {
 		return loss, gradNorm, ErrDiverged

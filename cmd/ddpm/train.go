@@ -34,6 +34,7 @@ func settingFlags(fs *flag.FlagSet, o *train.Options, dc *diffusion.Config, drop
 	fs.IntVar(&o.Batch, "batch", o.Batch, "images per step")
 	fs.Float64Var(&o.LR, "lr", o.LR, "Adam learning rate (after warm-up)")
 	fs.IntVar(&o.Warmup, "warmup", o.Warmup, "linear learning-rate warm-up steps")
+	fs.StringVar(&o.Decay, "lr-decay", o.Decay, "learning rate after warm-up: constant (paper), cosine or linear (to 0 at --steps)")
 	fs.Float64Var(&o.GradClip, "grad-clip", o.GradClip, "clip the global gradient norm to this (0: off)")
 	fs.Float64Var(&o.EMADecay, "ema", o.EMADecay, "EMA decay of the weights used for sampling (paper: 0.9999 over 800k steps)")
 	fs.BoolVar(&o.Flip, "flip", o.Flip, "random horizontal flips (off for digits)")

@@ -16,6 +16,14 @@ var benchConvs = []struct {
 	{"64to64_16x16", 64, 64, 3, 1, 1, 16, 16, true},
 	{"32to32_s2_32x32", 32, 32, 3, 2, 1, 32, 32, true},
 	{"128to128_32x32", 128, 128, 3, 1, 1, 32, 32, true}, // the cifar config's level 0
+	// The mnist-fast config's (the shipped models): 24/48/48 channels at
+	// 28×28, 14×14 and 7×7, an up-path conv after a skip concatenation, and
+	// conv_out.
+	{"24to24_28x28", 24, 24, 3, 1, 1, 28, 28, true},
+	{"48to48_14x14", 48, 48, 3, 1, 1, 14, 14, true},
+	{"48to48_7x7", 48, 48, 3, 1, 1, 7, 7, true},
+	{"48to24_28x28", 48, 24, 3, 1, 1, 28, 28, true},
+	{"24to1_28x28", 24, 1, 3, 1, 1, 28, 28, true},
 }
 
 const benchBatch = 32
@@ -46,6 +54,35 @@ func BenchmarkConvForward(b *testing.B) {
 			}
 			b.ReportMetric(flops*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
 		})
+	}
+}
+
+// BenchmarkConvForwardWinograd compares, on the 3×3 "same" shapes, the
+// Winograd forward with the direct (GEMM) conv it replaces; GFLOP/s counts
+// the direct conv's flops for both, so the ratio is the speed-up.
+func BenchmarkConvForwardWinograd(b *testing.B) {
+	defer func() { DisableWinograd = false }()
+	for i, c := range benchConvs {
+		l := NewConv2d(c.cin, c.cout, c.k, c.stride, c.pad)
+		if !l.winograd() {
+			continue
+		}
+		for _, off := range []bool{true, false} {
+			name := c.name + "/winograd"
+			if off {
+				name = c.name + "/direct"
+			}
+			b.Run(name, func(b *testing.B) {
+				DisableWinograd = off
+				l, in, out, _, flops := setupConv(b, i)
+				l.Forward(out, in, benchBatch, c.h, c.w)
+				b.ResetTimer()
+				for b.Loop() {
+					l.Forward(out, in, benchBatch, c.h, c.w)
+				}
+				b.ReportMetric(flops*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+			})
+		}
 	}
 }
 

@@ -29,6 +29,7 @@ type Conv2d struct {
 	flipped []float32 // [Cin, Cout, K, K]: W transposed and rotated 180°, for Backward
 	rowW    []float32 // [K, Cout, Cin, K]: W split by kernel row, for forwardRowTaps
 	rowF    []float32 // [K, Cin, Cout, K]: flipped split by kernel row (instead of flipped)
+	winoU   []float32 // [16, Cout, Cin]: the Winograd-transformed kernel, for forwardWinograd
 }
 
 // convSlot is the scratch of one batch range.
@@ -36,6 +37,7 @@ type convSlot struct {
 	col    []float32 // im2col of one image (of dOut too, in Backward)
 	dW, dB []float32 // gradient accumulators of slots > 0
 	used   bool      // ran in the latest eachSlot
+	wino   winoSlot  // forwardWinograd's scratch
 }
 
 // NewConv2d makes a conv layer; its parameters are unbound until Bind.
@@ -73,6 +75,10 @@ func (l *Conv2d) Forward(out, in []float32, n, h, w int) {
 // added for free while the output is initialised with the bias. Its
 // gradient is the same per-channel pixel sum as the bias's.
 func (l *Conv2d) ForwardBias(out, in, extra []float32, n, h, w int) {
+	if l.winograd() {
+		l.forwardWinograd(out, in, extra, n, h, w)
+		return
+	}
 	ho, wo := l.OutSize(h, w)
 	inSize, outSize, kk, howo := l.Cin*h*w, l.Cout*ho*wo, l.Cin*l.K*l.K, ho*wo
 	rowTaps := l.rowTaps(h, w)

@@ -56,6 +56,13 @@ var convCases = []struct {
 	{1, 13, 2, 5, 1, 2, 9, 8},    // by kernel rows, 5×5
 	{2, 22, 24, 3, 1, 1, 7, 10},  // input gradient by kernel rows too
 	{3, 24, 22, 3, 1, 1, 60, 24}, // both, in blocks
+	// Winograd forward (3×3, stride 1, padding 1, ≥ 8 channels each way):
+	{2, 8, 9, 3, 1, 1, 28, 28}, // even size
+	{3, 9, 8, 3, 1, 1, 7, 5},   // odd sizes: the last tile row and column are cut
+	{2, 8, 8, 3, 1, 1, 1, 1},   // one pixel
+	{2, 8, 10, 3, 1, 1, 2, 3},  // one tile row
+	{30, 12, 8, 3, 1, 1, 7, 7}, // 25 images per GEMM batch: two batches per slot
+	{1, 8, 8, 3, 1, 1, 64, 40}, // an image wider than a GEMM batch
 }
 
 func TestConv2d(t *testing.T) {
@@ -119,18 +126,66 @@ func TestConv2dShapes(t *testing.T) {
 }
 
 func TestConv2dForwardBias(t *testing.T) {
-	rng := newRNG(77)
-	const n, cin, cout, h, w = 3, 24, 5, 6, 7
-	l := NewConv2d(cin, cout, 3, 1, 1)
-	bindRandom(rng, l.Params(), 0.5)
-	in := randn(rng, n*cin*h*w, 1)
-	extra := randn(rng, n*cout, 1)
-	want, got := make([]float32, n*cout*h*w), make([]float32, n*cout*h*w)
-	l.Forward(want, in, n, h, w)
-	l.ForwardBias(got, in, extra, n, h, w)
-	for i := range got {
-		if d := got[i] - want[i] - extra[i/(h*w)]; d > 1e-5 || d < -1e-5 {
-			t.Fatalf("ForwardBias[%d] = %g, want %g + %g", i, got[i], want[i], extra[i/(h*w)])
+	// cout 5: the GEMM paths; cout 9: the Winograd forward.
+	for _, cout := range []int{5, 9} {
+		rng := newRNG(77)
+		const n, cin, h, w = 3, 24, 6, 7
+		l := NewConv2d(cin, cout, 3, 1, 1)
+		bindRandom(rng, l.Params(), 0.5)
+		in := randn(rng, n*cin*h*w, 1)
+		extra := randn(rng, n*cout, 1)
+		want, got := make([]float32, n*cout*h*w), make([]float32, n*cout*h*w)
+		l.Forward(want, in, n, h, w)
+		l.ForwardBias(got, in, extra, n, h, w)
+		for i := range got {
+			if d := got[i] - want[i] - extra[i/(h*w)]; d > 1e-5 || d < -1e-5 {
+				t.Fatalf("cout %d: ForwardBias[%d] = %g, want %g + %g", cout, i, got[i], want[i], extra[i/(h*w)])
+			}
 		}
 	}
+}
+
+// TestWinogradMatchesDirect: the Winograd forward and the GEMM conv it
+// replaces agree to float32 rounding on the shipped model's shapes, with
+// enough images that a slot runs several GEMM batches.
+func TestWinogradMatchesDirect(t *testing.T) {
+	defer func() { DisableWinograd = false }()
+	for _, c := range []struct{ n, cin, cout, h, w int }{
+		{40, 24, 24, 28, 28}, {70, 48, 48, 7, 7}, {9, 96, 48, 14, 14}, {3, 8, 8, 33, 35},
+	} {
+		rng := newRNG(uint64(c.cin + c.h))
+		l := NewConv2d(c.cin, c.cout, 3, 1, 1)
+		if !l.winograd() {
+			t.Fatalf("%+v: Winograd not chosen", c)
+		}
+		bindRandom(rng, l.Params(), 0.3)
+		in := randn(rng, c.n*c.cin*c.h*c.w, 1)
+		direct, wino := make([]float32, c.n*c.cout*c.h*c.w), make([]float32, c.n*c.cout*c.h*c.w)
+		DisableWinograd = true
+		l.Forward(direct, in, c.n, c.h, c.w)
+		DisableWinograd = false
+		l.Forward(wino, in, c.n, c.h, c.w)
+		var scale float64
+		for _, v := range direct {
+			scale = max(scale, float64(abs32(v)))
+		}
+		if d := maxAbsDiff(wino, toF64(direct)); d > 1e-5*scale {
+			t.Errorf("%+v: Winograd differs from the direct conv by %g (outputs up to %g)", c, d, scale)
+		}
+	}
+}
+
+func abs32(x float32) float32 {
+	if x < 0 {
+		return -x
+	}
+	return x
+}
+
+func toF64(x []float32) []float64 {
+	y := make([]float64, len(x))
+	for i, v := range x {
+		y[i] = float64(v)
+	}
+	return y
 }

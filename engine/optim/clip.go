@@ -72,6 +72,33 @@ func WarmupLR(base float64, step, warmup int) float64 {
 	return base * float64(step) / float64(warmup)
 }
 
+// ScheduledLR is the learning rate of the 1-based update step of a run of
+// total updates: the linear warm-up of WarmupLR, then base held ("constant",
+// the paper's choice), or decayed to zero at the last step along a half
+// cosine ("cosine") or a line ("linear"). A decay to zero lets the last
+// weights settle instead of hovering at the noise level of a fixed rate,
+// which is why improved-diffusion-style CPU-budget runs end with one.
+func ScheduledLR(base float64, step, warmup, total int, decay string) float64 {
+	lr := WarmupLR(base, step, warmup)
+	if decay == "" || decay == "constant" || step <= warmup || total <= warmup {
+		return lr
+	}
+	f := float64(step-warmup) / float64(total-warmup) // (0, 1]
+	if f > 1 {
+		f = 1
+	}
+	switch decay {
+	case "cosine":
+		return base * 0.5 * (1 + math.Cos(math.Pi*f))
+	case "linear":
+		return base * (1 - f)
+	}
+	return lr
+}
+
+// LRDecays are the decays ScheduledLR knows.
+var LRDecays = []string{"constant", "cosine", "linear"}
+
 // EMA keeps an exponential moving average of the weights, the copy DDPM
 // samples with (decay 0.9999 in the paper): W = decay·W + (1−decay)·w.
 // W is exported so a checkpoint can store and restore it. The update is

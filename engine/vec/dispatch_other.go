@@ -27,3 +27,9 @@ func sumDyXcAVX512(dy, x *float32, n int, mean float32, acc *[32]float32)     { 
 func adamAVX512(w, grad, m, v *float32, n int, wd, w1, b2, w2, bc2Sqrt, eps, stepSize float32) {
 	unreachable()
 }
+func winoInAVX512(r0, r1, r2, r3, v *float32, ldv int, ma0, ma1, mb0, mb1, mst uint16) {
+	unreachable()
+}
+func winoOutAVX512(m *float32, ldm int, y0, y1 *float32, bias float32, mld, m0lo, m0hi, m1lo, m1hi uint16) {
+	unreachable()
+}

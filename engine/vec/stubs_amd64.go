@@ -83,3 +83,13 @@ func sumDyXcAVX512(dy *float32, x *float32, n int, mean float32, acc *[32]float3
 //
 //go:noescape
 func adamAVX512(w *float32, grad *float32, m *float32, v *float32, n int, wd float32, w1 float32, b2 float32, w2 float32, bc2Sqrt float32, eps float32, stepSize float32)
+
+// winoInAVX512 computes the Winograd F(2×2,3×3) input transform Bᵀ·d·B of up to 16 tiles of one tile row.
+//
+//go:noescape
+func winoInAVX512(r0 *float32, r1 *float32, r2 *float32, r3 *float32, v *float32, ldv int, ma0 uint16, ma1 uint16, mb0 uint16, mb1 uint16, mst uint16)
+
+// winoOutAVX512 computes the Winograd F(2×2,3×3) output transform Aᵀ·M·A + bias of up to 16 tiles of one tile row.
+//
+//go:noescape
+func winoOutAVX512(m *float32, ldm int, y0 *float32, y1 *float32, bias float32, mld uint16, m0lo uint16, m0hi uint16, m1lo uint16, m1hi uint16)

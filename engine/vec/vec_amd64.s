@@ -676,3 +676,306 @@ loop:
 done:
 	VZEROUPPER
 	RET
+
+DATA winoEven<>+0(SB)/4, $0x00000000
+DATA winoEven<>+4(SB)/4, $0x00000002
+DATA winoEven<>+8(SB)/4, $0x00000004
+DATA winoEven<>+12(SB)/4, $0x00000006
+DATA winoEven<>+16(SB)/4, $0x00000008
+DATA winoEven<>+20(SB)/4, $0x0000000a
+DATA winoEven<>+24(SB)/4, $0x0000000c
+DATA winoEven<>+28(SB)/4, $0x0000000e
+DATA winoEven<>+32(SB)/4, $0x00000010
+DATA winoEven<>+36(SB)/4, $0x00000012
+DATA winoEven<>+40(SB)/4, $0x00000014
+DATA winoEven<>+44(SB)/4, $0x00000016
+DATA winoEven<>+48(SB)/4, $0x00000018
+DATA winoEven<>+52(SB)/4, $0x0000001a
+DATA winoEven<>+56(SB)/4, $0x0000001c
+DATA winoEven<>+60(SB)/4, $0x0000001e
+GLOBL winoEven<>(SB), RODATA|NOPTR, $64
+
+DATA winoOdd<>+0(SB)/4, $0x00000001
+DATA winoOdd<>+4(SB)/4, $0x00000003
+DATA winoOdd<>+8(SB)/4, $0x00000005
+DATA winoOdd<>+12(SB)/4, $0x00000007
+DATA winoOdd<>+16(SB)/4, $0x00000009
+DATA winoOdd<>+20(SB)/4, $0x0000000b
+DATA winoOdd<>+24(SB)/4, $0x0000000d
+DATA winoOdd<>+28(SB)/4, $0x0000000f
+DATA winoOdd<>+32(SB)/4, $0x00000011
+DATA winoOdd<>+36(SB)/4, $0x00000013
+DATA winoOdd<>+40(SB)/4, $0x00000015
+DATA winoOdd<>+44(SB)/4, $0x00000017
+DATA winoOdd<>+48(SB)/4, $0x00000019
+DATA winoOdd<>+52(SB)/4, $0x0000001b
+DATA winoOdd<>+56(SB)/4, $0x0000001d
+DATA winoOdd<>+60(SB)/4, $0x0000001f
+GLOBL winoOdd<>(SB), RODATA|NOPTR, $64
+
+DATA winoInterLo<>+0(SB)/4, $0x00000000
+DATA winoInterLo<>+4(SB)/4, $0x00000010
+DATA winoInterLo<>+8(SB)/4, $0x00000001
+DATA winoInterLo<>+12(SB)/4, $0x00000011
+DATA winoInterLo<>+16(SB)/4, $0x00000002
+DATA winoInterLo<>+20(SB)/4, $0x00000012
+DATA winoInterLo<>+24(SB)/4, $0x00000003
+DATA winoInterLo<>+28(SB)/4, $0x00000013
+DATA winoInterLo<>+32(SB)/4, $0x00000004
+DATA winoInterLo<>+36(SB)/4, $0x00000014
+DATA winoInterLo<>+40(SB)/4, $0x00000005
+DATA winoInterLo<>+44(SB)/4, $0x00000015
+DATA winoInterLo<>+48(SB)/4, $0x00000006
+DATA winoInterLo<>+52(SB)/4, $0x00000016
+DATA winoInterLo<>+56(SB)/4, $0x00000007
+DATA winoInterLo<>+60(SB)/4, $0x00000017
+GLOBL winoInterLo<>(SB), RODATA|NOPTR, $64
+
+DATA winoInterHi<>+0(SB)/4, $0x00000008
+DATA winoInterHi<>+4(SB)/4, $0x00000018
+DATA winoInterHi<>+8(SB)/4, $0x00000009
+DATA winoInterHi<>+12(SB)/4, $0x00000019
+DATA winoInterHi<>+16(SB)/4, $0x0000000a
+DATA winoInterHi<>+20(SB)/4, $0x0000001a
+DATA winoInterHi<>+24(SB)/4, $0x0000000b
+DATA winoInterHi<>+28(SB)/4, $0x0000001b
+DATA winoInterHi<>+32(SB)/4, $0x0000000c
+DATA winoInterHi<>+36(SB)/4, $0x0000001c
+DATA winoInterHi<>+40(SB)/4, $0x0000000d
+DATA winoInterHi<>+44(SB)/4, $0x0000001d
+DATA winoInterHi<>+48(SB)/4, $0x0000000e
+DATA winoInterHi<>+52(SB)/4, $0x0000001e
+DATA winoInterHi<>+56(SB)/4, $0x0000000f
+DATA winoInterHi<>+60(SB)/4, $0x0000001f
+GLOBL winoInterHi<>(SB), RODATA|NOPTR, $64
+
+// func winoInAVX512(r0 *float32, r1 *float32, r2 *float32, r3 *float32, v *float32, ldv int, ma0 uint16, ma1 uint16, mb0 uint16, mb1 uint16, mst uint16)
+// Requires: AVX, AVX512F
+TEXT ·winoInAVX512(SB), NOSPLIT, $0-58
+	MOVWLZX   ma0+48(FP), AX
+	KMOVW     AX, K1
+	MOVWLZX   ma1+50(FP), AX
+	KMOVW     AX, K2
+	MOVWLZX   mb0+52(FP), AX
+	KMOVW     AX, K3
+	MOVWLZX   mb1+54(FP), AX
+	KMOVW     AX, K4
+	MOVWLZX   mst+56(FP), AX
+	KMOVW     AX, K5
+	VMOVUPS   winoEven<>+0(SB), Z0
+	VMOVUPS   winoOdd<>+0(SB), Z1
+	MOVQ      r0+0(FP), AX
+	VMOVUPS.Z -4(AX), K1, Z2
+	VMOVUPS.Z 60(AX), K2, Z3
+	VMOVUPS.Z 4(AX), K3, Z4
+	VMOVUPS.Z 68(AX), K4, Z5
+	VMOVAPS   Z0, Z6
+	VPERMI2PS Z3, Z2, Z6
+	VMOVAPS   Z1, Z7
+	VPERMI2PS Z3, Z2, Z7
+	VMOVAPS   Z0, Z2
+	VPERMI2PS Z5, Z4, Z2
+	VMOVAPS   Z1, Z3
+	VPERMI2PS Z5, Z4, Z3
+	VSUBPS    Z2, Z6, Z4
+	VADDPS    Z2, Z7, Z5
+	VSUBPS    Z7, Z2, Z2
+	VSUBPS    Z3, Z7, Z3
+	MOVQ      r1+8(FP), AX
+	VMOVUPS.Z -4(AX), K1, Z6
+	VMOVUPS.Z 60(AX), K2, Z7
+	VMOVUPS.Z 4(AX), K3, Z8
+	VMOVUPS.Z 68(AX), K4, Z9
+	VMOVAPS   Z0, Z10
+	VPERMI2PS Z7, Z6, Z10
+	VMOVAPS   Z1, Z11
+	VPERMI2PS Z7, Z6, Z11
+	VMOVAPS   Z0, Z6
+	VPERMI2PS Z9, Z8, Z6
+	VMOVAPS   Z1, Z7
+	VPERMI2PS Z9, Z8, Z7
+	VSUBPS    Z6, Z10, Z8
+	VADDPS    Z6, Z11, Z9
+	VSUBPS    Z11, Z6, Z6
+	VSUBPS    Z7, Z11, Z7
+	MOVQ      r2+16(FP), AX
+	VMOVUPS.Z -4(AX), K1, Z10
+	VMOVUPS.Z 60(AX), K2, Z11
+	VMOVUPS.Z 4(AX), K3, Z12
+	VMOVUPS.Z 68(AX), K4, Z13
+	VMOVAPS   Z0, Z14
+	VPERMI2PS Z11, Z10, Z14
+	VMOVAPS   Z1, Z15
+	VPERMI2PS Z11, Z10, Z15
+	VMOVAPS   Z0, Z10
+	VPERMI2PS Z13, Z12, Z10
+	VMOVAPS   Z1, Z11
+	VPERMI2PS Z13, Z12, Z11
+	VSUBPS    Z10, Z14, Z12
+	VADDPS    Z10, Z15, Z13
+	VSUBPS    Z15, Z10, Z10
+	VSUBPS    Z11, Z15, Z11
+	MOVQ      r3+24(FP), AX
+	VMOVUPS.Z -4(AX), K1, Z14
+	VMOVUPS.Z 60(AX), K2, Z15
+	VMOVUPS.Z 4(AX), K3, Z16
+	VMOVUPS.Z 68(AX), K4, Z17
+	VMOVAPS   Z0, Z18
+	VPERMI2PS Z15, Z14, Z18
+	VMOVAPS   Z1, Z19
+	VPERMI2PS Z15, Z14, Z19
+	VMOVAPS   Z0, Z0
+	VPERMI2PS Z17, Z16, Z0
+	VMOVAPS   Z1, Z1
+	VPERMI2PS Z17, Z16, Z1
+	VSUBPS    Z0, Z18, Z14
+	VADDPS    Z0, Z19, Z15
+	VSUBPS    Z19, Z0, Z0
+	VSUBPS    Z1, Z19, Z1
+	MOVQ      v+32(FP), AX
+	MOVQ      ldv+40(FP), CX
+	SHLQ      $0x02, CX
+	VSUBPS    Z12, Z4, Z4
+	VMOVUPS   Z4, K5, (AX)
+	ADDQ      CX, AX
+	VSUBPS    Z13, Z5, Z4
+	VMOVUPS   Z4, K5, (AX)
+	ADDQ      CX, AX
+	VSUBPS    Z10, Z2, Z2
+	VMOVUPS   Z2, K5, (AX)
+	ADDQ      CX, AX
+	VSUBPS    Z11, Z3, Z2
+	VMOVUPS   Z2, K5, (AX)
+	ADDQ      CX, AX
+	VADDPS    Z12, Z8, Z2
+	VMOVUPS   Z2, K5, (AX)
+	ADDQ      CX, AX
+	VADDPS    Z13, Z9, Z2
+	VMOVUPS   Z2, K5, (AX)
+	ADDQ      CX, AX
+	VADDPS    Z10, Z6, Z2
+	VMOVUPS   Z2, K5, (AX)
+	ADDQ      CX, AX
+	VADDPS    Z11, Z7, Z2
+	VMOVUPS   Z2, K5, (AX)
+	ADDQ      CX, AX
+	VSUBPS    Z8, Z12, Z2
+	VMOVUPS   Z2, K5, (AX)
+	ADDQ      CX, AX
+	VSUBPS    Z9, Z13, Z2
+	VMOVUPS   Z2, K5, (AX)
+	ADDQ      CX, AX
+	VSUBPS    Z6, Z10, Z2
+	VMOVUPS   Z2, K5, (AX)
+	ADDQ      CX, AX
+	VSUBPS    Z7, Z11, Z2
+	VMOVUPS   Z2, K5, (AX)
+	ADDQ      CX, AX
+	VSUBPS    Z14, Z8, Z2
+	VMOVUPS   Z2, K5, (AX)
+	ADDQ      CX, AX
+	VSUBPS    Z15, Z9, Z2
+	VMOVUPS   Z2, K5, (AX)
+	ADDQ      CX, AX
+	VSUBPS    Z0, Z6, Z0
+	VMOVUPS   Z0, K5, (AX)
+	ADDQ      CX, AX
+	VSUBPS    Z1, Z7, Z0
+	VMOVUPS   Z0, K5, (AX)
+	VZEROUPPER
+	RET
+
+// func winoOutAVX512(m *float32, ldm int, y0 *float32, y1 *float32, bias float32, mld uint16, m0lo uint16, m0hi uint16, m1lo uint16, m1hi uint16)
+// Requires: AVX, AVX512F
+TEXT ·winoOutAVX512(SB), NOSPLIT, $0-46
+	MOVWLZX      mld+36(FP), AX
+	KMOVW        AX, K1
+	MOVQ         m+0(FP), AX
+	MOVQ         ldm+8(FP), CX
+	SHLQ         $0x02, CX
+	VMOVUPS.Z    (AX), K1, Z0
+	ADDQ         CX, AX
+	VMOVUPS.Z    (AX), K1, Z1
+	ADDQ         CX, AX
+	VMOVUPS.Z    (AX), K1, Z2
+	ADDQ         CX, AX
+	VMOVUPS.Z    (AX), K1, Z3
+	ADDQ         CX, AX
+	VMOVUPS.Z    (AX), K1, Z4
+	ADDQ         CX, AX
+	VMOVUPS.Z    (AX), K1, Z5
+	ADDQ         CX, AX
+	VMOVUPS.Z    (AX), K1, Z6
+	ADDQ         CX, AX
+	VMOVUPS.Z    (AX), K1, Z7
+	ADDQ         CX, AX
+	VMOVUPS.Z    (AX), K1, Z8
+	ADDQ         CX, AX
+	VMOVUPS.Z    (AX), K1, Z9
+	ADDQ         CX, AX
+	VMOVUPS.Z    (AX), K1, Z10
+	ADDQ         CX, AX
+	VMOVUPS.Z    (AX), K1, Z11
+	ADDQ         CX, AX
+	VMOVUPS.Z    (AX), K1, Z12
+	ADDQ         CX, AX
+	VMOVUPS.Z    (AX), K1, Z13
+	ADDQ         CX, AX
+	VMOVUPS.Z    (AX), K1, Z14
+	ADDQ         CX, AX
+	VMOVUPS.Z    (AX), K1, Z15
+	VADDPS       Z4, Z0, Z0
+	VADDPS       Z8, Z0, Z0
+	VSUBPS       Z8, Z4, Z4
+	VSUBPS       Z12, Z4, Z4
+	VADDPS       Z5, Z1, Z1
+	VADDPS       Z9, Z1, Z1
+	VSUBPS       Z9, Z5, Z5
+	VSUBPS       Z13, Z5, Z5
+	VADDPS       Z6, Z2, Z2
+	VADDPS       Z10, Z2, Z2
+	VSUBPS       Z10, Z6, Z6
+	VSUBPS       Z14, Z6, Z6
+	VADDPS       Z7, Z3, Z3
+	VADDPS       Z11, Z3, Z3
+	VSUBPS       Z11, Z7, Z7
+	VSUBPS       Z15, Z7, Z7
+	VBROADCASTSS bias+32(FP), Z8
+	VMOVUPS      winoInterLo<>+0(SB), Z9
+	VMOVUPS      winoInterHi<>+0(SB), Z10
+	VADDPS       Z1, Z0, Z0
+	VADDPS       Z2, Z0, Z0
+	VADDPS       Z8, Z0, Z0
+	VSUBPS       Z2, Z1, Z1
+	VSUBPS       Z3, Z1, Z1
+	VADDPS       Z8, Z1, Z1
+	VMOVAPS      Z9, Z2
+	VPERMI2PS    Z1, Z0, Z2
+	VMOVAPS      Z10, Z3
+	VPERMI2PS    Z1, Z0, Z3
+	MOVQ         y0+16(FP), AX
+	MOVWLZX      m0lo+38(FP), CX
+	KMOVW        CX, K1
+	MOVWLZX      m0hi+40(FP), CX
+	KMOVW        CX, K2
+	VMOVUPS      Z2, K1, (AX)
+	VMOVUPS      Z3, K2, 64(AX)
+	VADDPS       Z5, Z4, Z0
+	VADDPS       Z6, Z0, Z0
+	VADDPS       Z8, Z0, Z0
+	VSUBPS       Z6, Z5, Z1
+	VSUBPS       Z7, Z1, Z1
+	VADDPS       Z8, Z1, Z1
+	VMOVAPS      Z9, Z2
+	VPERMI2PS    Z1, Z0, Z2
+	VMOVAPS      Z10, Z3
+	VPERMI2PS    Z1, Z0, Z3
+	MOVQ         y1+24(FP), AX
+	MOVWLZX      m1lo+42(FP), CX
+	KMOVW        CX, K1
+	MOVWLZX      m1hi+44(FP), CX
+	KMOVW        CX, K2
+	VMOVUPS      Z2, K1, (AX)
+	VMOVUPS      Z3, K2, 64(AX)
+	VZEROUPPER
+	RET

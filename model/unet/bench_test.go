@@ -78,3 +78,32 @@ func BenchmarkSampleStepSmall(b *testing.B) {
 	}
 	report(b, ForwardFLOPs(u.Config())*n)
 }
+
+// BenchmarkSampleStepMNISTFast: one forward pass of the shipped MNIST
+// model's network at batch 64, the unit of `ddpm sample --n 64`.
+func BenchmarkSampleStepMNISTFast(b *testing.B) {
+	for _, direct := range []bool{true, false} {
+		name := "winograd"
+		if direct {
+			name = "direct"
+		}
+		b.Run(name, func(b *testing.B) {
+			nn.DisableWinograd = direct
+			defer func() { nn.DisableWinograd = false }()
+			sampleStepMNISTFast(b)
+		})
+	}
+}
+
+func sampleStepMNISTFast(b *testing.B) {
+	const n = 64
+	u, x, _, t, _ := benchSetup(b, "mnist-fast", n)
+	out := make([]float32, len(x))
+	u.Forward(out, x, t, n, false, nil)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		u.Forward(out, x, t, n, false, nil)
+	}
+	report(b, ForwardFLOPs(u.Config())*n)
+}

@@ -84,6 +84,7 @@ func main() {
 		VFMADD231PS(v[0], v[1], acc[1])
 	})
 	adam()
+	winograd()
 	Generate()
 }
 

@@ -1,0 +1,126 @@
+package vec
+
+// The row transforms of the Winograd F(2×2, 3×3) convolution (package nn,
+// Conv2d's forward). A tile row of a w-pixel-wide image has tw = ⌈w/2⌉
+// tiles; tile t covers input pixels 2t−1 … 2t+2 of four consecutive rows
+// (pixels outside [0, w) are the zero padding) and output pixels 2t, 2t+1
+// of two rows. ξ = 4i+j numbers the 16 transformed values of a tile.
+//
+//	Bᵀ = [1 0 −1 0; 0 1 1 0; 0 −1 1 0; 0 1 0 −1]
+//	Aᵀ = [1 1 1 0; 0 1 −1 −1]
+
+// winoZero stands for a row of padding: the kernel reads pixels −1 … 32
+// around its pointer &winoZero[1].
+var winoZero [48]float32
+
+// laneMask has bit l set when pixel first+l lies in [0, w).
+func laneMask(first, w int) uint16 {
+	a, b := max(0, -first), min(16, w-first) // lanes [a, b)
+	if a >= b {
+		return 0
+	}
+	return uint16((1<<b - 1) &^ (1<<a - 1))
+}
+
+// WinogradInputRow writes the input transform Bᵀ·d·B of every tile of one
+// tile row to v[ξ·ldv + t]: rows holds the tile row's four input rows,
+// each w pixels long, or nil for a row of padding.
+func WinogradInputRow(v []float32, ldv int, rows *[4][]float32, w int) {
+	tw := (w + 1) / 2
+	_ = v[15*ldv+tw-1]
+	for i := range rows {
+		if rows[i] != nil {
+			_ = rows[i][w-1]
+		}
+	}
+	if !useAVX512 {
+		winoInputRowGo(v, ldv, rows, w)
+		return
+	}
+	for t0 := 0; t0 < tw; t0 += 16 {
+		e0 := 2 * t0 // pixel of lane 0's d1
+		var p [4]*float32
+		for i, r := range rows {
+			if r == nil {
+				p[i] = &winoZero[1]
+			} else {
+				p[i] = &r[e0]
+			}
+		}
+		winoInAVX512(p[0], p[1], p[2], p[3], &v[t0], ldv,
+			laneMask(e0-1, w), laneMask(e0+15, w), laneMask(e0+1, w), laneMask(e0+17, w),
+			laneMask(t0, tw))
+	}
+}
+
+// winoInputRowGo is WinogradInputRow in portable Go (and its reference).
+func winoInputRowGo(v []float32, ldv int, rows *[4][]float32, w int) {
+	px := func(r []float32, e int) float32 {
+		if r == nil || e < 0 || e >= w {
+			return 0
+		}
+		return r[e]
+	}
+	for t := 0; t < (w+1)/2; t++ {
+		var c [4][4]float32
+		for i, r := range rows {
+			d0, d1, d2, d3 := px(r, 2*t-1), px(r, 2*t), px(r, 2*t+1), px(r, 2*t+2)
+			c[i] = [4]float32{d0 - d2, d1 + d2, d2 - d1, d1 - d3}
+		}
+		for j := 0; j < 4; j++ {
+			v[(0+j)*ldv+t] = c[0][j] - c[2][j]
+			v[(4+j)*ldv+t] = c[1][j] + c[2][j]
+			v[(8+j)*ldv+t] = c[2][j] - c[1][j]
+			v[(12+j)*ldv+t] = c[1][j] - c[3][j]
+		}
+	}
+}
+
+// WinogradOutputRow writes output rows y0 and y1 (nil past the image's
+// last row) of one tile row, Aᵀ·M·A + bias, from m[ξ·ldm + t] for its
+// tw = ⌈len(y0)/2⌉ tiles.
+func WinogradOutputRow(y0, y1, m []float32, ldm int, bias float32) {
+	w := len(y0)
+	tw := (w + 1) / 2
+	_ = m[15*ldm+tw-1]
+	if y1 != nil {
+		_ = y1[w-1]
+	}
+	if !useAVX512 {
+		winoOutputRowGo(y0, y1, m, ldm, bias)
+		return
+	}
+	for t0 := 0; t0 < tw; t0 += 16 {
+		e0 := 2 * t0
+		lo, hi := laneMask(e0, w), laneMask(e0+16, w)
+		p1, lo1, hi1 := &y0[e0], uint16(0), uint16(0)
+		if y1 != nil {
+			p1, lo1, hi1 = &y1[e0], lo, hi
+		}
+		winoOutAVX512(&m[t0], ldm, &y0[e0], p1, bias, laneMask(t0, tw), lo, hi, lo1, hi1)
+	}
+}
+
+// winoOutputRowGo is WinogradOutputRow in portable Go (and its reference),
+// adding in the kernel's order so that both give the same bits.
+func winoOutputRowGo(y0, y1, m []float32, ldm int, bias float32) {
+	w := len(y0)
+	for t := 0; t < (w+1)/2; t++ {
+		var r [2][4]float32
+		for j := 0; j < 4; j++ {
+			m0, m1, m2, m3 := m[j*ldm+t], m[(4+j)*ldm+t], m[(8+j)*ldm+t], m[(12+j)*ldm+t]
+			r[0][j] = m0 + m1 + m2
+			r[1][j] = m1 - m2 - m3
+		}
+		for a, y := range [2][]float32{y0, y1} {
+			if y == nil {
+				continue
+			}
+			ra := r[a]
+			y[2*t] = ra[0] + ra[1] + ra[2] + bias
+			if 2*t+1 < w {
+				y[2*t+1] = ra[1] - ra[2] - ra[3] + bias
+			}
+		}
+	}
+}
