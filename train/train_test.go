@@ -377,6 +377,7 @@ func TestValidate(t *testing.T) {
 		"lr":     func(o *Options) { o.LR = math.Inf(1) },
 		"lrNaN":  func(o *Options) { o.LR = math.NaN() },
 		"warmup": func(o *Options) { o.Warmup = -1 },
+		"decay":  func(o *Options) { o.Decay = "step" },
 		"clip":   func(o *Options) { o.GradClip = math.NaN() },
 		"ema":    func(o *Options) { o.EMADecay = 1 },
 		"ckpt":   func(o *Options) { o.CkptEvery = -5 },

@@ -188,3 +188,21 @@ func TestEMA(t *testing.T) {
 		}
 	}
 }
+
+func TestScheduledLR(t *testing.T) {
+	cases := []struct {
+		decay       string
+		step, total int
+		want        float64
+	}{
+		{"constant", 50, 100, 2}, {"", 100, 100, 2},
+		{"cosine", 10, 110, 2}, {"cosine", 60, 110, 1}, {"cosine", 110, 110, 0}, {"cosine", 200, 110, 0},
+		{"linear", 35, 110, 1.5}, {"linear", 110, 110, 0},
+		{"cosine", 5, 110, 1}, // still warming up: warm-up wins
+	}
+	for _, c := range cases {
+		if got := ScheduledLR(2, c.step, 10, c.total, c.decay); math.Abs(got-c.want) > 1e-12 {
+			t.Errorf("ScheduledLR(2, %d, 10, %d, %q) = %v, want %v", c.step, c.total, c.decay, got, c.want)
+		}
+	}
+}
