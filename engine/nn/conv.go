@@ -30,6 +30,7 @@ type Conv2d struct {
 	rowW    []float32 // [K, Cout, Cin, K]: W split by kernel row, for forwardRowTaps
 	rowF    []float32 // [K, Cin, Cout, K]: flipped split by kernel row (instead of flipped)
 	winoU   []float32 // [16, Cout, Cin]: the Winograd-transformed kernel, for forwardWinograd
+	winoW   []float32 // the weights winoU was computed from
 }
 
 // convSlot is the scratch of one batch range.

@@ -172,6 +172,15 @@ func TestWinogradMatchesDirect(t *testing.T) {
 		if d := maxAbsDiff(wino, toF64(direct)); d > 1e-5*scale {
 			t.Errorf("%+v: Winograd differs from the direct conv by %g (outputs up to %g)", c, d, scale)
 		}
+		// The transformed kernel is cached: a weight update must reach it.
+		l.Weight.W[len(l.Weight.W)/2] += 1
+		DisableWinograd = true
+		l.Forward(direct, in, c.n, c.h, c.w)
+		DisableWinograd = false
+		l.Forward(wino, in, c.n, c.h, c.w)
+		if d := maxAbsDiff(wino, toF64(direct)); d > 1e-5*scale {
+			t.Errorf("%+v: after a weight update, Winograd differs from the direct conv by %g", c, d)
+		}
 	}
 }
 

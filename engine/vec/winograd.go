@@ -53,6 +53,75 @@ func WinogradInputRow(v []float32, ldv int, rows *[4][]float32, w int) {
 	}
 }
 
+// WinogradInputPlane writes the input transform of every tile of an h×w
+// plane x to v[ξ·ldv + ty·tw + tx]: WinogradInputRow for each tile row,
+// with the masks worked out once per plane.
+func WinogradInputPlane(v []float32, ldv int, x []float32, h, w int) {
+	th, tw := (h+1)/2, (w+1)/2
+	_ = x[h*w-1]
+	_ = v[15*ldv+th*tw-1]
+	if !useAVX512 {
+		for ty := 0; ty < th; ty++ {
+			var rows [4][]float32
+			for r := range rows {
+				if y := 2*ty - 1 + r; y >= 0 && y < h {
+					rows[r] = x[y*w : (y+1)*w]
+				}
+			}
+			winoInputRowGo(v[ty*tw:], ldv, &rows, w)
+		}
+		return
+	}
+	for t0 := 0; t0 < tw; t0 += 16 {
+		e0 := 2 * t0
+		ma0, ma1 := laneMask(e0-1, w), laneMask(e0+15, w)
+		mb0, mb1 := laneMask(e0+1, w), laneMask(e0+17, w)
+		mst := laneMask(t0, tw)
+		for ty := 0; ty < th; ty++ {
+			var p [4]*float32
+			for r := range p {
+				if y := 2*ty - 1 + r; y >= 0 && y < h {
+					p[r] = &x[y*w+e0]
+				} else {
+					p[r] = &winoZero[1]
+				}
+			}
+			winoInAVX512(p[0], p[1], p[2], p[3], &v[ty*tw+t0], ldv, ma0, ma1, mb0, mb1, mst)
+		}
+	}
+}
+
+// WinogradOutputPlane writes the h×w output plane y = Aᵀ·M·A + bias from
+// m[ξ·ldm + ty·tw + tx]: WinogradOutputRow for each tile row, with the
+// masks worked out once per plane.
+func WinogradOutputPlane(y []float32, h, w int, m []float32, ldm int, bias float32) {
+	th, tw := (h+1)/2, (w+1)/2
+	_ = y[h*w-1]
+	_ = m[15*ldm+th*tw-1]
+	if !useAVX512 {
+		for ty := 0; ty < th; ty++ {
+			var y1 []float32
+			if 2*ty+1 < h {
+				y1 = y[(2*ty+1)*w : (2*ty+2)*w]
+			}
+			winoOutputRowGo(y[2*ty*w:(2*ty+1)*w], y1, m[ty*tw:], ldm, bias)
+		}
+		return
+	}
+	for t0 := 0; t0 < tw; t0 += 16 {
+		e0 := 2 * t0
+		lo, hi, mld := laneMask(e0, w), laneMask(e0+16, w), laneMask(t0, tw)
+		for ty := 0; ty < th; ty++ {
+			p0 := &y[2*ty*w+e0]
+			p1, lo1, hi1 := p0, uint16(0), uint16(0)
+			if 2*ty+1 < h {
+				p1, lo1, hi1 = &y[(2*ty+1)*w+e0], lo, hi
+			}
+			winoOutAVX512(&m[ty*tw+t0], ldm, p0, p1, bias, mld, lo, hi, lo1, hi1)
+		}
+	}
+}
+
 // winoInputRowGo is WinogradInputRow in portable Go (and its reference).
 func winoInputRowGo(v []float32, ldv int, rows *[4][]float32, w int) {
 	px := func(r []float32, e int) float32 {

@@ -69,3 +69,46 @@ func TestLaneMask(t *testing.T) {
 		}
 	}
 }
+
+// The plane functions are the row functions over every tile row (checked
+// here against the portable row code, padding rows above and below).
+func TestWinogradPlanes(t *testing.T) {
+	rng := rand.New(rand.NewPCG(7, 8))
+	for _, hw := range [][2]int{{1, 1}, {2, 3}, {7, 7}, {14, 14}, {28, 28}, {5, 33}, {9, 40}} {
+		h, w := hw[0], hw[1]
+		th, tw := (h+1)/2, (w+1)/2
+		ld := th*tw + 3
+		x := randSlice(rng, h*w, 1)
+		got, want := make([]float32, 16*ld), make([]float32, 16*ld)
+		WinogradInputPlane(got, ld, x, h, w)
+		for ty := 0; ty < th; ty++ {
+			var rows [4][]float32
+			for r := range rows {
+				if y := 2*ty - 1 + r; y >= 0 && y < h {
+					rows[r] = x[y*w : (y+1)*w]
+				}
+			}
+			winoInputRowGo(want[ty*tw:], ld, &rows, w)
+		}
+		for i := range got {
+			if got[i] != want[i] {
+				t.Fatalf("input %dx%d: v[%d] = %v, want %v", h, w, i, got[i], want[i])
+			}
+		}
+		m := randSlice(rng, 16*ld, 1)
+		gy, wy := randSlice(rng, h*w, 1), make([]float32, h*w)
+		WinogradOutputPlane(gy, h, w, m, ld, -0.5)
+		for ty := 0; ty < th; ty++ {
+			var y1 []float32
+			if 2*ty+1 < h {
+				y1 = wy[(2*ty+1)*w : (2*ty+2)*w]
+			}
+			winoOutputRowGo(wy[2*ty*w:(2*ty+1)*w], y1, m[ty*tw:], ld, -0.5)
+		}
+		for i := range gy {
+			if gy[i] != wy[i] {
+				t.Fatalf("output %dx%d: y[%d] = %v, want %v", h, w, i, gy[i], wy[i])
+			}
+		}
+	}
+}
