@@ -33,3 +33,9 @@ func winoInAVX512(r0, r1, r2, r3, v *float32, ldv int, ma0, ma1, mb0, mb1, mst u
 func winoOutAVX512(m *float32, ldm int, y0, y1 *float32, bias float32, mld, m0lo, m0hi, m1lo, m1hi uint16) {
 	unreachable()
 }
+func winoIn2AVX512(r0, r1, r2, r3, s0, s1, s2, s3, v *float32, ldv int, idx *[2][16]uint32, ma, mb, mst uint16) {
+	unreachable()
+}
+func winoOut2AVX512(m *float32, ldm int, y0, y1, y2, y3 *float32, bias float32, idx *[2][16]uint32, mld, m0, m1, m2, m3 uint16) {
+	unreachable()
+}

@@ -93,3 +93,13 @@ func winoInAVX512(r0 *float32, r1 *float32, r2 *float32, r3 *float32, v *float32
 //
 //go:noescape
 func winoOutAVX512(m *float32, ldm int, y0 *float32, y1 *float32, bias float32, mld uint16, m0lo uint16, m0hi uint16, m1lo uint16, m1hi uint16)
+
+// winoIn2AVX512 computes the Winograd F(2×2,3×3) input transform of two tile rows of a plane at most 16 pixels wide.
+//
+//go:noescape
+func winoIn2AVX512(r0 *float32, r1 *float32, r2 *float32, r3 *float32, s0 *float32, s1 *float32, s2 *float32, s3 *float32, v *float32, ldv int, idx *[2][16]uint32, ma uint16, mb uint16, mst uint16)
+
+// winoOut2AVX512 computes the Winograd F(2×2,3×3) output transform of two tile rows of a plane at most 16 pixels wide.
+//
+//go:noescape
+func winoOut2AVX512(m *float32, ldm int, y0 *float32, y1 *float32, y2 *float32, y3 *float32, bias float32, idx *[2][16]uint32, mld uint16, m0 uint16, m1 uint16, m2 uint16, m3 uint16)

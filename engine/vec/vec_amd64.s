@@ -979,3 +979,238 @@ TEXT ·winoOutAVX512(SB), NOSPLIT, $0-46
 	VMOVUPS      Z3, K2, 64(AX)
 	VZEROUPPER
 	RET
+
+// func winoIn2AVX512(r0 *float32, r1 *float32, r2 *float32, r3 *float32, s0 *float32, s1 *float32, s2 *float32, s3 *float32, v *float32, ldv int, idx *[2][16]uint32, ma uint16, mb uint16, mst uint16)
+// Requires: AVX, AVX512F
+TEXT ·winoIn2AVX512(SB), NOSPLIT, $0-94
+	MOVWLZX   ma+88(FP), AX
+	KMOVW     AX, K1
+	MOVWLZX   mb+90(FP), AX
+	KMOVW     AX, K2
+	MOVWLZX   mst+92(FP), AX
+	KMOVW     AX, K3
+	MOVQ      idx+80(FP), AX
+	VMOVUPS   (AX), Z0
+	VMOVUPS   64(AX), Z1
+	MOVQ      r0+0(FP), AX
+	MOVQ      s0+32(FP), CX
+	VMOVUPS.Z -4(AX), K1, Z2
+	VMOVUPS.Z -4(CX), K1, Z3
+	VMOVUPS.Z 4(AX), K2, Z4
+	VMOVUPS.Z 4(CX), K2, Z5
+	VMOVAPS   Z0, Z6
+	VPERMI2PS Z3, Z2, Z6
+	VMOVAPS   Z1, Z7
+	VPERMI2PS Z3, Z2, Z7
+	VMOVAPS   Z0, Z2
+	VPERMI2PS Z5, Z4, Z2
+	VMOVAPS   Z1, Z3
+	VPERMI2PS Z5, Z4, Z3
+	VSUBPS    Z2, Z6, Z4
+	VADDPS    Z2, Z7, Z5
+	VSUBPS    Z7, Z2, Z2
+	VSUBPS    Z3, Z7, Z3
+	MOVQ      r1+8(FP), AX
+	MOVQ      s1+40(FP), CX
+	VMOVUPS.Z -4(AX), K1, Z6
+	VMOVUPS.Z -4(CX), K1, Z7
+	VMOVUPS.Z 4(AX), K2, Z8
+	VMOVUPS.Z 4(CX), K2, Z9
+	VMOVAPS   Z0, Z10
+	VPERMI2PS Z7, Z6, Z10
+	VMOVAPS   Z1, Z11
+	VPERMI2PS Z7, Z6, Z11
+	VMOVAPS   Z0, Z6
+	VPERMI2PS Z9, Z8, Z6
+	VMOVAPS   Z1, Z7
+	VPERMI2PS Z9, Z8, Z7
+	VSUBPS    Z6, Z10, Z8
+	VADDPS    Z6, Z11, Z9
+	VSUBPS    Z11, Z6, Z6
+	VSUBPS    Z7, Z11, Z7
+	MOVQ      r2+16(FP), AX
+	MOVQ      s2+48(FP), CX
+	VMOVUPS.Z -4(AX), K1, Z10
+	VMOVUPS.Z -4(CX), K1, Z11
+	VMOVUPS.Z 4(AX), K2, Z12
+	VMOVUPS.Z 4(CX), K2, Z13
+	VMOVAPS   Z0, Z14
+	VPERMI2PS Z11, Z10, Z14
+	VMOVAPS   Z1, Z15
+	VPERMI2PS Z11, Z10, Z15
+	VMOVAPS   Z0, Z10
+	VPERMI2PS Z13, Z12, Z10
+	VMOVAPS   Z1, Z11
+	VPERMI2PS Z13, Z12, Z11
+	VSUBPS    Z10, Z14, Z12
+	VADDPS    Z10, Z15, Z13
+	VSUBPS    Z15, Z10, Z10
+	VSUBPS    Z11, Z15, Z11
+	MOVQ      r3+24(FP), AX
+	MOVQ      s3+56(FP), CX
+	VMOVUPS.Z -4(AX), K1, Z14
+	VMOVUPS.Z -4(CX), K1, Z15
+	VMOVUPS.Z 4(AX), K2, Z16
+	VMOVUPS.Z 4(CX), K2, Z17
+	VMOVAPS   Z0, Z18
+	VPERMI2PS Z15, Z14, Z18
+	VMOVAPS   Z1, Z19
+	VPERMI2PS Z15, Z14, Z19
+	VMOVAPS   Z0, Z0
+	VPERMI2PS Z17, Z16, Z0
+	VMOVAPS   Z1, Z1
+	VPERMI2PS Z17, Z16, Z1
+	VSUBPS    Z0, Z18, Z14
+	VADDPS    Z0, Z19, Z15
+	VSUBPS    Z19, Z0, Z0
+	VSUBPS    Z1, Z19, Z1
+	MOVQ      v+64(FP), AX
+	MOVQ      ldv+72(FP), CX
+	SHLQ      $0x02, CX
+	VSUBPS    Z12, Z4, Z4
+	VMOVUPS   Z4, K3, (AX)
+	ADDQ      CX, AX
+	VSUBPS    Z13, Z5, Z4
+	VMOVUPS   Z4, K3, (AX)
+	ADDQ      CX, AX
+	VSUBPS    Z10, Z2, Z2
+	VMOVUPS   Z2, K3, (AX)
+	ADDQ      CX, AX
+	VSUBPS    Z11, Z3, Z2
+	VMOVUPS   Z2, K3, (AX)
+	ADDQ      CX, AX
+	VADDPS    Z12, Z8, Z2
+	VMOVUPS   Z2, K3, (AX)
+	ADDQ      CX, AX
+	VADDPS    Z13, Z9, Z2
+	VMOVUPS   Z2, K3, (AX)
+	ADDQ      CX, AX
+	VADDPS    Z10, Z6, Z2
+	VMOVUPS   Z2, K3, (AX)
+	ADDQ      CX, AX
+	VADDPS    Z11, Z7, Z2
+	VMOVUPS   Z2, K3, (AX)
+	ADDQ      CX, AX
+	VSUBPS    Z8, Z12, Z2
+	VMOVUPS   Z2, K3, (AX)
+	ADDQ      CX, AX
+	VSUBPS    Z9, Z13, Z2
+	VMOVUPS   Z2, K3, (AX)
+	ADDQ      CX, AX
+	VSUBPS    Z6, Z10, Z2
+	VMOVUPS   Z2, K3, (AX)
+	ADDQ      CX, AX
+	VSUBPS    Z7, Z11, Z2
+	VMOVUPS   Z2, K3, (AX)
+	ADDQ      CX, AX
+	VSUBPS    Z14, Z8, Z2
+	VMOVUPS   Z2, K3, (AX)
+	ADDQ      CX, AX
+	VSUBPS    Z15, Z9, Z2
+	VMOVUPS   Z2, K3, (AX)
+	ADDQ      CX, AX
+	VSUBPS    Z0, Z6, Z0
+	VMOVUPS   Z0, K3, (AX)
+	ADDQ      CX, AX
+	VSUBPS    Z1, Z7, Z0
+	VMOVUPS   Z0, K3, (AX)
+	VZEROUPPER
+	RET
+
+// func winoOut2AVX512(m *float32, ldm int, y0 *float32, y1 *float32, y2 *float32, y3 *float32, bias float32, idx *[2][16]uint32, mld uint16, m0 uint16, m1 uint16, m2 uint16, m3 uint16)
+// Requires: AVX, AVX512F
+TEXT ·winoOut2AVX512(SB), NOSPLIT, $0-74
+	MOVWLZX      mld+64(FP), AX
+	KMOVW        AX, K1
+	MOVQ         m+0(FP), AX
+	MOVQ         ldm+8(FP), CX
+	SHLQ         $0x02, CX
+	VMOVUPS.Z    (AX), K1, Z0
+	ADDQ         CX, AX
+	VMOVUPS.Z    (AX), K1, Z1
+	ADDQ         CX, AX
+	VMOVUPS.Z    (AX), K1, Z2
+	ADDQ         CX, AX
+	VMOVUPS.Z    (AX), K1, Z3
+	ADDQ         CX, AX
+	VMOVUPS.Z    (AX), K1, Z4
+	ADDQ         CX, AX
+	VMOVUPS.Z    (AX), K1, Z5
+	ADDQ         CX, AX
+	VMOVUPS.Z    (AX), K1, Z6
+	ADDQ         CX, AX
+	VMOVUPS.Z    (AX), K1, Z7
+	ADDQ         CX, AX
+	VMOVUPS.Z    (AX), K1, Z8
+	ADDQ         CX, AX
+	VMOVUPS.Z    (AX), K1, Z9
+	ADDQ         CX, AX
+	VMOVUPS.Z    (AX), K1, Z10
+	ADDQ         CX, AX
+	VMOVUPS.Z    (AX), K1, Z11
+	ADDQ         CX, AX
+	VMOVUPS.Z    (AX), K1, Z12
+	ADDQ         CX, AX
+	VMOVUPS.Z    (AX), K1, Z13
+	ADDQ         CX, AX
+	VMOVUPS.Z    (AX), K1, Z14
+	ADDQ         CX, AX
+	VMOVUPS.Z    (AX), K1, Z15
+	VADDPS       Z4, Z0, Z0
+	VADDPS       Z8, Z0, Z0
+	VSUBPS       Z8, Z4, Z4
+	VSUBPS       Z12, Z4, Z4
+	VADDPS       Z5, Z1, Z1
+	VADDPS       Z9, Z1, Z1
+	VSUBPS       Z9, Z5, Z5
+	VSUBPS       Z13, Z5, Z5
+	VADDPS       Z6, Z2, Z2
+	VADDPS       Z10, Z2, Z2
+	VSUBPS       Z10, Z6, Z6
+	VSUBPS       Z14, Z6, Z6
+	VADDPS       Z7, Z3, Z3
+	VADDPS       Z11, Z3, Z3
+	VSUBPS       Z11, Z7, Z7
+	VSUBPS       Z15, Z7, Z7
+	VBROADCASTSS bias+48(FP), Z8
+	MOVQ         idx+56(FP), AX
+	VMOVUPS      (AX), Z9
+	VMOVUPS      64(AX), Z10
+	VADDPS       Z1, Z0, Z0
+	VADDPS       Z2, Z0, Z0
+	VADDPS       Z8, Z0, Z0
+	VSUBPS       Z2, Z1, Z1
+	VSUBPS       Z3, Z1, Z1
+	VADDPS       Z8, Z1, Z1
+	VMOVAPS      Z9, Z2
+	VPERMI2PS    Z1, Z0, Z2
+	MOVQ         y0+16(FP), AX
+	MOVWLZX      m0+66(FP), CX
+	KMOVW        CX, K1
+	VMOVUPS      Z2, K1, (AX)
+	VMOVAPS      Z10, Z2
+	VPERMI2PS    Z1, Z0, Z2
+	MOVQ         y2+32(FP), AX
+	MOVWLZX      m2+70(FP), CX
+	KMOVW        CX, K1
+	VMOVUPS      Z2, K1, (AX)
+	VADDPS       Z5, Z4, Z0
+	VADDPS       Z6, Z0, Z0
+	VADDPS       Z8, Z0, Z0
+	VSUBPS       Z6, Z5, Z1
+	VSUBPS       Z7, Z1, Z1
+	VADDPS       Z8, Z1, Z1
+	VMOVAPS      Z9, Z2
+	VPERMI2PS    Z1, Z0, Z2
+	MOVQ         y1+24(FP), AX
+	MOVWLZX      m1+68(FP), CX
+	KMOVW        CX, K1
+	VMOVUPS      Z2, K1, (AX)
+	VMOVAPS      Z10, Z2
+	VPERMI2PS    Z1, Z0, Z2
+	MOVQ         y3+40(FP), AX
+	MOVWLZX      m3+72(FP), CX
+	KMOVW        CX, K1
+	VMOVUPS      Z2, K1, (AX)
+	VZEROUPPER
+	RET

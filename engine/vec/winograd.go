@@ -13,6 +13,35 @@ package vec
 // around its pointer &winoZero[1].
 var winoZero [48]float32
 
+// Permutation tables of the two-tile-rows kernels (winoIn2, winoOut2), by
+// tiles per row tw ≤ 8: lane l < tw takes tile l of the first tile row,
+// lane tw ≤ l < 2·tw tile l−tw of the second.
+var winoIdxIn, winoIdxOut [9][2][16]uint32
+
+func init() {
+	for tw := 1; tw <= 8; tw++ {
+		for l := 0; l < 16; l++ {
+			// Input: pixel lanes 2t (d0, d2) and 2t+1 (d1, d3) of the first
+			// rows' register (0–15) or the second's (16–31).
+			e := 0
+			switch {
+			case l < tw:
+				e = 2 * l
+			case l < 2*tw:
+				e = 16 + 2*(l-tw)
+			}
+			winoIdxIn[tw][0][l], winoIdxIn[tw][1][l] = uint32(e), uint32(e+1)
+			// Output: pixel l of a row is tile l/2's even (e, 0–15) or odd
+			// (o, 16–31) output; the second tile row's tiles start at lane tw.
+			o := l / 2
+			if l%2 == 1 {
+				o += 16
+			}
+			winoIdxOut[tw][0][l], winoIdxOut[tw][1][l] = uint32(o), uint32(o+tw)
+		}
+	}
+}
+
 // laneMask has bit l set when pixel first+l lies in [0, w).
 func laneMask(first, w int) uint16 {
 	a, b := max(0, -first), min(16, w-first) // lanes [a, b)
@@ -72,6 +101,10 @@ func WinogradInputPlane(v []float32, ldv int, x []float32, h, w int) {
 		}
 		return
 	}
+	if tw <= 8 {
+		winoInputPlane2(v, ldv, x, h, w)
+		return
+	}
 	for t0 := 0; t0 < tw; t0 += 16 {
 		e0 := 2 * t0
 		ma0, ma1 := laneMask(e0-1, w), laneMask(e0+15, w)
@@ -108,6 +141,10 @@ func WinogradOutputPlane(y []float32, h, w int, m []float32, ldm int, bias float
 		}
 		return
 	}
+	if tw <= 8 {
+		winoOutputPlane2(y, h, w, m, ldm, bias)
+		return
+	}
 	for t0 := 0; t0 < tw; t0 += 16 {
 		e0 := 2 * t0
 		lo, hi, mld := laneMask(e0, w), laneMask(e0+16, w), laneMask(t0, tw)
@@ -119,6 +156,51 @@ func WinogradOutputPlane(y []float32, h, w int, m []float32, ldm int, bias float
 			}
 			winoOutAVX512(&m[ty*tw+t0], ldm, p0, p1, bias, mld, lo, hi, lo1, hi1)
 		}
+	}
+}
+
+// winoInputPlane2 is WinogradInputPlane for planes at most 16 pixels wide:
+// two tile rows per kernel call, so that narrow planes (14×14: 7 tiles a
+// row) do not leave most lanes idle.
+func winoInputPlane2(v []float32, ldv int, x []float32, h, w int) {
+	th, tw := (h+1)/2, (w+1)/2
+	row := func(y int) *float32 {
+		if y >= 0 && y < h {
+			return &x[y*w]
+		}
+		return &winoZero[1]
+	}
+	ma, mb := laneMask(-1, w), laneMask(1, w)
+	for ty := 0; ty < th; ty += 2 {
+		mst := laneMask(0, 2*tw)
+		if ty+1 == th {
+			mst = laneMask(0, tw)
+		}
+		y := 2*ty - 1
+		winoIn2AVX512(row(y), row(y+1), row(y+2), row(y+3), row(y+2), row(y+3), row(y+4), row(y+5),
+			&v[ty*tw], ldv, &winoIdxIn[tw], ma, mb, mst)
+	}
+}
+
+// winoOutputPlane2 is WinogradOutputPlane for planes at most 16 pixels
+// wide, two tile rows (four output rows) per kernel call.
+func winoOutputPlane2(y []float32, h, w int, m []float32, ldm int, bias float32) {
+	th, tw := (h+1)/2, (w+1)/2
+	full := laneMask(0, w)
+	for ty := 0; ty < th; ty += 2 {
+		var p [4]*float32
+		var k [4]uint16
+		for r := range p {
+			p[r] = &y[0]
+			if oy := 2*ty + r; oy < h {
+				p[r], k[r] = &y[oy*w], full
+			}
+		}
+		mld := laneMask(0, 2*tw)
+		if ty+1 == th {
+			mld = laneMask(0, tw)
+		}
+		winoOut2AVX512(&m[ty*tw], ldm, p[0], p[1], p[2], p[3], bias, &winoIdxOut[tw], mld, k[0], k[1], k[2], k[3])
 	}
 }
 

@@ -74,7 +74,7 @@ func TestLaneMask(t *testing.T) {
 // here against the portable row code, padding rows above and below).
 func TestWinogradPlanes(t *testing.T) {
 	rng := rand.New(rand.NewPCG(7, 8))
-	for _, hw := range [][2]int{{1, 1}, {2, 3}, {7, 7}, {14, 14}, {28, 28}, {5, 33}, {9, 40}} {
+	for _, hw := range [][2]int{{1, 1}, {2, 3}, {7, 7}, {14, 14}, {3, 16}, {4, 15}, {16, 16}, {13, 9}, {28, 28}, {5, 33}, {9, 40}} {
 		h, w := hw[0], hw[1]
 		th, tw := (h+1)/2, (w+1)/2
 		ld := th*tw + 3

@@ -1,6 +1,8 @@
 package unet
 
 import (
+	"os"
+	"strconv"
 	"math/rand/v2"
 	"testing"
 
@@ -76,7 +78,7 @@ func BenchmarkSampleStepSmall(b *testing.B) {
 	for b.Loop() {
 		u.Forward(out, x, t, n, false, nil)
 	}
-	report(b, ForwardFLOPs(u.Config())*n)
+	report(b, ForwardFLOPs(u.Config())*float64(n))
 }
 
 // BenchmarkSampleStepMNISTFast: one forward pass of the shipped MNIST
@@ -96,7 +98,10 @@ func BenchmarkSampleStepMNISTFast(b *testing.B) {
 }
 
 func sampleStepMNISTFast(b *testing.B) {
-	const n = 64
+	n := 64
+	if v, err := strconv.Atoi(os.Getenv("BENCH_N")); err == nil {
+		n = v
+	}
 	u, x, _, t, _ := benchSetup(b, "mnist-fast", n)
 	out := make([]float32, len(x))
 	u.Forward(out, x, t, n, false, nil)
@@ -105,5 +110,5 @@ func sampleStepMNISTFast(b *testing.B) {
 	for b.Loop() {
 		u.Forward(out, x, t, n, false, nil)
 	}
-	report(b, ForwardFLOPs(u.Config())*n)
+	report(b, ForwardFLOPs(u.Config())*float64(n))
 }

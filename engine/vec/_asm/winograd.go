@@ -30,6 +30,8 @@ func winograd() {
 	ihi := permIndex("winoInterHi", func(l int) int { return 8 + l/2 + 16*(l%2) })
 	winoIn(even, odd)
 	winoOut(ilo, ihi)
+	winoIn2()
+	winoOut2()
 }
 
 func mask(name string) OpmaskVirtual {
@@ -163,6 +165,136 @@ func winoOut(ilo, ihi Mem) {
 		klo, khi := mask("m"+string(rune('0'+a))+"lo"), mask("m"+string(rune('0'+a))+"hi")
 		VMOVUPS(p0, klo, Mem{Base: yp})
 		VMOVUPS(p1, khi, Mem{Base: yp, Disp: 64})
+	}
+	VZEROUPPER()
+	RET()
+}
+
+// winoIn2: winoIn for planes at most 16 pixels wide (tw ≤ 8 tiles), two tile
+// rows per call: lanes [0, tw) hold the tiles of the rows r0…r3 and lanes
+// [tw, 2·tw) those of s0…s3, so that the stores of both tile rows are one
+// contiguous run. Each row needs only the pixels −1…14 (ma) and 1…16 (mb);
+// the tables idx[0] (even: d0, d2) and idx[1] (odd: d1, d3) pick lane
+// 2l (+1) of the first row set's register for l < tw, and lane 2(l−tw) (+1)
+// of the second's above.
+func winoIn2() {
+	TEXT("winoIn2AVX512", NOSPLIT, "func(r0, r1, r2, r3, s0, s1, s2, s3, v *float32, ldv int, idx *[2][16]uint32, ma, mb, mst uint16)")
+	Pragma("noescape")
+	Doc("winoIn2AVX512 computes the Winograd F(2×2,3×3) input transform of two tile rows of a plane at most 16 pixels wide.")
+	ka, kb, kst := mask("ma"), mask("mb"), mask("mst")
+	ip := Load(Param("idx"), GP64())
+	ie, io := ZMM(), ZMM()
+	VMOVUPS(Mem{Base: ip}, ie)
+	VMOVUPS(Mem{Base: ip, Disp: 64}, io)
+	perm := func(idx, lo, hi VecVirtual) VecVirtual {
+		d := ZMM()
+		VMOVAPS(idx, d)
+		VPERMI2PS(hi, lo, d)
+		return d
+	}
+	var c [4][4]VecVirtual
+	for i := 0; i < 4; i++ {
+		p := Load(Param("r"+string(rune('0'+i))), GP64())
+		q := Load(Param("s"+string(rune('0'+i))), GP64())
+		a1, a2, b1, b2 := ZMM(), ZMM(), ZMM(), ZMM()
+		VMOVUPS_Z(Mem{Base: p, Disp: -4}, ka, a1)
+		VMOVUPS_Z(Mem{Base: q, Disp: -4}, ka, a2)
+		VMOVUPS_Z(Mem{Base: p, Disp: 4}, kb, b1)
+		VMOVUPS_Z(Mem{Base: q, Disp: 4}, kb, b2)
+		d0, d1 := perm(ie, a1, a2), perm(io, a1, a2)
+		d2, d3 := perm(ie, b1, b2), perm(io, b1, b2)
+		for j := range c[i] {
+			c[i][j] = ZMM()
+		}
+		VSUBPS(d2, d0, c[i][0])
+		VADDPS(d2, d1, c[i][1])
+		VSUBPS(d1, d2, c[i][2])
+		VSUBPS(d3, d1, c[i][3])
+	}
+	vp := Load(Param("v"), GP64())
+	ld := Load(Param("ldv"), GP64())
+	SHLQ(U8(2), ld)
+	for i := 0; i < 4; i++ {
+		for j := 0; j < 4; j++ {
+			t := ZMM()
+			switch i {
+			case 0:
+				VSUBPS(c[2][j], c[0][j], t)
+			case 1:
+				VADDPS(c[2][j], c[1][j], t)
+			case 2:
+				VSUBPS(c[1][j], c[2][j], t)
+			case 3:
+				VSUBPS(c[3][j], c[1][j], t)
+			}
+			VMOVUPS(t, kst, Mem{Base: vp})
+			if i < 3 || j < 3 {
+				ADDQ(ld, vp)
+			}
+		}
+	}
+	VZEROUPPER()
+	RET()
+}
+
+// winoOut2: winoOut for planes at most 16 pixels wide, two tile rows per
+// call (lanes as in winoIn2): output rows y0, y1 from lanes [0, tw) and y2,
+// y3 from lanes [tw, 2·tw), through the interleave tables idx[0] and idx[1];
+// m0…m3 mask the rows' stores (0 for a row past the image).
+func winoOut2() {
+	TEXT("winoOut2AVX512", NOSPLIT, "func(m *float32, ldm int, y0, y1, y2, y3 *float32, bias float32, idx *[2][16]uint32, mld, m0, m1, m2, m3 uint16)")
+	Pragma("noescape")
+	Doc("winoOut2AVX512 computes the Winograd F(2×2,3×3) output transform of two tile rows of a plane at most 16 pixels wide.")
+	kld := mask("mld")
+	mp := Load(Param("m"), GP64())
+	ld := Load(Param("ldm"), GP64())
+	SHLQ(U8(2), ld)
+	var mv [4][4]VecVirtual
+	for i := 0; i < 4; i++ {
+		for j := 0; j < 4; j++ {
+			mv[i][j] = ZMM()
+			VMOVUPS_Z(Mem{Base: mp}, kld, mv[i][j])
+			if i < 3 || j < 3 {
+				ADDQ(ld, mp)
+			}
+		}
+	}
+	var r [2][4]VecVirtual
+	for j := 0; j < 4; j++ {
+		r[0][j], r[1][j] = ZMM(), ZMM()
+		VADDPS(mv[1][j], mv[0][j], r[0][j])
+		VADDPS(mv[2][j], r[0][j], r[0][j])
+		VSUBPS(mv[2][j], mv[1][j], r[1][j])
+		VSUBPS(mv[3][j], r[1][j], r[1][j])
+	}
+	ba, err := Param("bias").Resolve()
+	if err != nil {
+		panic(err)
+	}
+	bias := ZMM()
+	VBROADCASTSS(ba.Addr, bias)
+	ip := Load(Param("idx"), GP64())
+	t1, t2 := ZMM(), ZMM()
+	VMOVUPS(Mem{Base: ip}, t1)
+	VMOVUPS(Mem{Base: ip, Disp: 64}, t2)
+	for a := 0; a < 2; a++ {
+		ra := r[a]
+		e, o := ZMM(), ZMM()
+		VADDPS(ra[1], ra[0], e)
+		VADDPS(ra[2], e, e)
+		VADDPS(bias, e, e)
+		VSUBPS(ra[2], ra[1], o)
+		VSUBPS(ra[3], o, o)
+		VADDPS(bias, o, o)
+		for set, tab := range []VecVirtual{t1, t2} {
+			row := 2*set + a
+			p := ZMM()
+			VMOVAPS(tab, p)
+			VPERMI2PS(o, e, p)
+			yp := Load(Param("y"+string(rune('0'+row))), GP64())
+			k := mask("m" + string(rune('0'+row)))
+			VMOVUPS(p, k, Mem{Base: yp})
+		}
 	}
 	VZEROUPPER()
 	RET()
