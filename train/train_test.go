@@ -404,3 +404,20 @@ func equalBits(a, b []float32) bool {
 	}
 	return true
 }
+
+func TestLockDir(t *testing.T) {
+	dir := t.TempDir()
+	release, err := LockDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := LockDir(dir); err == nil || !strings.Contains(err.Error(), "in use") {
+		t.Fatalf("second lock of a locked run directory: err = %v, want an in-use error", err)
+	}
+	release()
+	again, err := LockDir(dir)
+	if err != nil {
+		t.Fatalf("lock after release: %v", err)
+	}
+	again()
+}

@@ -718,3 +718,21 @@ func TestDataFitsModel(t *testing.T) {
 		}
 	}
 }
+
+// TestTrainLockedRun: a second trainer on a run directory that another one
+// holds stops at once with a one-line error, before it writes anything.
+func TestTrainLockedRun(t *testing.T) {
+	out := t.TempDir()
+	release, err := train.LockDir(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer release()
+	r := ddpm(t, nil, "train", "--data", "folder:"+folderFixture(t), "--config", "tiny", "--steps", "2", "--batch", "2", "--quiet", "--out", out)
+	if r.code != 1 || !strings.Contains(r.stderr, "in use by another ddpm train") || strings.Count(strings.TrimSpace(r.stderr), "\n") > 0 {
+		t.Fatalf("exit %d, stderr %q; want exit 1 and a one-line in-use error", r.code, r.stderr)
+	}
+	if dirHasCheckpoint(out) {
+		t.Fatal("the locked run directory got a checkpoint")
+	}
+}

@@ -142,6 +142,11 @@ func runTrain(args []string) error {
 	if err := checkWritable(*out); err != nil {
 		return err
 	}
+	release, err := train.LockDir(*out)
+	if err != nil {
+		return err
+	}
+	defer release()
 	fmt.Fprintf(os.Stderr, "training %s (%d params) on %s (%d images), batch %d, %s/%s/%s, T=%d\n",
 		tr.Opt.Config, tr.Model.NumParams(), tr.Data.Name, tr.Data.N, tr.Opt.Batch,
 		tr.DCfg.Mean, tr.DCfg.Var, tr.DCfg.Loss, tr.DCfg.T)
@@ -165,7 +170,7 @@ func runTrain(args []string) error {
 	}
 	start, startStep := time.Now(), tr.Step
 	var mean float64
-	err := tr.Run(ctx, *out, func(step int, loss, gn float64) {
+	err = tr.Run(ctx, *out, func(step int, loss, gn float64) {
 		if step == startStep+1 {
 			mean = loss
 		}
