@@ -83,9 +83,15 @@ func (d *Diffusion) sampleStep(m Model, x []float32, n, i int, rng *rand.Rand, b
 		copy(x, buf.mean)
 		return buf.xStart
 	}
+	// With a fixed variance every pixel of an image has the same log σ²:
+	// the exponential is taken once per distinct value, not per pixel.
+	lv, sd := float32(math.NaN()), 0.0
 	for k := range x {
 		z := rng.NormFloat64()
-		x[k] = float32(float64(buf.mean[k]) + math.Exp(0.5*float64(buf.logVar[k]))*z)
+		if v := buf.logVar[k]; v != lv {
+			lv, sd = v, math.Exp(0.5*float64(v))
+		}
+		x[k] = float32(float64(buf.mean[k]) + sd*z)
 	}
 	return buf.xStart
 }
