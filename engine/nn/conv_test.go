@@ -152,6 +152,7 @@ func TestWinogradMatchesDirect(t *testing.T) {
 	defer func() { DisableWinograd = false }()
 	for _, c := range []struct{ n, cin, cout, h, w int }{
 		{40, 24, 24, 28, 28}, {70, 48, 48, 7, 7}, {9, 96, 48, 14, 14}, {3, 8, 8, 33, 35},
+		{5, 8, 8, 1, 1}, {3, 9, 8, 7, 5}, {2, 8, 10, 2, 3}, // below winoMinPixels: called directly
 	} {
 		rng := newRNG(uint64(c.cin + c.h))
 		l := NewConv2d(c.cin, c.cout, 3, 1, 1)
@@ -164,7 +165,7 @@ func TestWinogradMatchesDirect(t *testing.T) {
 		DisableWinograd = true
 		l.Forward(direct, in, c.n, c.h, c.w)
 		DisableWinograd = false
-		l.Forward(wino, in, c.n, c.h, c.w)
+		l.forwardWinograd(wino, in, nil, c.n, c.h, c.w)
 		var scale float64
 		for _, v := range direct {
 			scale = max(scale, float64(abs32(v)))
@@ -177,7 +178,7 @@ func TestWinogradMatchesDirect(t *testing.T) {
 		DisableWinograd = true
 		l.Forward(direct, in, c.n, c.h, c.w)
 		DisableWinograd = false
-		l.Forward(wino, in, c.n, c.h, c.w)
+		l.forwardWinograd(wino, in, nil, c.n, c.h, c.w)
 		if d := maxAbsDiff(wino, toF64(direct)); d > 1e-5*scale {
 			t.Errorf("%+v: after a weight update, Winograd differs from the direct conv by %g", c, d)
 		}
