@@ -1,9 +1,9 @@
 package unet
 
 import (
+	"math/rand/v2"
 	"os"
 	"strconv"
-	"math/rand/v2"
 	"testing"
 
 	"github.com/ddpm-go/ddpm/engine/nn"
