@@ -72,37 +72,10 @@ func winoIn(even, odd Mem) {
 		VMOVUPS_Z(Mem{Base: p, Disp: 68}, kb1, b1)
 		d0, d1 := perm(ie, a0, a1), perm(io, a0, a1)
 		d2, d3 := perm(ie, b0, b1), perm(io, b0, b1)
-		for j := range c[i] {
-			c[i][j] = ZMM()
-		}
-		VSUBPS(d2, d0, c[i][0])
-		VADDPS(d2, d1, c[i][1])
-		VSUBPS(d1, d2, c[i][2])
-		VSUBPS(d3, d1, c[i][3])
+		c[i] = colPass(d0, d1, d2, d3)
 	}
 	// Row pass across the four rows, stored in ξ order.
-	vp := Load(Param("v"), GP64())
-	ld := Load(Param("ldv"), GP64())
-	SHLQ(U8(2), ld)
-	for i := 0; i < 4; i++ {
-		for j := 0; j < 4; j++ {
-			t := ZMM()
-			switch i {
-			case 0:
-				VSUBPS(c[2][j], c[0][j], t)
-			case 1:
-				VADDPS(c[2][j], c[1][j], t)
-			case 2:
-				VSUBPS(c[1][j], c[2][j], t)
-			case 3:
-				VSUBPS(c[3][j], c[1][j], t)
-			}
-			VMOVUPS(t, kst, Mem{Base: vp})
-			if i < 3 || j < 3 {
-				ADDQ(ld, vp)
-			}
-		}
-	}
+	rowPassStore(c, kst)
 	VZEROUPPER()
 	RET()
 }
@@ -114,29 +87,8 @@ func winoOut(ilo, ihi Mem) {
 	TEXT("winoOutAVX512", NOSPLIT, "func(m *float32, ldm int, y0, y1 *float32, bias float32, mld, m0lo, m0hi, m1lo, m1hi uint16)")
 	Pragma("noescape")
 	Doc("winoOutAVX512 computes the Winograd F(2×2,3×3) output transform Aᵀ·M·A + bias of up to 16 tiles of one tile row.")
-	kld := mask("mld")
-	mp := Load(Param("m"), GP64())
-	ld := Load(Param("ldm"), GP64())
-	SHLQ(U8(2), ld)
-	var mv [4][4]VecVirtual
-	for i := 0; i < 4; i++ {
-		for j := 0; j < 4; j++ {
-			mv[i][j] = ZMM()
-			VMOVUPS_Z(Mem{Base: mp}, kld, mv[i][j])
-			if i < 3 || j < 3 {
-				ADDQ(ld, mp)
-			}
-		}
-	}
-	// Row pass: r0_j = (m0j+m1j)+m2j, r1_j = (m1j−m2j)−m3j.
-	var r [2][4]VecVirtual
-	for j := 0; j < 4; j++ {
-		r[0][j], r[1][j] = ZMM(), ZMM()
-		VADDPS(mv[1][j], mv[0][j], r[0][j])
-		VADDPS(mv[2][j], r[0][j], r[0][j])
-		VSUBPS(mv[2][j], mv[1][j], r[1][j])
-		VSUBPS(mv[3][j], r[1][j], r[1][j])
-	}
+	mv := loadM(mask("mld"))
+	r := outRowPass(mv)
 	ba, err := Param("bias").Resolve()
 	if err != nil {
 		panic(err)
@@ -203,36 +155,9 @@ func winoIn2() {
 		VMOVUPS_Z(Mem{Base: q, Disp: 4}, kb, b2)
 		d0, d1 := perm(ie, a1, a2), perm(io, a1, a2)
 		d2, d3 := perm(ie, b1, b2), perm(io, b1, b2)
-		for j := range c[i] {
-			c[i][j] = ZMM()
-		}
-		VSUBPS(d2, d0, c[i][0])
-		VADDPS(d2, d1, c[i][1])
-		VSUBPS(d1, d2, c[i][2])
-		VSUBPS(d3, d1, c[i][3])
+		c[i] = colPass(d0, d1, d2, d3)
 	}
-	vp := Load(Param("v"), GP64())
-	ld := Load(Param("ldv"), GP64())
-	SHLQ(U8(2), ld)
-	for i := 0; i < 4; i++ {
-		for j := 0; j < 4; j++ {
-			t := ZMM()
-			switch i {
-			case 0:
-				VSUBPS(c[2][j], c[0][j], t)
-			case 1:
-				VADDPS(c[2][j], c[1][j], t)
-			case 2:
-				VSUBPS(c[1][j], c[2][j], t)
-			case 3:
-				VSUBPS(c[3][j], c[1][j], t)
-			}
-			VMOVUPS(t, kst, Mem{Base: vp})
-			if i < 3 || j < 3 {
-				ADDQ(ld, vp)
-			}
-		}
-	}
+	rowPassStore(c, kst)
 	VZEROUPPER()
 	RET()
 }
@@ -245,28 +170,8 @@ func winoOut2() {
 	TEXT("winoOut2AVX512", NOSPLIT, "func(m *float32, ldm int, y0, y1, y2, y3 *float32, bias float32, idx *[2][16]uint32, mld, m0, m1, m2, m3 uint16)")
 	Pragma("noescape")
 	Doc("winoOut2AVX512 computes the Winograd F(2×2,3×3) output transform of two tile rows of a plane at most 16 pixels wide.")
-	kld := mask("mld")
-	mp := Load(Param("m"), GP64())
-	ld := Load(Param("ldm"), GP64())
-	SHLQ(U8(2), ld)
-	var mv [4][4]VecVirtual
-	for i := 0; i < 4; i++ {
-		for j := 0; j < 4; j++ {
-			mv[i][j] = ZMM()
-			VMOVUPS_Z(Mem{Base: mp}, kld, mv[i][j])
-			if i < 3 || j < 3 {
-				ADDQ(ld, mp)
-			}
-		}
-	}
-	var r [2][4]VecVirtual
-	for j := 0; j < 4; j++ {
-		r[0][j], r[1][j] = ZMM(), ZMM()
-		VADDPS(mv[1][j], mv[0][j], r[0][j])
-		VADDPS(mv[2][j], r[0][j], r[0][j])
-		VSUBPS(mv[2][j], mv[1][j], r[1][j])
-		VSUBPS(mv[3][j], r[1][j], r[1][j])
-	}
+	mv := loadM(mask("mld"))
+	r := outRowPass(mv)
 	ba, err := Param("bias").Resolve()
 	if err != nil {
 		panic(err)
@@ -298,4 +203,75 @@ func winoOut2() {
 	}
 	VZEROUPPER()
 	RET()
+}
+
+// colPass is the input transform along a row, Bᵀ·(d0, d1, d2, d3) =
+// (d0−d2, d1+d2, d2−d1, d1−d3).
+func colPass(d0, d1, d2, d3 VecVirtual) [4]VecVirtual {
+	c := [4]VecVirtual{ZMM(), ZMM(), ZMM(), ZMM()}
+	VSUBPS(d2, d0, c[0])
+	VADDPS(d2, d1, c[1])
+	VSUBPS(d1, d2, c[2])
+	VSUBPS(d3, d1, c[3])
+	return c
+}
+
+// rowPassStore applies Bᵀ across the four rows' column passes c[i][j] and
+// stores the 16 results (masked by kst) at v, ldv floats apart, in ξ order.
+func rowPassStore(c [4][4]VecVirtual, kst OpmaskVirtual) {
+	vp := Load(Param("v"), GP64())
+	ld := Load(Param("ldv"), GP64())
+	SHLQ(U8(2), ld)
+	for i := 0; i < 4; i++ {
+		for j := 0; j < 4; j++ {
+			t := ZMM()
+			switch i {
+			case 0:
+				VSUBPS(c[2][j], c[0][j], t)
+			case 1:
+				VADDPS(c[2][j], c[1][j], t)
+			case 2:
+				VSUBPS(c[1][j], c[2][j], t)
+			case 3:
+				VSUBPS(c[3][j], c[1][j], t)
+			}
+			VMOVUPS(t, kst, Mem{Base: vp})
+			if i < 3 || j < 3 {
+				ADDQ(ld, vp)
+			}
+		}
+	}
+}
+
+// loadM loads the 16 GEMM results M[ξ] (masked by kld) from m, ldm floats
+// apart.
+func loadM(kld OpmaskVirtual) [4][4]VecVirtual {
+	mp := Load(Param("m"), GP64())
+	ld := Load(Param("ldm"), GP64())
+	SHLQ(U8(2), ld)
+	var mv [4][4]VecVirtual
+	for i := 0; i < 4; i++ {
+		for j := 0; j < 4; j++ {
+			mv[i][j] = ZMM()
+			VMOVUPS_Z(Mem{Base: mp}, kld, mv[i][j])
+			if i < 3 || j < 3 {
+				ADDQ(ld, mp)
+			}
+		}
+	}
+	return mv
+}
+
+// outRowPass is the output transform's row pass: r0_j = (m0j+m1j)+m2j,
+// r1_j = (m1j−m2j)−m3j.
+func outRowPass(mv [4][4]VecVirtual) [2][4]VecVirtual {
+	var r [2][4]VecVirtual
+	for j := 0; j < 4; j++ {
+		r[0][j], r[1][j] = ZMM(), ZMM()
+		VADDPS(mv[1][j], mv[0][j], r[0][j])
+		VADDPS(mv[2][j], r[0][j], r[0][j])
+		VSUBPS(mv[2][j], mv[1][j], r[1][j])
+		VSUBPS(mv[3][j], r[1][j], r[1][j])
+	}
+	return r
 }
