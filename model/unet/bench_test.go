@@ -2,8 +2,6 @@ package unet
 
 import (
 	"math/rand/v2"
-	"os"
-	"strconv"
 	"testing"
 
 	"github.com/ddpm-go/ddpm/engine/nn"
@@ -68,21 +66,11 @@ func BenchmarkTrainStepSmall(b *testing.B) {
 
 // BenchmarkSampleStepSmall: one forward pass at batch 32 in eval mode (the
 // network part of a DDPM sampling step).
-func BenchmarkSampleStepSmall(b *testing.B) {
-	const n = 32
-	u, x, _, t, _ := benchSetup(b, "small", n)
-	out := make([]float32, len(x))
-	u.Forward(out, x, t, n, false, nil)
-	b.ReportAllocs()
-	b.ResetTimer()
-	for b.Loop() {
-		u.Forward(out, x, t, n, false, nil)
-	}
-	report(b, ForwardFLOPs(u.Config())*float64(n))
-}
+func BenchmarkSampleStepSmall(b *testing.B) { sampleStep(b, "small", 32) }
 
 // BenchmarkSampleStepMNISTFast: one forward pass of the shipped MNIST
-// model's network at batch 64, the unit of `ddpm sample --n 64`.
+// model's network at batch 64, the unit of `ddpm sample --n 64`, with the
+// Winograd convolutions and without.
 func BenchmarkSampleStepMNISTFast(b *testing.B) {
 	for _, direct := range []bool{true, false} {
 		name := "winograd"
@@ -92,17 +80,14 @@ func BenchmarkSampleStepMNISTFast(b *testing.B) {
 		b.Run(name, func(b *testing.B) {
 			nn.DisableWinograd = direct
 			defer func() { nn.DisableWinograd = false }()
-			sampleStepMNISTFast(b)
+			sampleStep(b, "mnist-fast", 64)
 		})
 	}
 }
 
-func sampleStepMNISTFast(b *testing.B) {
-	n := 64
-	if v, err := strconv.Atoi(os.Getenv("BENCH_N")); err == nil {
-		n = v
-	}
-	u, x, _, t, _ := benchSetup(b, "mnist-fast", n)
+// sampleStep times one eval-mode forward pass of config name at batch n.
+func sampleStep(b *testing.B, name string, n int) {
+	u, x, _, t, _ := benchSetup(b, name, n)
 	out := make([]float32, len(x))
 	u.Forward(out, x, t, n, false, nil)
 	b.ReportAllocs()
