@@ -64,7 +64,7 @@ func BenchmarkConvForwardWinograd(b *testing.B) {
 	defer func() { DisableWinograd = false }()
 	for i, c := range benchConvs {
 		l := NewConv2d(c.cin, c.cout, c.k, c.stride, c.pad)
-		if !l.winograd() {
+		if !l.winograd(c.h, c.w) {
 			continue
 		}
 		for _, off := range []bool{true, false} {

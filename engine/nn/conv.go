@@ -76,7 +76,7 @@ func (l *Conv2d) Forward(out, in []float32, n, h, w int) {
 // added for free while the output is initialised with the bias. Its
 // gradient is the same per-channel pixel sum as the bias's.
 func (l *Conv2d) ForwardBias(out, in, extra []float32, n, h, w int) {
-	if l.winograd() && h*w >= winoMinPixels {
+	if l.winograd(h, w) {
 		l.forwardWinograd(out, in, extra, n, h, w)
 		return
 	}

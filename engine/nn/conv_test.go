@@ -156,7 +156,7 @@ func TestWinogradMatchesDirect(t *testing.T) {
 	} {
 		rng := newRNG(uint64(c.cin + c.h))
 		l := NewConv2d(c.cin, c.cout, 3, 1, 1)
-		if !l.winograd() {
+		if !l.winograd(max(c.h*c.w, winoMinPixels), 1) {
 			t.Fatalf("%+v: Winograd not chosen", c)
 		}
 		bindRandom(rng, l.Params(), 0.3)

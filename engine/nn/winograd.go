@@ -50,20 +50,19 @@ const winoMinPixels = 100
 // transforms' writes and the GEMMs' reads mostly stay on the core.
 const winoBytes = 2 << 20 // measured on the mnist-fast U-Net: 1–2 MiB beat 256 KiB and 8 MiB
 
-// winograd reports whether Forward uses the Winograd path.
-func (l *Conv2d) winograd() bool {
-	return l.K == 3 && l.Stride == 1 && l.Pad == 1 && l.Cin >= winoMinC && l.Cout >= winoMinC && !DisableWinograd
+// winograd reports whether Forward uses the Winograd path on h×w planes.
+func (l *Conv2d) winograd(h, w int) bool {
+	return l.K == 3 && l.Stride == 1 && l.Pad == 1 && l.Cin >= winoMinC && l.Cout >= winoMinC &&
+		h*w >= winoMinPixels && !DisableWinograd
 }
 
 // DisableWinograd turns the Winograd forward off (tests and benchmarks
 // compare it with the direct conv).
 var DisableWinograd bool
 
-// winoFilter fills u [16, Cout, Cin] with U[ξ=4i+j][o][c] = (G g Gᵀ)[i][j]
-// of each 3×3 filter g = W[o, c].
-func winoFilter(u, w []float32, cout, cin int) { winoFilterRows(u, w, cout, cin, 0, cout) }
-
-// winoFilterRows is winoFilter for output channels [o0, o1).
+// winoFilterRows fills u [16, Cout, Cin] with U[ξ=4i+j][o][c] =
+// (G g Gᵀ)[i][j] of each 3×3 filter g = W[o, c], for output channels
+// [o0, o1).
 func winoFilterRows(u, w []float32, cout, cin, o0, o1 int) {
 	for o := o0; o < o1; o++ {
 		for c := 0; c < cin; c++ {
@@ -116,7 +115,7 @@ type winoSlot struct {
 	v, m []float32
 }
 
-// forwardWinograd is ForwardBias for a layer with winograd() true.
+// forwardWinograd is ForwardBias for a layer with winograd(h, w) true.
 func (l *Conv2d) forwardWinograd(out, in, extra []float32, n, h, w int) {
 	cin, cout := l.Cin, l.Cout
 	l.winoFilterCached()

@@ -42,6 +42,17 @@ func init() {
 	}
 }
 
+// tileRows returns the four input rows of tile row ty of the h×w plane x,
+// nil for the padding rows above and below it.
+func tileRows(x []float32, h, w, ty int) (rows [4][]float32) {
+	for r := range rows {
+		if y := 2*ty - 1 + r; y >= 0 && y < h {
+			rows[r] = x[y*w : (y+1)*w]
+		}
+	}
+	return rows
+}
+
 // laneMask has bit l set when pixel first+l lies in [0, w).
 func laneMask(first, w int) uint16 {
 	a, b := max(0, -first), min(16, w-first) // lanes [a, b)
@@ -51,10 +62,15 @@ func laneMask(first, w int) uint16 {
 	return uint16((1<<b - 1) &^ (1<<a - 1))
 }
 
-// WinogradInputRow writes the input transform Bᵀ·d·B of every tile of one
+// winogradInputRow and winogradOutputRow are the per-row form of the plane
+// functions, one call per 16 tiles with masks worked out each time; package
+// nn uses the plane functions, and these let the tests drive the one-row
+// kernels with padding rows anywhere and any row width.
+//
+// winogradInputRow writes the input transform Bᵀ·d·B of every tile of one
 // tile row to v[ξ·ldv + t]: rows holds the tile row's four input rows,
 // each w pixels long, or nil for a row of padding.
-func WinogradInputRow(v []float32, ldv int, rows *[4][]float32, w int) {
+func winogradInputRow(v []float32, ldv int, rows *[4][]float32, w int) {
 	tw := (w + 1) / 2
 	_ = v[15*ldv+tw-1]
 	for i := range rows {
@@ -83,7 +99,7 @@ func WinogradInputRow(v []float32, ldv int, rows *[4][]float32, w int) {
 }
 
 // WinogradInputPlane writes the input transform of every tile of an h×w
-// plane x to v[ξ·ldv + ty·tw + tx]: WinogradInputRow for each tile row,
+// plane x to v[ξ·ldv + ty·tw + tx]: winogradInputRow for each tile row,
 // with the masks worked out once per plane.
 func WinogradInputPlane(v []float32, ldv int, x []float32, h, w int) {
 	th, tw := (h+1)/2, (w+1)/2
@@ -91,12 +107,7 @@ func WinogradInputPlane(v []float32, ldv int, x []float32, h, w int) {
 	_ = v[15*ldv+th*tw-1]
 	if !useAVX512 {
 		for ty := 0; ty < th; ty++ {
-			var rows [4][]float32
-			for r := range rows {
-				if y := 2*ty - 1 + r; y >= 0 && y < h {
-					rows[r] = x[y*w : (y+1)*w]
-				}
-			}
+			rows := tileRows(x, h, w, ty)
 			winoInputRowGo(v[ty*tw:], ldv, &rows, w)
 		}
 		return
@@ -125,7 +136,7 @@ func WinogradInputPlane(v []float32, ldv int, x []float32, h, w int) {
 }
 
 // WinogradOutputPlane writes the h×w output plane y = Aᵀ·M·A + bias from
-// m[ξ·ldm + ty·tw + tx]: WinogradOutputRow for each tile row, with the
+// m[ξ·ldm + ty·tw + tx]: winogradOutputRow for each tile row, with the
 // masks worked out once per plane.
 func WinogradOutputPlane(y []float32, h, w int, m []float32, ldm int, bias float32) {
 	th, tw := (h+1)/2, (w+1)/2
@@ -204,7 +215,7 @@ func winoOutputPlane2(y []float32, h, w int, m []float32, ldm int, bias float32)
 	}
 }
 
-// winoInputRowGo is WinogradInputRow in portable Go (and its reference).
+// winoInputRowGo is winogradInputRow in portable Go (and its reference).
 func winoInputRowGo(v []float32, ldv int, rows *[4][]float32, w int) {
 	px := func(r []float32, e int) float32 {
 		if r == nil || e < 0 || e >= w {
@@ -227,10 +238,10 @@ func winoInputRowGo(v []float32, ldv int, rows *[4][]float32, w int) {
 	}
 }
 
-// WinogradOutputRow writes output rows y0 and y1 (nil past the image's
+// winogradOutputRow writes output rows y0 and y1 (nil past the image's
 // last row) of one tile row, Aᵀ·M·A + bias, from m[ξ·ldm + t] for its
 // tw = ⌈len(y0)/2⌉ tiles.
-func WinogradOutputRow(y0, y1, m []float32, ldm int, bias float32) {
+func winogradOutputRow(y0, y1, m []float32, ldm int, bias float32) {
 	w := len(y0)
 	tw := (w + 1) / 2
 	_ = m[15*ldm+tw-1]
@@ -252,7 +263,7 @@ func WinogradOutputRow(y0, y1, m []float32, ldm int, bias float32) {
 	}
 }
 
-// winoOutputRowGo is WinogradOutputRow in portable Go (and its reference),
+// winoOutputRowGo is winogradOutputRow in portable Go (and its reference),
 // adding in the kernel's order so that both give the same bits.
 func winoOutputRowGo(y0, y1, m []float32, ldm int, bias float32) {
 	w := len(y0)

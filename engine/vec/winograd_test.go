@@ -26,7 +26,7 @@ func TestWinogradRows(t *testing.T) {
 			}
 			got, want := randSlice(rng, 16*ldv, 1), make([]float32, 16*ldv)
 			copy(want, got)
-			WinogradInputRow(got, ldv, &rows, w)
+			winogradInputRow(got, ldv, &rows, w)
 			winoInputRowGo(want, ldv, &rows, w)
 			for i := range got {
 				if got[i] != want[i] {
@@ -42,7 +42,7 @@ func TestWinogradRows(t *testing.T) {
 				if two {
 					y1, r1 = g1[:w], w1[:w]
 				}
-				WinogradOutputRow(g0[:w], y1, m, ldv, 0.25)
+				winogradOutputRow(g0[:w], y1, m, ldv, 0.25)
 				winoOutputRowGo(w0[:w], r1, m, ldv, 0.25)
 				for i := range g0 {
 					if g0[i] != w0[i] || g1[i] != w1[i] {
@@ -82,12 +82,7 @@ func TestWinogradPlanes(t *testing.T) {
 		got, want := make([]float32, 16*ld), make([]float32, 16*ld)
 		WinogradInputPlane(got, ld, x, h, w)
 		for ty := 0; ty < th; ty++ {
-			var rows [4][]float32
-			for r := range rows {
-				if y := 2*ty - 1 + r; y >= 0 && y < h {
-					rows[r] = x[y*w : (y+1)*w]
-				}
-			}
+			rows := tileRows(x, h, w, ty)
 			winoInputRowGo(want[ty*tw:], ld, &rows, w)
 		}
 		for i := range got {

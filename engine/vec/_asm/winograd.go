@@ -7,7 +7,7 @@ import (
 )
 
 // The Winograd F(2×2, 3×3) row transforms of package nn's conv (see
-// vec.WinogradInputRow and vec.WinogradOutputRow for what they compute).
+// vec.WinogradInputPlane and vec.WinogradOutputPlane for what they compute).
 // Each call handles up to 16 tiles, one per lane: the stride-2 tile columns
 // are pulled out of two registers of consecutive pixels with VPERMI2PS, and
 // every load and store is masked, so that rows of any width (28, 14, 7)
@@ -87,14 +87,7 @@ func winoOut(ilo, ihi Mem) {
 	TEXT("winoOutAVX512", NOSPLIT, "func(m *float32, ldm int, y0, y1 *float32, bias float32, mld, m0lo, m0hi, m1lo, m1hi uint16)")
 	Pragma("noescape")
 	Doc("winoOutAVX512 computes the Winograd F(2×2,3×3) output transform Aᵀ·M·A + bias of up to 16 tiles of one tile row.")
-	mv := loadM(mask("mld"))
-	r := outRowPass(mv)
-	ba, err := Param("bias").Resolve()
-	if err != nil {
-		panic(err)
-	}
-	bias := ZMM()
-	VBROADCASTSS(ba.Addr, bias)
+	r, bias := outPrologue()
 	lo, hi := ZMM(), ZMM()
 	VMOVUPS(ilo, lo)
 	VMOVUPS(ihi, hi)
@@ -170,14 +163,7 @@ func winoOut2() {
 	TEXT("winoOut2AVX512", NOSPLIT, "func(m *float32, ldm int, y0, y1, y2, y3 *float32, bias float32, idx *[2][16]uint32, mld, m0, m1, m2, m3 uint16)")
 	Pragma("noescape")
 	Doc("winoOut2AVX512 computes the Winograd F(2×2,3×3) output transform of two tile rows of a plane at most 16 pixels wide.")
-	mv := loadM(mask("mld"))
-	r := outRowPass(mv)
-	ba, err := Param("bias").Resolve()
-	if err != nil {
-		panic(err)
-	}
-	bias := ZMM()
-	VBROADCASTSS(ba.Addr, bias)
+	r, bias := outPrologue()
 	ip := Load(Param("idx"), GP64())
 	t1, t2 := ZMM(), ZMM()
 	VMOVUPS(Mem{Base: ip}, t1)
@@ -274,4 +260,18 @@ func outRowPass(mv [4][4]VecVirtual) [2][4]VecVirtual {
 		VSUBPS(mv[3][j], r[1][j], r[1][j])
 	}
 	return r
+}
+
+// outPrologue loads M (masked by the mld parameter), runs the output row
+// pass and broadcasts the bias parameter: the common start of winoOut and
+// winoOut2.
+func outPrologue() (r [2][4]VecVirtual, bias VecVirtual) {
+	r = outRowPass(loadM(mask("mld")))
+	ba, err := Param("bias").Resolve()
+	if err != nil {
+		panic(err)
+	}
+	bias = ZMM()
+	VBROADCASTSS(ba.Addr, bias)
+	return r, bias
 }
