@@ -75,9 +75,10 @@ func WarmupLR(base float64, step, warmup int) float64 {
 // ScheduledLR is the learning rate of the 1-based update step of a run of
 // total updates: the linear warm-up of WarmupLR, then base held ("constant",
 // the paper's choice), or decayed to zero at the last step along a half
-// cosine ("cosine") or a line ("linear"). A decay to zero lets the last
-// weights settle instead of hovering at the noise level of a fixed rate,
-// which is why improved-diffusion-style CPU-budget runs end with one.
+// cosine ("cosine") or a line ("linear", what improved-diffusion's
+// lr_anneal_steps does). A decay to zero lets the last weights settle
+// instead of hovering at the noise level of a fixed rate, which matters most
+// for short runs.
 func ScheduledLR(base float64, step, warmup, total int, decay string) float64 {
 	lr := WarmupLR(base, step, warmup)
 	if decay == "" || decay == "constant" || step <= warmup || total <= warmup {
