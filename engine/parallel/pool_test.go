@@ -3,6 +3,7 @@ package parallel
 import (
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // TestForCoversRange checks that every index is visited exactly once for
@@ -48,5 +49,27 @@ func TestForNoAlloc(t *testing.T) {
 	For(100, fn)
 	if a := testing.AllocsPerRun(100, func() { For(100, fn) }); a > 0 {
 		t.Fatalf("For allocates %.1f times per call", a)
+	}
+}
+
+// TestForAfterPark checks loops posted to helpers that have parked (idle
+// longer than spinFor) and to helpers still spinning: every index is
+// visited once either way.
+func TestForAfterPark(t *testing.T) {
+	for round := 0; round < 20; round++ {
+		if round%2 == 0 {
+			time.Sleep(2 * spinFor) // the helpers park
+		}
+		var seen [64]int32
+		ForChunk(len(seen), 1, func(lo, hi int) {
+			for i := lo; i < hi; i++ {
+				atomic.AddInt32(&seen[i], 1)
+			}
+		})
+		for i, c := range seen {
+			if c != 1 {
+				t.Fatalf("round %d: index %d visited %d times", round, i, c)
+			}
+		}
 	}
 }
