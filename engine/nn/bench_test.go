@@ -24,6 +24,13 @@ var benchConvs = []struct {
 	{"48to48_7x7", 48, 48, 3, 1, 1, 7, 7, true},
 	{"48to24_28x28", 48, 24, 3, 1, 1, 28, 28, true},
 	{"24to1_28x28", 24, 1, 3, 1, 1, 28, 28, true},
+	// Small output planes, lowered several images per GEMM
+	// (forwardGrouped): 7×7 after a concatenation, an attention
+	// projection, and the two Downsamples.
+	{"96to48_7x7", 96, 48, 3, 1, 1, 7, 7, true},
+	{"48to48_1x1_7x7", 48, 48, 1, 1, 0, 7, 7, true},
+	{"24to24_s2_28x28", 24, 24, 3, 2, 1, 28, 28, true},
+	{"48to48_s2_14x14", 48, 48, 3, 2, 1, 14, 14, true},
 }
 
 const benchBatch = 32

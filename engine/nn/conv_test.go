@@ -56,6 +56,11 @@ var convCases = []struct {
 	{1, 13, 2, 5, 1, 2, 9, 8},    // by kernel rows, 5×5
 	{2, 22, 24, 3, 1, 1, 7, 10},  // input gradient by kernel rows too
 	{3, 24, 22, 3, 1, 1, 60, 24}, // both, in blocks
+	// Small planes: several images per GEMM (forwardGrouped), in groups of
+	// 11 at 7×7, the last group of a slot partial.
+	{25, 5, 6, 3, 1, 1, 7, 7},
+	{25, 4, 3, 1, 1, 0, 7, 7},   // pointwise: the images' pixels copied
+	{25, 3, 4, 3, 2, 1, 14, 13}, // strided, 7×7 output
 	// Winograd forward (3×3, stride 1, padding 1, ≥ 8 channels each way):
 	{2, 8, 9, 3, 1, 1, 28, 28}, // even size
 	{3, 9, 8, 3, 1, 1, 7, 5},   // odd sizes: the last tile row and column are cut
