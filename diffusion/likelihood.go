@@ -109,6 +109,26 @@ func (d *Diffusion) PriorBPD(x0 []float32, n int) []float64 {
 	return out
 }
 
+// DecoderBPDAtData is the decoder term L_0 (eq. 13) that each of the n
+// images in x0 would score if the network's mean μ_θ(x_1, 1) were x0
+// itself, in bits/dim: what the fixed σ_1 alone costs. It is not a lower
+// bound (a mean pushed past ±1 puts more mass into an edge bin), but it is
+// the yardstick for a measured L_0: the difference is what the network's x̂0
+// at t = 1 gets wrong. NaN with a learned variance, which has no fixed σ_1.
+func (d *Diffusion) DecoderBPDAtData(x0 []float32, n int) []float64 {
+	D := imageDim(x0, n, "x0")
+	logScale := 0.5 * d.FixedLogVariance(0)
+	out := make([]float64, n)
+	forImages(n, func(b int) {
+		s := 0.0
+		for _, v := range x0[b*D : (b+1)*D] {
+			s -= DiscretizedGaussianLogLikelihood(float64(v), float64(v), logScale)
+		}
+		out[b] = s / (float64(D) * math.Ln2)
+	})
+	return out
+}
+
 // vbTerm is one dimension of the bound term at index i, in nats, with its
 // partial derivatives w.r.t. the model mean μ and log-variance v: for i ≥ 1
 // L_{t−1} = D_KL(q(x_{t−1} | x_t, x0) ‖ N(μ, e^v)) (eqs. 5–7), for i = 0 the

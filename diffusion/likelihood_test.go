@@ -152,6 +152,10 @@ func TestBPDOracle(t *testing.T) {
 			if !close(r.Decoder[b], nll, 1e-4, 0) {
 				t.Errorf("%v image %d: decoder %g, closed form %g", v, b, r.Decoder[b], nll)
 			}
+			// The oracle's decoder is the one DecoderBPDAtData reports.
+			if at := d.DecoderBPDAtData(x0, n)[b]; v != Learned && !close(at, nll, 1e-9, 0) {
+				t.Errorf("%v image %d: DecoderBPDAtData %g, closed form %g", v, b, at, nll)
+			}
 			for i := range 200 { // beyond, float32 μ over a tiny x0 coefficient is too coarse
 				if r.XStartMSE[b][i] > 1e-8 {
 					t.Fatalf("%v i=%d: oracle x̂0 MSE %g", v, i, r.XStartMSE[b][i])

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/ddpm-go/ddpm/data"
+	"github.com/ddpm-go/ddpm/diffusion"
 	"github.com/ddpm-go/ddpm/experiments/likelihood"
 	"github.com/ddpm-go/ddpm/internal/progress"
 )
@@ -32,6 +33,10 @@ type bpdReport struct {
 	DataDims int     `json:"data_dims"` // values per image of the data set: the bits/dim denominator
 	Seed     uint64  `json:"seed"`
 	Seconds  float64 `json:"seconds"`
+	// DecoderAtData is the decoder L_0 the images would score if the
+	// network's mean at t = 1 were the image itself (absent with a learned
+	// variance): the part of decoder_bpd that σ_1 alone costs.
+	DecoderAtData float64 `json:"decoder_bpd_at_data,omitempty"`
 }
 
 func runEvalBPD(args []string) error { return evalBPD(args, os.Stdout) }
@@ -100,6 +105,11 @@ func evalBPD(args []string, w io.Writer) error {
 		Model:   *modelPath, Data: dataSpec, Split: *split, T: d.T, Dims: D, DataDims: dataDims, Seed: *seed,
 		Seconds: time.Since(start).Seconds(),
 	}
+	if d.Var != diffusion.Learned {
+		for _, v := range d.DecoderBPDAtData(x0, count) {
+			rep.DecoderAtData += v * float64(D) / float64(dataDims) / float64(count)
+		}
+	}
 	if *plotPath != "" {
 		title := fmt.Sprintf("%s %s, %d images: total %.4f bits/dim", dataSpec, *split, count, rep.TotalBPD)
 		if err := likelihood.PlotPerT(*plotPath, title, likelihood.Curve{Name: *split, PerT: rep.PerTBPD}); err != nil {
@@ -126,6 +136,9 @@ func printBPD(w io.Writer, r bpdReport, res, h, wd int) {
 	fmt.Fprintf(w, "  %-28s %10.3e\n", "prior L_T", r.PriorBPD)
 	fmt.Fprintf(w, "  %-28s %10.5f\n", "terms L_1 + … + L_{T-1}", r.TermsBPD)
 	fmt.Fprintf(w, "  %-28s %10.5f\n", "decoder L_0", r.DecoderBPD)
+	if r.DecoderAtData > 0 {
+		fmt.Fprintf(w, "  %-28s %10.5f (σ_1's cost: L_0 if the network's x̂0 at t = 1 were exact)\n", "  L_0 with μ = x0", r.DecoderAtData)
+	}
 	evals := float64(r.N * r.T)
 	fmt.Fprintf(w, "%s, %.1f network evaluations/s\n", time.Duration(r.Seconds*float64(time.Second)).Round(time.Millisecond), evals/r.Seconds)
 }

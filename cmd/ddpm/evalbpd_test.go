@@ -34,7 +34,7 @@ func TestEvalBPDEndToEnd(t *testing.T) {
 	if err := json.Unmarshal(out.Bytes(), &raw); err != nil {
 		t.Fatalf("output is not one JSON object: %v\n%s", err, out.String())
 	}
-	for _, k := range []string{"n", "total_bpd", "total_bpd_stderr", "prior_bpd", "decoder_bpd", "terms_bpd", "per_t_bpd", "dims", "data_dims"} {
+	for _, k := range []string{"n", "total_bpd", "total_bpd_stderr", "prior_bpd", "decoder_bpd", "terms_bpd", "per_t_bpd", "dims", "data_dims", "decoder_bpd_at_data"} {
 		if _, ok := raw[k]; !ok {
 			t.Errorf("JSON lacks %q", k)
 		}
@@ -61,6 +61,10 @@ func TestEvalBPDEndToEnd(t *testing.T) {
 	}
 	if r.PerTBPD[0] != r.DecoderBPD {
 		t.Errorf("per_t_bpd[0] = %v, decoder %v", r.PerTBPD[0], r.DecoderBPD)
+	}
+	// An untrained network's x̂0 at t = 1 is far from exact.
+	if !(r.DecoderAtData > 0 && r.DecoderAtData < r.DecoderBPD) {
+		t.Errorf("decoder with μ = x0 %v, measured decoder %v", r.DecoderAtData, r.DecoderBPD)
 	}
 	// A two-step model is a poor one, so its bound can be anything large:
 	// check only that it is positive and finite. (With T = 20 the prior is
