@@ -123,9 +123,9 @@ func (l *Conv2d) ForwardBias(out, in, extra []float32, n, h, w int) {
 // than groupMaxPixels pixels, by lowering several images into one GEMM. A
 // 7×7 plane alone is 49 GEMM columns, too few for the kernel's 12-column
 // panels and its packing to pay off: grouped, the mnist-fast U-Net's 7×7
-// convs ran 7–14 % faster (BenchmarkConvForward, batch 32, 2 cores). On a
-// 14×14 output (the stride-2 28×28 conv) grouping was 20 % slower, hence
-// the bound.
+// convs ran 7–22 % faster (BenchmarkConvForward, batch 32, 2 cores, two
+// interleaved runs). A 14×14 output (the stride-2 28×28 conv) ran slower
+// grouped in the one run measured, hence the bound.
 const (
 	groupCols      = 512
 	groupMaxPixels = 128
