@@ -92,15 +92,7 @@ func winoOut(ilo, ihi Mem) {
 	VMOVUPS(ilo, lo)
 	VMOVUPS(ihi, hi)
 	for a, name := range []string{"y0", "y1"} {
-		ra := r[a]
-		// Column pass: y_a0 = ((ra0+ra1)+ra2)+bias, y_a1 = ((ra1−ra2)−ra3)+bias.
-		e, o := ZMM(), ZMM()
-		VADDPS(ra[1], ra[0], e)
-		VADDPS(ra[2], e, e)
-		VADDPS(bias, e, e)
-		VSUBPS(ra[2], ra[1], o)
-		VSUBPS(ra[3], o, o)
-		VADDPS(bias, o, o)
+		e, o := outColumns(r[a], bias)
 		p0, p1 := ZMM(), ZMM()
 		VMOVAPS(lo, p0)
 		VPERMI2PS(o, e, p0)
@@ -169,14 +161,7 @@ func winoOut2() {
 	VMOVUPS(Mem{Base: ip}, t1)
 	VMOVUPS(Mem{Base: ip, Disp: 64}, t2)
 	for a := 0; a < 2; a++ {
-		ra := r[a]
-		e, o := ZMM(), ZMM()
-		VADDPS(ra[1], ra[0], e)
-		VADDPS(ra[2], e, e)
-		VADDPS(bias, e, e)
-		VSUBPS(ra[2], ra[1], o)
-		VSUBPS(ra[3], o, o)
-		VADDPS(bias, o, o)
+		e, o := outColumns(r[a], bias)
 		for set, tab := range []VecVirtual{t1, t2} {
 			row := 2*set + a
 			p := ZMM()
@@ -274,4 +259,18 @@ func outPrologue() (r [2][4]VecVirtual, bias VecVirtual) {
 	bias = ZMM()
 	VBROADCASTSS(ba.Addr, bias)
 	return r, bias
+}
+
+// outColumns is the output transform's column pass on one row-pass result
+// ra, with the bias added: y_a0 = ((ra0+ra1)+ra2)+bias and
+// y_a1 = ((ra1−ra2)−ra3)+bias.
+func outColumns(ra [4]VecVirtual, bias VecVirtual) (e, o VecVirtual) {
+	e, o = ZMM(), ZMM()
+	VADDPS(ra[1], ra[0], e)
+	VADDPS(ra[2], e, e)
+	VADDPS(bias, e, e)
+	VSUBPS(ra[2], ra[1], o)
+	VSUBPS(ra[3], o, o)
+	VADDPS(bias, o, o)
+	return e, o
 }
