@@ -100,14 +100,15 @@ func evalBPD(args []string, w io.Writer) error {
 	}
 	bar.Finish()
 	dataDims := ds.ImageSize()
+	scale := float64(D) / float64(dataDims) // bits per data dimension
 	rep := bpdReport{
-		Summary: res.Summary(float64(D) / float64(dataDims)),
+		Summary: res.Summary(scale),
 		Model:   *modelPath, Data: dataSpec, Split: *split, T: d.T, Dims: D, DataDims: dataDims, Seed: *seed,
 		Seconds: time.Since(start).Seconds(),
 	}
 	if d.Var != diffusion.Learned {
 		for _, v := range d.DecoderBPDAtData(x0, count) {
-			rep.DecoderAtData += v * float64(D) / float64(dataDims) / float64(count)
+			rep.DecoderAtData += v * scale / float64(count)
 		}
 	}
 	if *plotPath != "" {

@@ -170,15 +170,20 @@ func (l *Conv2d) forwardGrouped(out, in, extra []float32, n, h, w, g int) {
 			for i := i0; i < i1; i++ {
 				y := out[i*cout*howo:]
 				for o := 0; o < cout; o++ {
-					b := l.Bias.W[o]
-					if extra != nil {
-						b += extra[i*cout+o]
-					}
-					vec.Affine(y[o*howo:(o+1)*howo], s.acc[o*ld+(i-i0)*howo:][:howo], 1, b)
+					vec.Affine(y[o*howo:(o+1)*howo], s.acc[o*ld+(i-i0)*howo:][:howo], 1, l.outBias(extra, i, o))
 				}
 			}
 		}
 	})
+}
+
+// outBias is the constant ForwardBias adds to channel o of image i: the
+// bias plus the image's extra bias, if any.
+func (l *Conv2d) outBias(extra []float32, i, o int) float32 {
+	if extra == nil {
+		return l.Bias.W[o]
+	}
+	return l.Bias.W[o] + extra[i*l.Cout+o]
 }
 
 // rowTaps reports whether Forward (and the weight gradient) use the

@@ -152,11 +152,7 @@ func (l *Conv2d) forwardWinograd(out, in, extra []float32, n, h, w int) {
 			for i := i0; i < i1; i++ {
 				off := (i - i0) * per
 				for o := 0; o < cout; o++ {
-					b := l.Bias.W[o]
-					if extra != nil {
-						b += extra[i*cout+o]
-					}
-					vec.WinogradOutputPlane(out[(i*cout+o)*h*w:][:h*w], h, w, ws.m[o*ld+off:], sm, b)
+					vec.WinogradOutputPlane(out[(i*cout+o)*h*w:][:h*w], h, w, ws.m[o*ld+off:], sm, l.outBias(extra, i, o))
 				}
 			}
 		}
