@@ -501,6 +501,9 @@ func im2col(col, x []float32, cin, h, w, k, stride, pad, wo, oy0, oy1 int) {
 // im2colStride is im2col into rows ld apart (ld ≥ (oy1−oy0)·wo), so that
 // several images' blocks can sit side by side in one matrix.
 func im2colStride(col []float32, ld int, x []float32, cin, h, w, k, stride, pad, wo, oy0, oy1 int) {
+	if k == 3 && stride == 1 && pad == 1 && oy0 == 0 && oy1 == h && vec.Im2col3x3(col, ld, x, cin, h, w) {
+		return // a small plane, whole: one register permute per tap
+	}
 	np := (oy1 - oy0) * wo
 	for c := 0; c < cin; c++ {
 		xc := x[c*h*w : (c+1)*h*w]

@@ -39,3 +39,4 @@ func winoIn2AVX512(r0, r1, r2, r3, s0, s1, s2, s3, v *float32, ldv int, idx *[2]
 func winoOut2AVX512(m *float32, ldm int, y0, y1, y2, y3 *float32, bias float32, idx *[2][16]uint32, mld, m0, m1, m2, m3 uint16) {
 	unreachable()
 }
+func im2col3x3AVX512(col *float32, ld int, x *float32, hw, cin int, tab *uint32) { unreachable() }

@@ -103,3 +103,8 @@ func winoIn2AVX512(r0 *float32, r1 *float32, r2 *float32, r3 *float32, s0 *float
 //
 //go:noescape
 func winoOut2AVX512(m *float32, ldm int, y0 *float32, y1 *float32, y2 *float32, y3 *float32, bias float32, idx *[2][16]uint32, mld uint16, m0 uint16, m1 uint16, m2 uint16, m3 uint16)
+
+// im2col3x3AVX512 lowers cin planes of hw ≤ 64 pixels for a 3×3, stride-1, padding-1 conv; see vec.Im2col3x3.
+//
+//go:noescape
+func im2col3x3AVX512(col *float32, ld int, x *float32, hw int, cin int, tab *uint32)

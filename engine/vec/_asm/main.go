@@ -85,6 +85,7 @@ func main() {
 	})
 	adam()
 	winograd()
+	im2col3x3()
 	Generate()
 }
 
