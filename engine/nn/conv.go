@@ -504,6 +504,10 @@ func im2colStride(col []float32, ld int, x []float32, cin, h, w, k, stride, pad,
 	if k == 3 && stride == 1 && pad == 1 && oy0 == 0 && oy1 == h && vec.Im2col3x3(col, ld, x, cin, h, w) {
 		return // a small plane, whole: one register permute per tap
 	}
+	if k == 3 && stride == 2 && pad == 1 && h%2 == 0 && w%2 == 0 && oy0 == 0 && oy1 == h/2 {
+		im2colDown(col, ld, x, cin, h, w)
+		return
+	}
 	np := (oy1 - oy0) * wo
 	for c := 0; c < cin; c++ {
 		xc := x[c*h*w : (c+1)*h*w]
@@ -517,6 +521,35 @@ func im2colStride(col []float32, ld int, x []float32, cin, h, w, k, stride, pad,
 				}
 			}
 		}
+	}
+}
+
+// im2colDown is im2colStride for whole images of the U-Net's Downsample
+// conv (3×3, stride 2, padding 1, even h and w). Its taps read the image's
+// four pixel phases P(py, px)[i, j] = x[2i+py, 2j+px], each ho×wo: taps
+// (ky, kx) ∈ {1, 2}² are the phases (py, px) = (ky−1, kx−1) themselves,
+// written by one de-interleaving pass, and the five taps with ky = 0 or kx
+// = 0 read an odd phase one phase row (column) back: shiftPlane copies of
+// those rows. The per-pixel gather of im2colRow cost more than the
+// Downsample's GEMM.
+func im2colDown(col []float32, ld int, x []float32, cin, h, w int) {
+	ho, wo := h/2, w/2
+	for c := 0; c < cin; c++ {
+		tap := func(ky, kx int) []float32 { return col[((c*3+ky)*3+kx)*ld:][:ho*wo] }
+		p00, p01, p10, p11 := tap(1, 1), tap(1, 2), tap(2, 1), tap(2, 2)
+		xc := x[c*h*w : (c+1)*h*w]
+		for i := 0; i < ho; i++ {
+			r0, r1 := xc[2*i*w:][:w], xc[(2*i+1)*w:][:w]
+			e0, o0, e1, o1 := p00[i*wo:][:wo], p01[i*wo:][:wo], p10[i*wo:][:wo], p11[i*wo:][:wo]
+			for j := range wo {
+				e0[j], o0[j], e1[j], o1[j] = r0[2*j], r0[2*j+1], r1[2*j], r1[2*j+1]
+			}
+		}
+		shiftPlane(tap(0, 0), p11, ho, wo, -1, -1, 0, ho)
+		shiftPlane(tap(0, 1), p10, ho, wo, -1, 0, 0, ho)
+		shiftPlane(tap(0, 2), p11, ho, wo, -1, 0, 0, ho)
+		shiftPlane(tap(1, 0), p01, ho, wo, 0, -1, 0, ho)
+		shiftPlane(tap(2, 0), p11, ho, wo, 0, -1, 0, ho)
 	}
 }
 
