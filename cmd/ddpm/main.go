@@ -30,6 +30,7 @@ import (
 	"io"
 	"os"
 	"runtime/debug"
+	"runtime/pprof"
 	"sort"
 	"strings"
 )
@@ -118,7 +119,13 @@ func runCommand(name string, cmd command, args []string) (code int) {
 			code = exitInternal
 		}
 	}()
-	err := cmd.run(args)
+	stop, err := startProfile(os.Getenv("DDPM_CPUPROFILE"))
+	if err == nil {
+		err = cmd.run(args)
+		if perr := stop(); err == nil {
+			err = perr
+		}
+	}
 	switch {
 	case err == nil:
 		return 0
@@ -131,6 +138,30 @@ func runCommand(name string, cmd command, args []string) (code int) {
 		fmt.Fprintf(os.Stderr, "ddpm %s: %s\n", name, withoutName(name, oneLine(err.Error())))
 		return 1
 	}
+}
+
+// startProfile writes a CPU profile of the command to path (go tool pprof
+// reads it) when path is not empty: DDPM_CPUPROFILE=FILE ddpm sample … shows
+// where a whole command's time goes, beyond what the layer benchmarks time.
+func startProfile(path string) (stop func() error, err error) {
+	if path == "" {
+		return func() error { return nil }, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("DDPM_CPUPROFILE: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("DDPM_CPUPROFILE: %w", err)
+	}
+	return func() error {
+		pprof.StopCPUProfile()
+		if err := f.Close(); err != nil {
+			return fmt.Errorf("DDPM_CPUPROFILE: %w", err)
+		}
+		return nil
+	}, nil
 }
 
 // withoutName drops a leading "name: " from an error message: the
