@@ -173,6 +173,17 @@ func Sgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int
 	jobPool.Put(j)
 }
 
+// RoundUpN rounds a column count n up to a multiple of the active kernel's
+// panel width. A caller whose B and C have room for that many columns (ld
+// large enough, the extra columns of B finite) can multiply the rounded
+// width instead: every panel is then read in place, where a ragged last
+// one would be packed and computed through a scratch tile, for the same
+// multiplies.
+func RoundUpN(n int) int {
+	nr := active.nr
+	return (n + nr - 1) / nr * nr
+}
+
 func checkMat(name string, x []float32, rows, cols, ld int) {
 	if ld < max(cols, 1) {
 		panic(fmt.Sprintf("gemm: ld%s = %d < %d", name, ld, cols))

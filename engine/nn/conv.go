@@ -153,9 +153,20 @@ func (l *Conv2d) forwardGrouped(out, in, extra []float32, n, h, w, g int) {
 	l.eachSlot(n, func(s *convSlot, lo, hi int) {
 		for i0 := lo; i0 < hi; i0 += g {
 			i1 := min(hi, i0+g)
-			ld := (i1 - i0) * howo
+			// The GEMM runs over N rounded up to whole panels, as the
+			// Winograd forward's do (the extra columns of col are zero),
+			// with rows not a multiple of 512 bytes apart (L1 aliasing).
+			N := (i1 - i0) * howo
+			Np := gemm.RoundUpN(N)
+			ld := Np
+			if ld%128 == 0 {
+				ld += 16
+			}
 			s.col = grow(s.col, kk*ld)
 			s.acc = grow(s.acc, cout*ld)
+			for r := 0; r < kk; r++ {
+				clear(s.col[r*ld+N : r*ld+Np])
+			}
 			for i := i0; i < i1; i++ {
 				x, col := in[i*l.Cin*h*w:(i+1)*l.Cin*h*w], s.col[(i-i0)*howo:]
 				if l.pointwise() {
@@ -166,7 +177,7 @@ func (l *Conv2d) forwardGrouped(out, in, extra []float32, n, h, w, g int) {
 					im2colStride(col, ld, x, l.Cin, h, w, l.K, l.Stride, l.Pad, wo, 0, ho)
 				}
 			}
-			gemm.Sgemm(false, false, cout, ld, kk, 1, l.Weight.W, kk, s.col, ld, 0, s.acc, ld)
+			gemm.Sgemm(false, false, cout, Np, kk, 1, l.Weight.W, kk, s.col, ld, 0, s.acc, ld)
 			for i := i0; i < i1; i++ {
 				y := out[i*cout*howo:]
 				for o := 0; o < cout; o++ {
