@@ -297,3 +297,42 @@ func TestDefaultKernel(t *testing.T) {
 		t.Fatalf("default kernel %s, want %s", got, want)
 	}
 }
+
+// TestRoundUpN: the rounded width covers n with whole panels of every
+// kernel, and multiplying over it (B's extra columns zero) leaves the first
+// n columns of C exactly as the unrounded call does.
+func TestRoundUpN(t *testing.T) {
+	defer SetKernel(Kernel())
+	for _, name := range Kernels() {
+		if err := SetKernel(name); err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range []int{1, 4, 31, 32, 33, 196, 539} {
+			np := RoundUpN(n)
+			if np < n || np%active.nr != 0 || np-n >= active.nr {
+				t.Fatalf("%s: RoundUpN(%d) = %d (panel width %d)", name, n, np, active.nr)
+			}
+			const m, k = 13, 37
+			rng := rand.New(rand.NewPCG(uint64(n), 1))
+			a, b := make([]float32, m*k), make([]float32, k*np)
+			for i := range a {
+				a[i] = float32(rng.NormFloat64())
+			}
+			for p := 0; p < k; p++ {
+				for j := 0; j < n; j++ {
+					b[p*np+j] = float32(rng.NormFloat64())
+				}
+			}
+			want, got := make([]float32, m*np), make([]float32, m*np)
+			Sgemm(false, false, m, n, k, 1, a, k, b, np, 0, want, np)
+			Sgemm(false, false, m, np, k, 1, a, k, b, np, 0, got, np)
+			for i := 0; i < m; i++ {
+				for j := 0; j < n; j++ {
+					if got[i*np+j] != want[i*np+j] {
+						t.Fatalf("%s n=%d: C[%d,%d] = %v over the rounded width, %v over n", name, n, i, j, got[i*np+j], want[i*np+j])
+					}
+				}
+			}
+		}
+	}
+}
