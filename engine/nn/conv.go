@@ -37,6 +37,7 @@ type Conv2d struct {
 	rowF    []float32 // [K, Cin, Cout, K]: flipped split by kernel row (instead of flipped)
 	winoU   []float32 // [16, Cout, Cin]: the Winograd-transformed kernel, for forwardWinograd
 	winoW   []float32 // the weights winoU was computed from
+	fwd     balancer  // the forward's batch split
 }
 
 // convSlot is the scratch of one batch range.
@@ -98,7 +99,7 @@ func (l *Conv2d) ForwardBias(out, in, extra []float32, n, h, w int) {
 		l.rowW = grow(l.rowW, len(l.Weight.W))
 		splitKernelRows(l.rowW, l.Weight.W, l.Cout, l.Cin, l.K)
 	}
-	l.eachSlot(n, func(s *convSlot, lo, hi int) {
+	l.eachSlotForward(n, func(s *convSlot, lo, hi int) {
 		for i := lo; i < hi; i++ {
 			x, y := in[i*inSize:(i+1)*inSize], out[i*outSize:(i+1)*outSize]
 			// The GEMMs add onto the bias (beta = 1).
@@ -150,7 +151,7 @@ func (l *Conv2d) imageGroup(ho, wo, n int) int {
 func (l *Conv2d) forwardGrouped(out, in, extra []float32, n, h, w, g int) {
 	ho, wo := l.OutSize(h, w)
 	howo, kk, cout := ho*wo, l.Cin*l.K*l.K, l.Cout
-	l.eachSlot(n, func(s *convSlot, lo, hi int) {
+	l.eachSlotForward(n, func(s *convSlot, lo, hi int) {
 		for i0 := lo; i0 < hi; i0 += g {
 			i1 := min(hi, i0+g)
 			// The GEMM runs over N rounded up to whole panels, as the
@@ -474,17 +475,33 @@ func (l *Conv2d) lower(s *convSlot, x []float32, h, w, ho, wo, oy int) (p0 int, 
 // ForChunk runs the whole batch in the caller, on slot 0, so the other slots
 // may hold stale accumulators: hence the mark.)
 func (l *Conv2d) eachSlot(n int, fn func(s *convSlot, lo, hi int)) {
+	l.slotsFor(n)
+	forSlots(n, func(slot, lo, hi int) {
+		s := &l.slots[slot]
+		s.used = true
+		fn(s, lo, hi)
+	})
+}
+
+// eachSlotForward is eachSlot for the forward passes, whose batch split
+// the layer's balancer adapts.
+func (l *Conv2d) eachSlotForward(n int, fn func(s *convSlot, lo, hi int)) {
+	l.slotsFor(n)
+	l.fwd.run(n, func(slot, lo, hi int) {
+		s := &l.slots[slot]
+		s.used = true
+		fn(s, lo, hi)
+	})
+}
+
+// slotsFor makes room for a batch of n and clears the slots' marks.
+func (l *Conv2d) slotsFor(n int) {
 	if k := numSlots(n); len(l.slots) < k {
 		l.slots = append(l.slots, make([]convSlot, k-len(l.slots))...)
 	}
 	for i := range l.slots {
 		l.slots[i].used = false
 	}
-	forSlots(n, func(slot, lo, hi int) {
-		s := &l.slots[slot]
-		s.used = true
-		fn(s, lo, hi)
-	})
 }
 
 // validRange returns the output columns [lo, hi) whose input column

@@ -3,6 +3,8 @@ package nn
 import (
 	"fmt"
 	"testing"
+
+	"github.com/ddpm-go/ddpm/engine/parallel"
 )
 
 // convRef is a direct float64 convolution (PyTorch's definition).
@@ -203,4 +205,43 @@ func toF64(x []float32) []float64 {
 		y[i] = float64(v)
 	}
 	return y
+}
+
+// TestForwardSplitInvariant: the forward's output is bitwise the same
+// wherever the balancer cuts the batch (the premise of adapting the cut),
+// on the Winograd, grouped and direct paths, with a per-image bias.
+func TestForwardSplitInvariant(t *testing.T) {
+	if parallel.Workers() != 2 {
+		t.Skip("the balancer splits over two workers only")
+	}
+	cases := []struct{ cin, cout, k, stride, pad, h, n int }{
+		{24, 24, 3, 1, 1, 28, 9},  // Winograd
+		{48, 48, 3, 1, 1, 7, 25},  // grouped, small-plane im2col
+		{24, 24, 3, 2, 1, 28, 10}, // direct, stride 2
+		{24, 1, 3, 1, 1, 28, 6},   // direct, row taps
+		{48, 48, 1, 1, 0, 7, 13},  // grouped pointwise
+	}
+	for _, c := range cases {
+		rng := newRNG(uint64(c.cin*100 + c.h))
+		l := NewConv2d(c.cin, c.cout, c.k, c.stride, c.pad)
+		bindRandom(rng, l.Params(), 0.2)
+		ho, wo := l.OutSize(c.h, c.h)
+		in := randn(rng, c.n*c.cin*c.h*c.h, 1)
+		extra := randn(rng, c.n*c.cout, 1)
+		var ref []float32
+		for _, share := range []float64{0.5, balancerMin, balancerMax, 0.41} {
+			l.fwd.share = share
+			out := make([]float32, c.n*c.cout*ho*wo)
+			l.ForwardBias(out, in, extra, c.n, c.h, c.h)
+			if ref == nil {
+				ref = out
+				continue
+			}
+			for i := range out {
+				if out[i] != ref[i] {
+					t.Fatalf("%+v: cut at share %.2f changes output %d: %v vs %v", c, share, i, out[i], ref[i])
+				}
+			}
+		}
+	}
 }

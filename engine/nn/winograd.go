@@ -122,7 +122,7 @@ func (l *Conv2d) forwardWinograd(out, in, extra []float32, n, h, w int) {
 	th, tw := (h+1)/2, (w+1)/2
 	per := th * tw // GEMM columns (tiles) of one image
 	chunk := max(1, winoBytes/(64*per*(cin+cout)))
-	l.eachSlot(n, func(s *convSlot, lo, hi int) {
+	l.eachSlotForward(n, func(s *convSlot, lo, hi int) {
 		ws := &s.wino
 		for i0 := lo; i0 < hi; i0 += chunk {
 			i1 := min(hi, i0+chunk)
