@@ -3,6 +3,7 @@ package nn
 import (
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/ddpm-go/ddpm/engine/parallel"
 )
@@ -243,5 +244,49 @@ func TestForwardSplitInvariant(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// TestBalancer: every image lands in exactly one range, also when the
+// pool is busy (nested in a parallel loop), and the cut moves toward the
+// range that runs faster per image.
+func TestBalancer(t *testing.T) {
+	if parallel.Workers() != 2 {
+		t.Skip("the balancer splits over two workers only")
+	}
+	for _, n := range []int{1, 2, 3, 4, 5, 17, 64} {
+		for _, share := range []float64{0, balancerMin, 0.5, balancerMax} {
+			check := func(where string) {
+				b := balancer{share: share}
+				seen := make([]int, n)
+				b.run(n, func(slot, lo, hi int) {
+					for i := lo; i < hi; i++ {
+						seen[i]++
+					}
+				})
+				for i, c := range seen {
+					if c != 1 {
+						t.Fatalf("%s n=%d share=%.2f: image %d visited %d times", where, n, share, i, c)
+					}
+				}
+			}
+			check("alone")
+			parallel.For(2, func(lo, hi int) {
+				if lo == 0 {
+					check("nested")
+				}
+			})
+		}
+	}
+	// Range 1 twice as slow per image: the cut moves to give range 0 more
+	// (equal times at a share of 2/3).
+	var b balancer
+	for range 10 {
+		b.run(20, func(slot, lo, hi int) {
+			time.Sleep(time.Duration((hi-lo)*(slot+1)) * 300 * time.Microsecond)
+		})
+	}
+	if b.share < 0.58 {
+		t.Fatalf("share %.3f after 10 calls with range 1 twice as slow, want ≥ 0.58 (→ 0.667)", b.share)
 	}
 }

@@ -111,8 +111,8 @@ type balancer struct {
 	share float64 // fraction of the batch in range 0; 0 until the first call
 }
 
-// balancerRange bounds the share: a stray slow call (a preempted vCPU) can
-// move the cut only so far.
+// balancerMin and balancerMax bound the share: a stray slow call (a preempted
+// vCPU) can move the cut only so far.
 const balancerMin, balancerMax = 0.3, 0.7
 
 // run calls fn(slot, lo, hi) on the two ranges, in parallel, and moves the
@@ -128,14 +128,17 @@ func (b *balancer) run(n int, fn func(slot, lo, hi int)) {
 	}
 	cut := min(n-1, max(1, int(math.Round(float64(n)*share))))
 	var took [2]time.Duration
-	parallel.ForChunk(2, 1, func(slot, _ int) {
-		lo, hi := 0, cut
-		if slot == 1 {
-			lo, hi = cut, n
+	parallel.ForChunk(2, 1, func(first, last int) {
+		// One range per call, or both when the pool turned out busy.
+		for slot := first; slot < last; slot++ {
+			lo, hi := 0, cut
+			if slot == 1 {
+				lo, hi = cut, n
+			}
+			start := time.Now()
+			fn(slot, lo, hi)
+			took[slot] = time.Since(start)
 		}
-		start := time.Now()
-		fn(slot, lo, hi)
-		took[slot] = time.Since(start)
 	})
 	per0, per1 := took[0].Seconds()/float64(cut), took[1].Seconds()/float64(n-cut)
 	if per0 > 0 && per1 > 0 {
