@@ -127,23 +127,9 @@ func (l *Conv2d) forwardWinograd(out, in, extra []float32, n, h, w int) {
 		for i0 := lo; i0 < hi; i0 += chunk {
 			i1 := min(hi, i0+chunk)
 			N := (i1 - i0) * per
-			// Rows of V and M start on 64-byte lines (if the buffers do),
-			// since the GEMM reads V in place and split lines cost double
-			// loads; but neither the row stride nor the stride between the
-			// 16 planes is a multiple of 512 bytes, whose rows or planes
-			// would all fall into the same few L1 sets and evict each other.
-			//
-			// The GEMMs run over Np ≥ N columns, N rounded up to the
-			// kernel's panel width: a ragged last panel would be packed,
-			// computed into scratch and copied out (7 % of a sampling
-			// step's time, measured with DDPM_CPUPROFILE), while the
-			// columns past N cost the same multiplies either way. They are
-			// zeroed in V and their results in M are never read.
-			Np := gemm.RoundUpN(N)
-			ld := (Np + 15) &^ 15
-			if ld%128 == 0 {
-				ld += 16
-			}
+			// The GEMMs run over Np ≥ N columns (see gemmWidth); the 16
+			// planes are not a multiple of 512 bytes apart either.
+			Np, ld := gemmWidth(N)
 			sv, sm := cin*ld+16, cout*ld+16 // plane strides of V and M
 			ws.v = grow(ws.v, 16*sv)
 			ws.m = grow(ws.m, 16*sm)
@@ -153,10 +139,8 @@ func (l *Conv2d) forwardWinograd(out, in, extra []float32, n, h, w int) {
 					vec.WinogradInputPlane(ws.v[c*ld+off:], sv, in[(i*cin+c)*h*w:][:h*w], h, w)
 				}
 			}
-			if Np > N {
-				for r := 0; r < 16*cin; r++ {
-					clear(ws.v[r/cin*sv+r%cin*ld+N:][:Np-N])
-				}
+			for xi := 0; xi < 16; xi++ {
+				zeroColumns(ws.v[xi*sv:], cin, ld, N, Np)
 			}
 			for xi := 0; xi < 16; xi++ {
 				gemm.Sgemm(false, false, cout, Np, cin, 1, l.winoU[xi*cout*cin:], cin,
