@@ -10,12 +10,11 @@ import (
 // t)·ld:][:h·w], holds plane c shifted by tap t = 3·ky + kx, that is pixel
 // (y + ky − 1, x + kx − 1) at output pixel (y, x), 0 off the plane.
 //
-// It covers planes of at most 64 pixels and 15 columns (the 7×7 and 4×4
-// levels of the U-Nets, the 8×8 of a CIFAR-sized one) with an AVX-512
-// kernel and reports whether it did; otherwise it writes nothing and the
-// caller lowers the planes itself (package nn's im2col, one copy per tap,
-// which on planes this small costs more in calls and zero fix-ups than in
-// the copy).
+// It covers planes of at most 64 pixels and 15 columns (the MNIST U-Nets'
+// 7×7 level, the CIFAR-sized ones' 8×8 and 4×4) with an AVX-512 kernel and
+// reports whether it did; otherwise it writes nothing and the caller lowers
+// the planes itself (package nn's im2col, one copy per tap, which on planes
+// this small costs more in calls and zero fix-ups than in the copy).
 func Im2col3x3(col []float32, ld int, x []float32, cin, h, w int) bool {
 	hw := h * w
 	if !useAVX512 || hw > 64 || w > 15 || cin <= 0 || hw <= 0 || ld < hw {
