@@ -216,11 +216,11 @@ func TestForwardSplitInvariant(t *testing.T) {
 		t.Skip("the balancer splits over two workers only")
 	}
 	cases := []struct{ cin, cout, k, stride, pad, h, n int }{
-		{24, 24, 3, 1, 1, 28, 9},  // Winograd
+		{24, 24, 3, 1, 1, 28, 17}, // Winograd
 		{48, 48, 3, 1, 1, 7, 25},  // grouped, small-plane im2col
-		{24, 24, 3, 2, 1, 28, 10}, // direct, stride 2
-		{24, 1, 3, 1, 1, 28, 6},   // direct, row taps
-		{48, 48, 1, 1, 0, 7, 13},  // grouped pointwise
+		{24, 24, 3, 2, 1, 28, 18}, // direct, stride 2
+		{24, 1, 3, 1, 1, 28, 16},  // direct, row taps
+		{48, 48, 1, 1, 0, 7, 21},  // grouped pointwise
 	}
 	for _, c := range cases {
 		rng := newRNG(uint64(c.cin*100 + c.h))
@@ -254,7 +254,7 @@ func TestBalancer(t *testing.T) {
 	if parallel.Workers() != 2 {
 		t.Skip("the balancer splits over two workers only")
 	}
-	for _, n := range []int{1, 2, 3, 4, 5, 17, 64} {
+	for _, n := range []int{1, 2, 3, 4, 5, balancerMinBatch, 17, 64} {
 		for _, share := range []float64{0, balancerMin, 0.5, balancerMax} {
 			check := func(where string) {
 				b := balancer{share: share}
@@ -282,7 +282,7 @@ func TestBalancer(t *testing.T) {
 	// (equal times at a share of 2/3).
 	var b balancer
 	for range 10 {
-		b.run(20, func(slot, lo, hi int) {
+		b.run(balancerMinBatch+4, func(slot, lo, hi int) {
 			time.Sleep(time.Duration((hi-lo)*(slot+1)) * 300 * time.Microsecond)
 		})
 	}

@@ -115,10 +115,18 @@ type balancer struct {
 // vCPU) can move the cut only so far.
 const balancerMin, balancerMax = 0.3, 0.7
 
+// balancerMinBatch is the smallest batch the balancer cuts unevenly: in a
+// smaller one a single image is over 6 % of the work, too coarse a step to
+// balance with, and a range that keeps changing size keeps growing the
+// slots' scratch (which is sized by the range while it is shorter than a
+// layer's images-per-GEMM).
+const balancerMinBatch = 16
+
 // run calls fn(slot, lo, hi) on the two ranges, in parallel, and moves the
-// cut toward equal times; with other than two workers it is forSlots.
+// cut toward equal times; with other than two workers, or a batch under
+// balancerMinBatch, it is forSlots.
 func (b *balancer) run(n int, fn func(slot, lo, hi int)) {
-	if parallel.Workers() != 2 || n < 4 || parallel.Serial() {
+	if parallel.Workers() != 2 || n < balancerMinBatch || parallel.Serial() {
 		forSlots(n, fn)
 		return
 	}
