@@ -88,5 +88,9 @@ func tapReadsBack(t int) bool {
 	return dy < 0 || (dy == 0 && dx < 0)
 }
 
-// The kernel addresses the table by byte offset.
-var _ = [1]struct{}{}[unsafe.Offsetof(im2colTab{}.valid)-2304+unsafe.Offsetof(im2colTab{}.plane)-2376]
+// The kernel addresses the table by byte offset: each line fails to compile
+// (a constant index out of range) if its field moves.
+var (
+	_ = [1]struct{}{}[unsafe.Offsetof(im2colTab{}.valid)-2304]
+	_ = [1]struct{}{}[unsafe.Offsetof(im2colTab{}.plane)-2376]
+)
