@@ -42,6 +42,8 @@ type Diffusion struct {
 	// Clip clips x̂0 to [−1, 1] in PMeanVariance (sampling, the bound), as the
 	// official code's clip_denoised. Training losses never clip.
 	Clip bool
+	// Fit holds the fitted variance when Var is Fitted (nil otherwise).
+	Fit *VarianceFit
 }
 
 // New builds the schedule named by c and validates the combination.
@@ -83,6 +85,10 @@ func (d *Diffusion) Validate() error {
 		return fmt.Errorf("diffusion: invalid loss type %v", d.Loss)
 	case d.Loss == Hybrid && d.Var != Learned:
 		return fmt.Errorf("diffusion: loss %v needs a learned variance (got %v); use %v", Hybrid, d.Var, Simple)
+	case d.Var == Fitted && d.Fit == nil:
+		return fmt.Errorf("diffusion: the %v variance is fitted to a trained network (Diffusion.WithFit), not set in a config", Fitted)
+	case d.Var == Fitted:
+		return d.Fit.check(d.T)
 	}
 	return nil
 }
@@ -97,10 +103,13 @@ func (d *Diffusion) OutChannels(c int) int {
 }
 
 // FixedLogVariance is log σ_t² of the fixed reverse variance at index i:
-// log β_t for FixedLarge (log β̃ at index 1 in place of index 0) and the
-// clipped log β̃_t for FixedSmall. It is NaN for Learned.
+// log β_t for FixedLarge (log β̃ at index 1 in place of index 0), the
+// clipped log β̃_t for FixedSmall and the fitted variance for Fitted. It is
+// NaN for Learned.
 func (d *Diffusion) FixedLogVariance(i int) float64 {
 	switch d.Var {
+	case Fitted:
+		return d.fittedLogVariance(i)
 	case FixedLarge:
 		if i == 0 {
 			return math.Log(d.PosteriorVariance[1])
@@ -372,7 +381,7 @@ func (d *Diffusion) pMeanVariance(mean, logVar, xStart, modelOut, xt []float32, 
 				if ov != nil {
 					logVar[k] = ov[j]
 				} else {
-					logVar[k] = float32(lv)
+					logVar[k] = float32(d.logVarianceAt(i, lv, x0))
 				}
 			}
 		}

@@ -26,7 +26,7 @@ func TestEnums(t *testing.T) {
 	}
 	names := map[string]string{
 		Eps.String(): "eps", XPrev.String(): "xprev", XStart.String(): "xstart",
-		FixedLarge.String(): "fixedlarge", FixedSmall.String(): "fixedsmall", Learned.String(): "learned",
+		FixedLarge.String(): "fixedlarge", FixedSmall.String(): "fixedsmall", Learned.String(): "learned", Fitted.String(): "fitted",
 		Simple.String(): "simple", VLB.String(): "vlb", MSEMu.String(): "mse-mu", Hybrid.String(): "hybrid",
 		CosineBeta.String(): "cosine", LinearBeta.String(): "linear",
 	}

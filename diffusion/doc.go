@@ -25,7 +25,10 @@
 // image for a [Learned] variance: image b occupies [b·2D, (b+1)·2D), its first
 // D values (the first C channels) are the mean part (ε, x0 or μ depending on
 // [ModelMean]) and its last D values (the last C channels) are the per-pixel
-// log-variance log σ² used directly (Table 2's "learned diagonal Σ").
+// log-variance log σ² used directly (Table 2's "learned diagonal Σ"). A
+// [Fitted] variance needs no extra output: it is measured on a trained
+// network's errors afterwards ([VarianceFit]) and depends on the step and on
+// each value's predicted x̂0.
 //
 // Schedule constants are float64 (as in the official code); per-element
 // arithmetic is done in float64 and stored as float32.

@@ -30,6 +30,12 @@ const (
 	// Learned: the network outputs a per-pixel log σ² in its last C channels
 	// (Table 2's learned diagonal Σ).
 	Learned
+	// Fitted: σ_t² = β̃_t + c₁²·E‖x̂0 − x0‖²/D, the per-step variance that
+	// minimises the expected L_{t−1} for a trained network's own mean, with
+	// the error measured on held-out images; the decoder's σ_1 minimises
+	// their mean L_0. It needs a [VarianceFit] (see [Diffusion.WithFit]) and
+	// is chosen after training, never trained with.
+	Fitted
 )
 
 // LossType is the training objective; see [Diffusion.TrainingLoss].
@@ -52,7 +58,7 @@ const HybridLambda = 0.001
 
 var (
 	modelMeanNames = []string{Eps: "eps", XPrev: "xprev", XStart: "xstart"}
-	modelVarNames  = []string{FixedLarge: "fixedlarge", FixedSmall: "fixedsmall", Learned: "learned"}
+	modelVarNames  = []string{FixedLarge: "fixedlarge", FixedSmall: "fixedsmall", Learned: "learned", Fitted: "fitted"}
 	lossTypeNames  = []string{Simple: "simple", VLB: "vlb", MSEMu: "mse-mu", Hybrid: "hybrid"}
 )
 
@@ -92,7 +98,7 @@ func ParseModelMean(s string) (ModelMean, error) {
 	return ModelMean(v), err
 }
 
-// ParseModelVar parses "fixedlarge", "fixedsmall" or "learned".
+// ParseModelVar parses "fixedlarge", "fixedsmall", "learned" or "fitted".
 func ParseModelVar(s string) (ModelVar, error) {
 	v, err := enumParse(modelVarNames, s, "model variance")
 	return ModelVar(v), err

@@ -10,9 +10,6 @@ import (
 // extends to ∓∞ (eq. 13; the official code's ±0.999 thresholds).
 const decoderEdge = 0.999
 
-// probFloor is the clamp on probabilities before taking logs (official code).
-const probFloor = 1e-12
-
 // NormalKL is D_KL(N(mean1, e^logvar1) ‖ N(mean2, e^logvar2)) in nats for one
 // dimension: ½(−1 + logvar2 − logvar1 + e^{logvar1−logvar2} +
 // (mean1−mean2)² e^{−logvar2}). Every KL of the bound (eq. 5) is a sum of these.
@@ -48,47 +45,79 @@ func standardNormalPDF(x float64) float64 {
 // snapped to the nearest of the 256 levels and the bin edges are computed
 // from the level number, so the bins partition the line exactly even for
 // float32 inputs. The mass is computed from the tail nearer the bin (no
-// cancellation) and clamped at 1e-12 before the log, as the official code
-// does.
+// cancellation) and its log stays exact far into the tails
+// ([logBinMass]). The official code clamps the mass at 1e-12 before the
+// log, which understates the bound (and zeroes the gradient) wherever the
+// mass is smaller; here nothing is clamped.
 func DiscretizedGaussianLogLikelihood(x, mean, logScale float64) float64 {
-	lp, _, _ := discretizedGaussianLogLikelihoodGrad(x, mean, logScale)
-	return lp
+	a, b := decoderBin(x, mean, logScale)
+	return logBinMass(a, b)
+}
+
+// decoderBin is x's bin of eq. 13 in standard units of N(mean,
+// e^{2·logScale}): its edges a < b, ∓∞ for the first and last bins.
+func decoderBin(x, mean, logScale float64) (a, b float64) {
+	inv := math.Exp(-logScale)
+	level := math.Round((x + 1) * 127.5)
+	a = ((level-0.5)/127.5 - 1 - mean) * inv
+	b = ((level+0.5)/127.5 - 1 - mean) * inv
+	if x < -decoderEdge {
+		a = math.Inf(-1)
+	}
+	if x > decoderEdge {
+		b = math.Inf(1)
+	}
+	return a, b
+}
+
+// logBinMass is log(Φ(b) − Φ(a)) for a < b (either may be infinite),
+// accurate when the mass underflows float64: a bin in a tail is a difference
+// of that tail's log-probabilities.
+func logBinMass(a, b float64) float64 {
+	switch {
+	case a > 0: // upper tail: Q(a) − Q(b)
+		la := logUpperTail(a)
+		if math.IsInf(b, 1) {
+			return la
+		}
+		return la + math.Log1p(-math.Exp(logUpperTail(b)-la))
+	case b < 0: // lower tail, by symmetry
+		return logBinMass(-b, -a)
+	}
+	// the bin holds the mean: erf is accurate near 0 and the mass is not small
+	return math.Log(0.5 * (math.Erf(b/math.Sqrt2) - math.Erf(a/math.Sqrt2)))
+}
+
+// logUpperTail is log Q(z) = log P(Z > z) for z ≥ 0: from erfc while it
+// holds (Q(35) ≈ 1e-268), then the asymptotic series
+// Q(z) = φ(z)/z·(1 − 1/z² + 3/z⁴ − 15/z⁶ + …), whose next term is below
+// 1e-10 there.
+func logUpperTail(z float64) float64 {
+	if z < 35 {
+		return math.Log(0.5 * math.Erfc(z/math.Sqrt2))
+	}
+	w := 1 / (z * z)
+	return -0.5/w - math.Log(z) - 0.5*math.Log(2*math.Pi) + math.Log1p(w*(-1+w*(3-15*w)))
 }
 
 // discretizedGaussianLogLikelihoodGrad is DiscretizedGaussianLogLikelihood
-// with its partial derivatives w.r.t. mean and logScale (0 where clamped).
+// with its partial derivatives w.r.t. mean and logScale: with p the bin's
+// mass and a, b its standardised edges, ∂log p/∂mean = (φ(a) − φ(b))/(σp)
+// and ∂log p/∂logScale = (aφ(a) − bφ(b))/p, each ratio φ/p taken in logs so
+// that it holds where p underflows.
 func discretizedGaussianLogLikelihoodGrad(x, mean, logScale float64) (lp, dMean, dLogScale float64) {
-	inv := math.Exp(-logScale)
-	level := math.Round((x + 1) * 127.5)
-	a := ((level-0.5)/127.5 - 1 - mean) * inv // lower bin edge, standardised
-	b := ((level+0.5)/127.5 - 1 - mean) * inv // upper bin edge, standardised
-	var p float64
-	switch {
-	case x < -decoderEdge:
-		a = math.Inf(-1)
-		p = StandardNormalCDF(b)
-	case x > decoderEdge:
-		b = math.Inf(1)
-		p = StandardNormalCDF(-a)
-	case a > 0: // bin in the upper tail: difference of upper tails
-		p = StandardNormalCDF(-a) - StandardNormalCDF(-b)
-	case b < 0: // bin in the lower tail
-		p = StandardNormalCDF(b) - StandardNormalCDF(a)
-	default: // bin straddles the mean: erf is accurate near 0
-		p = 0.5 * (math.Erf(b/math.Sqrt2) - math.Erf(a/math.Sqrt2))
+	a, b := decoderBin(x, mean, logScale)
+	lp = logBinMass(a, b)
+	ratio := func(z float64) (r, zr float64) { // φ(z)/p and z·φ(z)/p, 0 at an infinite edge
+		if math.IsInf(z, 0) {
+			return 0, 0
+		}
+		r = math.Exp(-0.5*z*z - 0.5*math.Log(2*math.Pi) - lp)
+		return r, z * r
 	}
-	if !(p >= probFloor) {
-		return math.Log(probFloor), 0, 0
-	}
-	pa, pb := standardNormalPDF(a), standardNormalPDF(b)
-	var apa, bpb float64 // a·φ(a), b·φ(b); 0 at infinite edges
-	if !math.IsInf(a, 0) {
-		apa = a * pa
-	}
-	if !math.IsInf(b, 0) {
-		bpb = b * pb
-	}
-	return math.Log(p), (pa - pb) * inv / p, (apa - bpb) / p
+	ra, zra := ratio(a)
+	rb, zrb := ratio(b)
+	return lp, (ra - rb) * math.Exp(-logScale), zra - zrb
 }
 
 // PriorBPD is L_T = D_KL(q(x_T | x0) ‖ N(0, I)) (eq. 5) per image of the n
@@ -111,18 +140,20 @@ func (d *Diffusion) PriorBPD(x0 []float32, n int) []float64 {
 
 // DecoderBPDAtData is the decoder term L_0 (eq. 13) that each of the n
 // images in x0 would score if the network's mean μ_θ(x_1, 1) were x0
-// itself, in bits/dim: what the fixed σ_1 alone costs. It is not a lower
+// itself, in bits/dim: what the fixed (or fitted) σ_1 alone costs. It is not a lower
 // bound (a mean pushed past ±1 puts more mass into an edge bin), but it is
 // the yardstick for a measured L_0: the difference is what the network's x̂0
 // at t = 1 gets wrong. NaN with a learned variance, which has no fixed σ_1.
+// A fitted σ_1 is the one of the bin x0 itself falls in.
 func (d *Diffusion) DecoderBPDAtData(x0 []float32, n int) []float64 {
 	D := imageDim(x0, n, "x0")
-	logScale := 0.5 * d.FixedLogVariance(0)
+	lv := d.FixedLogVariance(0)
 	out := make([]float64, n)
 	forImages(n, func(b int) {
 		s := 0.0
 		for _, v := range x0[b*D : (b+1)*D] {
-			s -= DiscretizedGaussianLogLikelihood(float64(v), float64(v), logScale)
+			x := float64(v)
+			s -= DiscretizedGaussianLogLikelihood(x, x, 0.5*d.logVarianceAt(0, lv, x))
 		}
 		out[b] = s / (float64(D) * math.Ln2)
 	})
@@ -150,7 +181,7 @@ func (d *Diffusion) vbImage(i int, om, ov, x0, xt, eps []float32, clip bool) (bp
 	for j := range x0 {
 		x := float64(xt[j])
 		mu, xs := d.meanFromOutput(i, float64(om[j]), x, clip)
-		v := lv
+		v := d.logVarianceAt(i, lv, xs)
 		if ov != nil {
 			v = float64(ov[j])
 		}

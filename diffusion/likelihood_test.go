@@ -76,6 +76,8 @@ func TestDecoderBinsSumToOne(t *testing.T) {
 func TestDecoderGradient(t *testing.T) {
 	tests := []struct{ x, mean, logScale float64 }{
 		{-1, -0.99, -4}, {1, 0.995, -4}, {0.2, 0.21, -5}, {0.2, 0.15, -3}, {-0.4, -0.45, -5.5}, {-1, -1.02, -5}, {0, 0, 2},
+		// far in the tails, where the official code clamps the mass at 1e-12
+		{-0.4, -0.2, -6}, {0.6, 0.8, -7}, {1, -0.5, -4}, {-1, 0.5, -6},
 	}
 	for _, tc := range tests {
 		_, gm, gs := discretizedGaussianLogLikelihoodGrad(tc.x, tc.mean, tc.logScale)
@@ -214,5 +216,34 @@ func TestBPDTotals(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+// The decoder's far tails: the asymptotic series takes over from erfc where
+// both still hold and agrees with it, and a bin's log-mass keeps falling
+// like −z²/2 long after the mass itself underflows.
+func TestLogUpperTail(t *testing.T) {
+	for _, z := range []float64{25, 28, 30, 33, 34.9} {
+		w := 1 / (z * z)
+		series := -0.5/w - math.Log(z) - 0.5*math.Log(2*math.Pi) + math.Log1p(w*(-1+w*(3-15*w)))
+		if erfc := math.Log(0.5 * math.Erfc(z/math.Sqrt2)); !close(series, erfc, 1e-11, 0) {
+			t.Errorf("z = %g: series %.15g, erfc %.15g", z, series, erfc)
+		}
+	}
+	prev := 0.0
+	for _, z := range []float64{1, 10, 34, 36, 50, 100, 1e3} {
+		got := logUpperTail(z)
+		if !(got < prev) {
+			t.Errorf("log Q(%g) = %g, not below log Q at the previous z, %g", z, got, prev)
+		}
+		// Mills' ratio: φ(z)/z·(1 − 1/z²) < Q(z) < φ(z)/z.
+		if lead := -0.5*z*z - math.Log(z) - 0.5*math.Log(2*math.Pi); z > 1 && !(got <= lead && got >= lead+math.Log1p(-1/(z*z))-1e-12*math.Abs(lead)) {
+			t.Errorf("log Q(%g) = %.15g outside Mills' bounds (%.15g, %.15g)", z, got, lead+math.Log1p(-1/(z*z)), lead)
+		}
+		prev = got
+	}
+	// A bin 200σ from the mean: log-mass ≈ −(200²)/2, not log 1e-12.
+	if got := DiscretizedGaussianLogLikelihood(0.5, 0.5-200*1e-3-1.0/255, math.Log(1e-3)); got > -19000 || got < -21000 {
+		t.Errorf("log-mass of a bin 200σ away: %g, want ≈ −20000", got)
 	}
 }

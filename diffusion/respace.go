@@ -82,7 +82,7 @@ func (d *Diffusion) Respace(keep []int) (*Respaced, error) {
 	if err != nil {
 		return nil, fmt.Errorf("respacing: %w", err)
 	}
-	r := &Diffusion{Schedule: s, Mean: d.Mean, Var: d.Var, Loss: d.Loss, Clip: d.Clip}
+	r := &Diffusion{Schedule: s, Mean: d.Mean, Var: d.Var, Loss: d.Loss, Clip: d.Clip, Fit: d.Fit.respace(keep)}
 	return &Respaced{Diffusion: r, Base: d, Keep: append([]int(nil), keep...)}, nil
 }
 

@@ -32,6 +32,8 @@ type bpdReport struct {
 	Dims     int     `json:"dims"`      // values per image the model sees (after padding)
 	DataDims int     `json:"data_dims"` // values per image of the data set: the bits/dim denominator
 	Seed     uint64  `json:"seed"`
+	Var      string  `json:"var"`                  // the reverse variance the bound was computed with
+	FitN     int     `json:"fit_images,omitempty"` // --var fitted: the train images it was fitted on
 	Seconds  float64 `json:"seconds"`
 	// DecoderAtData is the decoder L_0 the images would score if the
 	// network's mean at t = 1 were the image itself (absent with a learned
@@ -104,7 +106,10 @@ func evalBPD(args []string, w io.Writer) error {
 	rep := bpdReport{
 		Summary: res.Summary(scale),
 		Model:   *modelPath, Data: dataSpec, Split: *split, T: d.T, Dims: D, DataDims: dataDims, Seed: *seed,
-		Seconds: time.Since(start).Seconds(),
+		Seconds: time.Since(start).Seconds(), Var: d.Var.String(),
+	}
+	if d.Fit != nil {
+		rep.FitN = d.Fit.Images
 	}
 	if d.Var != diffusion.Learned {
 		for _, v := range d.DecoderBPDAtData(x0, count) {
@@ -128,7 +133,7 @@ func evalBPD(args []string, w io.Writer) error {
 }
 
 func printBPD(w io.Writer, r bpdReport, res, h, wd int) {
-	fmt.Fprintf(w, "NLL bound on the first %d images of %s (%s), T = %d, model %s\n", r.N, r.Data, r.Split, r.T, r.Model)
+	fmt.Fprintf(w, "NLL bound on the first %d images of %s (%s), T = %d, model %s, variance %s\n", r.N, r.Data, r.Split, r.T, r.Model, r.Var)
 	if r.Dims != r.DataDims {
 		fmt.Fprintf(w, "images padded from %d×%d to %d×%d: bits are per data dimension (%d), i.e. the padded image's bound × %d/%d\n",
 			h, wd, res, res, r.DataDims, r.Dims, r.DataDims)

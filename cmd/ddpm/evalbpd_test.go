@@ -120,3 +120,59 @@ func TestEvalBPDEndToEnd(t *testing.T) {
 		}
 	}
 }
+
+// --var fitted: the bound with the variance fitted on training images, the
+// same draws as fixedsmall, and the ways to ask for it wrongly.
+func TestEvalBPDFittedVariance(t *testing.T) {
+	dir := trainTinyRun(t)
+	eval := func(args ...string) bpdReport {
+		t.Helper()
+		var out bytes.Buffer
+		if err := evalBPD(append([]string{"--model", dir, "--n", "2", "--json", "--quiet"}, args...), &out); err != nil {
+			t.Fatal(err)
+		}
+		var r bpdReport
+		if err := json.Unmarshal(out.Bytes(), &r); err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	small, fitted := eval("--var", "fixedsmall"), eval("--var", "fitted", "--fit-n", "3")
+	if small.Var != "fixedsmall" || fitted.Var != "fitted" || fitted.FitN != 3 || small.FitN != 0 {
+		t.Errorf("reports say var %q (fit %d) and %q (fit %d)", small.Var, small.FitN, fitted.Var, fitted.FitN)
+	}
+	if sum := fitted.PriorBPD + fitted.TermsBPD + fitted.DecoderBPD; !(fitted.TotalBPD > 0) || math.Abs(sum-fitted.TotalBPD) > 1e-9*fitted.TotalBPD {
+		t.Errorf("fitted: prior + terms + decoder = %v, total %v", sum, fitted.TotalBPD)
+	}
+	// The prior term does not depend on the reverse variance.
+	if fitted.PriorBPD != small.PriorBPD || fitted.TotalBPD == small.TotalBPD {
+		t.Errorf("prior %v vs %v, total %v vs %v", fitted.PriorBPD, small.PriorBPD, fitted.TotalBPD, small.TotalBPD)
+	}
+	// Sampling takes it too.
+	png := filepath.Join(t.TempDir(), "s.png")
+	if code := run([]string{"sample", "--model", dir, "--var", "fitted", "--fit-n", "2", "--n", "2", "--quiet", "--out", png}); code != 0 {
+		t.Fatalf("sample --var fitted exited %d", code)
+	}
+	decodePNG(t, png)
+
+	learned := filepath.Join(t.TempDir(), "learned")
+	if code := run([]string{"train", "--data", "mnist", "--config", "tiny1", "--steps", "1", "--batch", "2",
+		"--T", "20", "--var", "learned", "--loss", "hybrid", "--quiet", "--out", learned}); code != 0 {
+		t.Fatalf("ddpm train --var learned exited %d", code)
+	}
+	for _, c := range []struct{ name, want string }{
+		{"--fit-n 0", "--fit-n must be in 1..60000"},
+		{"--fit-n 60001", "--fit-n must be in 1..60000"},
+		{"--model " + learned, "learns its own"},
+	} {
+		args := append([]string{"--model", dir, "--n", "1", "--var", "fitted", "--quiet"}, strings.Fields(c.name)...)
+		err := evalBPD(args, &bytes.Buffer{})
+		if err == nil || !errors.Is(err, errUsage) || !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("%s: error %v, want a one-line usage error containing %q", c.name, err, c.want)
+		}
+	}
+	code, _ := runCaptured(t, "train", "--data", "mnist", "--config", "tiny1", "--steps", "1", "--var", "fitted", "--out", filepath.Join(t.TempDir(), "x"))
+	if code != 2 {
+		t.Errorf("train --var fitted exited %d, want 2 (usage)", code)
+	}
+}

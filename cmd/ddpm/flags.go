@@ -35,7 +35,9 @@ func diffusionFlags(fs *flag.FlagSet, dc *diffusion.Config, training bool) {
 	const clipHelp = "clip the predicted x0 to [-1, 1] while sampling, as the official code does"
 	if !training {
 		// A Func flag prints no default.
-		fs.Func("var", varHelp+" (default: the checkpoint's)", func(s string) error { return dc.Var.UnmarshalText([]byte(s)) })
+		fs.Func("var", varHelp+", or fitted: σ_t² = β̃_t + the network's measured x̂0 error, fitted on --fit-n training images (default: the checkpoint's)",
+			func(s string) error { return dc.Var.UnmarshalText([]byte(s)) })
+		fs.Int("fit-n", defaultFitN, "with --var fitted: fit the variances on the last N images of the model's training split")
 		fs.BoolVar(&dc.Clip, "clip", false, clipHelp+" (default: the checkpoint's)")
 		return
 	}
@@ -50,6 +52,9 @@ func diffusionFlags(fs *flag.FlagSet, dc *diffusion.Config, training bool) {
 }
 
 func checkDiffusion(dc diffusion.Config) error {
+	if dc.Var == diffusion.Fitted {
+		return usageErr("--var %v is measured on a trained network, not trained with: train with fixedlarge or fixedsmall, then pass --var %v to eval, sample, rd, …", dc.Var, dc.Var)
+	}
 	if _, err := diffusion.New(dc); err != nil {
 		return usageErr("%v", err)
 	}

@@ -103,19 +103,25 @@ func (mf *modelFlags) load() (*unet.UNet, *diffusion.Diffusion, error) {
 // model's name, a run directory, a checkpoint or a weights file. The
 // sampling flags the user set on fs (--var, --clip) override the model's
 // diffusion settings.
-func loadModel(path string, raw bool, fs interface{ Visit(func(*flag.Flag)) }, over diffusion.Config) (*unet.UNet, *diffusion.Diffusion, error) {
+func loadModel(path string, raw bool, fs *flag.FlagSet, over diffusion.Config) (*unet.UNet, *diffusion.Diffusion, error) {
 	m, dc, err := openModel(path, raw)
 	if err != nil {
 		return nil, nil, err
 	}
+	fitted := false
 	fs.Visit(func(f *flag.Flag) {
-		switch f.Name {
-		case "var":
+		switch {
+		case f.Name == "var" && over.Var == diffusion.Fitted:
+			fitted = true // fitted below, to the network under its own variance
+		case f.Name == "var":
 			dc.Var = over.Var
-		case "clip":
+		case f.Name == "clip":
 			dc.Clip = over.Clip
 		}
 	})
+	if fitted && dc.Var == diffusion.Learned {
+		return nil, nil, usageErr("--var %v replaces a fixed variance; %s learns its own", diffusion.Fitted, path)
+	}
 	d, err := diffusion.New(dc)
 	if err != nil {
 		return nil, nil, usageErr("%v", err)
@@ -123,5 +129,22 @@ func loadModel(path string, raw bool, fs interface{ Visit(func(*flag.Flag)) }, o
 	if want, have := d.OutChannels(m.Config().InCh), m.Config().OutCh; want != have {
 		return nil, nil, usageErr("--var %s needs a network with %d output channels, this one has %d (trained with another variance choice)", dc.Var, want, have)
 	}
+	if fitted {
+		if d, err = fitVariance(path, m, d, flagValue(fs, "fit-n", defaultFitN), flagValue(fs, "quiet", false)); err != nil {
+			return nil, nil, err
+		}
+	}
 	return m, d, nil
+}
+
+// flagValue is the value of fs's flag name, or def when fs has no such flag.
+func flagValue[V any](fs *flag.FlagSet, name string, def V) V {
+	if f := fs.Lookup(name); f != nil {
+		if g, ok := f.Value.(flag.Getter); ok {
+			if v, ok := g.Get().(V); ok {
+				return v
+			}
+		}
+	}
+	return def
 }

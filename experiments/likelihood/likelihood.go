@@ -176,3 +176,26 @@ func (r *Result) Summary(scale float64) Summary {
 	}
 	return s
 }
+
+// FitVariance measures the Fitted reverse variance ([diffusion.VarianceFit])
+// of the network m on the n held-out images x0, with one x_t draw per image
+// and step as [Evaluate] makes them (opt as there; a Visit of its own is
+// still called). A bin of x̂0 values needs minBin values at a step to be
+// fitted on its own. d must describe a network that outputs a mean only.
+func FitVariance(ctx context.Context, d *diffusion.Diffusion, m diffusion.Model, x0 []float32, n, minBin int, opt Options) (*diffusion.VarianceFit, error) {
+	f, err := d.NewVarianceFitter(minBin)
+	if err != nil {
+		return nil, err
+	}
+	visit := opt.Visit
+	opt.Visit = func(b Batch) {
+		f.Add(b.Out, b.X0, b.Xt, b.T, b.Img)
+		if visit != nil {
+			visit(b)
+		}
+	}
+	if _, err := Evaluate(ctx, d, m, x0, n, opt); err != nil {
+		return nil, err
+	}
+	return f.Fit()
+}
