@@ -47,8 +47,8 @@ func standardNormalPDF(x float64) float64 {
 // float32 inputs. The mass is computed from the tail nearer the bin (no
 // cancellation) and its log stays exact far into the tails
 // ([logBinMass]). The official code clamps the mass at 1e-12 before the
-// log, which understates the bound (and zeroes the gradient) wherever the
-// mass is smaller; here nothing is clamped.
+// log, which understates the bound wherever the mass is smaller; the bound
+// here is not clamped (training losses keep the clamp: trainDecoderCap).
 func DiscretizedGaussianLogLikelihood(x, mean, logScale float64) float64 {
 	a, b := decoderBin(x, mean, logScale)
 	return logBinMass(a, b)
@@ -159,6 +159,12 @@ func (d *Diffusion) DecoderBPDAtData(x0 []float32, n int) []float64 {
 	})
 	return out
 }
+
+// trainDecoderCap is −log 1e-12: training losses clamp the decoder's bin
+// mass at 1e-12 (value capped, gradient 0) as the official code does, so
+// that the VLB and hybrid objectives train as there. The bound itself is
+// exact.
+var trainDecoderCap = -math.Log(1e-12)
 
 // vbTerm is one dimension of the bound term at index i, in nats, with its
 // partial derivatives w.r.t. the model mean μ and log-variance v: for i ≥ 1

@@ -90,6 +90,11 @@ func (d *Diffusion) TrainingLoss(modelOut, x0, xt, eps []float32, t []int, dOut 
 					v = float64(ov[j])
 				}
 				nats, gMu, gV := d.vbTerm(i, x0k, x, mu, v)
+				if i == 0 && nats > trainDecoderCap {
+					// the official code's clamp of the decoder's bin mass
+					// at 1e-12: a hopeless value stops pulling the mean
+					nats, gMu, gV = trainDecoderCap, 0, 0
+				}
 				sVB += nats
 				if !mse { // no stop-gradient: the bound also trains the mean
 					gMean = gMu * dmu * bits * invN

@@ -174,3 +174,27 @@ func TestTrainingLossValues(t *testing.T) {
 		t.Errorf("simple+learned loss %g, hybrid %g", l1, l2)
 	}
 }
+
+// A decoder mean far from its pixel: the bound reports the exact cost, the
+// VLB training loss the official code's clamped one (bin mass 1e-12) with no
+// gradient from that value.
+func TestTrainingLossDecoderClamp(t *testing.T) {
+	d := mustNew(t, XStart, FixedLarge, VLB, false)
+	x0 := []float32{0.5, -1}
+	out := []float32{-0.5, -1} // x̂0 = μ at index 0: the first value 1/σ_1 ≈ 135 σ away
+	xt := []float32{0.5, -1}
+	idx := []int{0}
+	dOut := make([]float32, 2)
+	_, per := d.TrainingLoss(out, x0, xt, nil, idx, dOut)
+	vb := d.VBTerms(out, x0, xt, idx)
+	good := -DiscretizedGaussianLogLikelihood(-1, -1, 0.5*d.FixedLogVariance(0))
+	if want := (trainDecoderCap + good) / (2 * math.Ln2); !close(per[0], want, 1e-12, 0) {
+		t.Errorf("training loss %g bits/dim, want the clamped %g", per[0], want)
+	}
+	if vb[0] < 1000 {
+		t.Errorf("bound %g bits/dim: a value 135σ off costs ≈ 135²/2 nats, not the clamp's 27.6", vb[0])
+	}
+	if dOut[0] != 0 || dOut[1] == 0 {
+		t.Errorf("gradients %v: want 0 for the clamped value only", dOut)
+	}
+}
