@@ -33,11 +33,6 @@ func StandardNormalCDF(x float64) float64 {
 	return 0.5 * math.Erfc(-x/math.Sqrt2)
 }
 
-// standardNormalPDF is φ(x), 0 at ±∞.
-func standardNormalPDF(x float64) float64 {
-	return math.Exp(-0.5*x*x) / math.Sqrt(2*math.Pi)
-}
-
 // DiscretizedGaussianLogLikelihood is log p(x) of the discretised decoder
 // (eq. 13) for one value x ∈ {−1, −1+2/255, …, 1}: the log of the mass of
 // N(mean, e^{2·logScale}) on x's bin [x − 1/255, x + 1/255], where the
