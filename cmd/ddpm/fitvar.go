@@ -62,8 +62,10 @@ func fitVariance(path string, m *unet.UNet, d *diffusion.Diffusion, n int, quiet
 	}
 	if !quiet {
 		sigma := func(dd *diffusion.Diffusion, i int) float64 { return math.Exp(0.5 * dd.FixedLogVariance(i)) }
-		fmt.Fprintf(os.Stderr, "fitted variance (%d train images, %s): decoder σ_1 %.4g (was %.4g)",
-			n, time.Since(start).Round(time.Second), sigma(fd, 0), sigma(d, 0))
+		last := len(fit.DecoderLogScale) - 1
+		fmt.Fprintf(os.Stderr, "fitted variance (%d train images, %s): decoder σ_1 %.4g (was %.4g; %.3g where x̂0 ≈ −1, %.3g where ≈ +1)",
+			n, time.Since(start).Round(time.Second), sigma(fd, 0), sigma(d, 0),
+			math.Exp(fit.DecoderLogScale[0]), math.Exp(fit.DecoderLogScale[last]))
 		for _, t := range []int{2, 10, 100} {
 			if t <= d.T {
 				fmt.Fprintf(os.Stderr, "; σ_%d %.3g (√β̃ %.3g, √β %.3g)", t, sigma(fd, t-1), math.Sqrt(d.PosteriorVariance[t-1]), math.Sqrt(d.Betas[t-1]))
