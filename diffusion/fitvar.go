@@ -25,8 +25,9 @@ func fitBin(xs float64) int { return sort.SearchFloat64s(FitBins, xs) }
 // N(μ_θ, σ²))] per value is ½(log σ²/β̃_t + (β̃_t + m)/σ² − 1) with
 // m = E(μ̃_t − μ_θ)², smallest at σ² = β̃_t + m. For the ε and x0
 // parameterisations μ_θ = μ̃_t(x_t, x̂0) (eq. 7), so μ̃_t − μ_θ = c₁(x0 − x̂0)
-// and m = c₁²·E(x̂0 − x0)². The paper's two fixed choices are this optimum's
-// limits: β̃_t for a perfect network, β_t for one that knows nothing of x0.
+// and m = c₁²·E(x̂0 − x0)². The paper's two fixed choices are this optimum
+// in its two extreme cases (Section 3.2): β̃_t when x0 is known exactly, β_t
+// when x0 ~ N(0, I) and x̂0 is its exact posterior mean.
 // Bao et al. (2022, Analytic-DPM) derive the same optimum per step and
 // estimate the error from E‖ε_θ‖², assuming the network is optimal; here the
 // error is measured, and measured separately for values whose x̂0 falls in
