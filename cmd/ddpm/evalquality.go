@@ -107,6 +107,9 @@ func runEvalQuality(args []string) error {
 	)
 	if *modelPath != "" {
 		source = "model " + *modelPath + ", " + sf.name + " sampler"
+		if flagSet(fs, "var") {
+			source += ", " + dc.Var.String() + " variance"
+		}
 		if x, c, side, err = sampleForQuality(*modelPath, *raw, fs, dc, sf, *n, *batch, *seed, *quiet); err != nil {
 			return err
 		}

@@ -169,6 +169,14 @@ func TestEvalQualityModel(t *testing.T) {
 	if again.Scores != r.Scores || again.Floor != r.Floor {
 		t.Errorf("same seed, different scores: %+v then %+v", r.Scores, again.Scores)
 	}
+	// A --var the user chose is part of where the images came from.
+	if strings.Contains(r.Source, "variance") {
+		t.Errorf("source %q names a variance nobody chose", r.Source)
+	}
+	small := qualityJSON(t, "--model", path, "--n", "100", "--batch", "50", "--seed", "3", "--var", "fixedsmall")
+	if !strings.HasSuffix(small.Source, ", fixedsmall variance") {
+		t.Errorf("source %q does not name --var fixedsmall", small.Source)
+	}
 }
 
 func TestEvalQualityErrors(t *testing.T) {
