@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"sort"
 )
 
@@ -160,10 +161,9 @@ type VarianceFitter struct {
 	sum    [][]float64 // Σ ((μ_θ − μ̃_t)/c₁)² per index and bin
 	count  [][]int     // values summed per index and bin
 	images map[int]bool
-	// decoder values at index 0: the data value, the model mean μ_θ(x_1, 1)
-	// and the bin of its x̂0
-	decX0, decMu []float32
-	decBin       []int
+	// decoder values at index 0 by bin of their x̂0: the data value and the
+	// model mean μ_θ(x_1, 1)
+	decX0, decMu [][]float32
 }
 
 // NewVarianceFitter starts a fit for the network d describes, which must
@@ -173,10 +173,12 @@ func (d *Diffusion) NewVarianceFitter(minBin int) (*VarianceFitter, error) {
 	if d.Var == Learned {
 		return nil, fmt.Errorf("diffusion: cannot fit a variance for a network that learns its own")
 	}
-	f := &VarianceFitter{d: d, minBin: max(minBin, 1), sum: make([][]float64, d.T), count: make([][]int, d.T), images: map[int]bool{}}
+	K := len(FitBins) + 1
+	f := &VarianceFitter{d: d, minBin: max(minBin, 1), sum: make([][]float64, d.T), count: make([][]int, d.T), images: map[int]bool{},
+		decX0: make([][]float32, K), decMu: make([][]float32, K)}
 	for i := range f.sum {
-		f.sum[i] = make([]float64, len(FitBins)+1)
-		f.count[i] = make([]int, len(FitBins)+1)
+		f.sum[i] = make([]float64, K)
+		f.count[i] = make([]int, K)
 	}
 	return f, nil
 }
@@ -205,9 +207,8 @@ func (f *VarianceFitter) Add(modelOut, x0, xt []float32, t, img []int) {
 			f.sum[i][bin] += e * e
 			f.count[i][bin]++
 			if i == 0 {
-				f.decX0 = append(f.decX0, x0[k])
-				f.decMu = append(f.decMu, float32(mu))
-				f.decBin = append(f.decBin, bin)
+				f.decX0[bin] = append(f.decX0[bin], x0[k])
+				f.decMu[bin] = append(f.decMu[bin], float32(mu))
 			}
 		}
 	}
@@ -236,20 +237,15 @@ func (f *VarianceFitter) Fit() (*VarianceFit, error) {
 			}
 		}
 	}
-	if len(f.decX0) == 0 {
+	allX0, allMu := slices.Concat(f.decX0...), slices.Concat(f.decMu...)
+	if len(allX0) == 0 {
 		return nil, errors.New("diffusion: no fit data for the decoder")
 	}
-	r.PooledDecoderLogScale = FitDecoderLogScale(f.decX0, f.decMu)
+	r.PooledDecoderLogScale = FitDecoderLogScale(allX0, allMu)
 	for k := range K {
-		var x0, mu []float32
-		for j, b := range f.decBin {
-			if b == k {
-				x0, mu = append(x0, f.decX0[j]), append(mu, f.decMu[j])
-			}
-		}
 		r.DecoderLogScale[k] = r.PooledDecoderLogScale
-		if len(x0) >= f.minBin {
-			r.DecoderLogScale[k] = FitDecoderLogScale(x0, mu)
+		if len(f.decX0[k]) >= f.minBin {
+			r.DecoderLogScale[k] = FitDecoderLogScale(f.decX0[k], f.decMu[k])
 		}
 	}
 	return r, r.check(T)
