@@ -71,3 +71,57 @@ func InceptionScore(probs [][]float64, splits int) (mean, std float64, err error
 	}
 	return mean, math.Sqrt(std / float64(splits)), nil
 }
+
+// UnsureBelow is the largest class probability under which
+// ClassBreakdown counts an image as one the classifier is unsure of.
+const UnsureBelow = 0.9
+
+// ClassStats says why an Inception Score is what it is. With all N rows
+// taken as one split, log IS = H(p(y)) − E_x H(p(y|x)): the KL's mean,
+// expanded. The first entropy is the generator's class balance (ln K when
+// every class is made equally often), the second the classifier's doubt
+// about each image (0 when every image is plainly one class), so a low
+// score is either missing classes or ambiguous images, and these numbers
+// tell which.
+type ClassStats struct {
+	ClassEntropy float64 `json:"class_entropy"` // H(p(y)) of the marginal over all rows, nats
+	PredEntropy  float64 `json:"pred_entropy"`  // mean H(p(y|x)), nats
+	Unsure       float64 `json:"unsure"`        // share of rows whose largest probability is below UnsureBelow
+}
+
+// ClassBreakdown computes the ClassStats of the class probabilities
+// p(y|x), one row per image (the rows are checked as InceptionScore
+// checks them).
+func ClassBreakdown(probs [][]float64) (ClassStats, error) {
+	if _, _, err := InceptionScore(probs, 1); err != nil { // the same checks
+		return ClassStats{}, fmt.Errorf("class breakdown: %w", err)
+	}
+	py := make([]float64, len(probs[0]))
+	var s ClassStats
+	for _, p := range probs {
+		top := 0.0
+		for j, v := range p {
+			py[j] += v
+			s.PredEntropy -= xlogx(v)
+			top = max(top, v)
+		}
+		if top < UnsureBelow {
+			s.Unsure++
+		}
+	}
+	n := float64(len(probs))
+	for _, v := range py {
+		s.ClassEntropy -= xlogx(v / n)
+	}
+	s.PredEntropy /= n
+	s.Unsure /= n
+	return s, nil
+}
+
+// xlogx is x·ln x with 0·ln 0 = 0.
+func xlogx(x float64) float64 {
+	if x <= 0 {
+		return 0
+	}
+	return x * math.Log(x)
+}

@@ -294,6 +294,10 @@ func printQuality(r qualityReport) {
 	row("FD (LeNet features)", fmt.Sprintf("%.3f", s.FD), fmt.Sprintf("%.3f", f.FD))
 	row("KID (LeNet features)", fmt.Sprintf("%.4f ± %.4f", s.KID, s.KIDStderr), fmt.Sprintf("%.4f ± %.4f", f.KID, f.KIDStderr))
 	row(fmt.Sprintf("IS (classifier, %d splits)", metrics.ISSplits), fmt.Sprintf("%.3f ± %.3f", s.ISMean, s.ISStd), fmt.Sprintf("%.3f ± %.3f", f.ISMean, f.ISStd))
+	// log IS = H(y) − E H(y|x) (one split): which of the two holds it down.
+	row("  class entropy H(y)", fmt.Sprintf("%.4f", s.ClassEntropy), fmt.Sprintf("%.4f", f.ClassEntropy))
+	row("  doubt E H(y|x)", fmt.Sprintf("%.4f", s.PredEntropy), fmt.Sprintf("%.4f", f.PredEntropy))
+	row(fmt.Sprintf("  unsure (top p < %.1f)", metrics.UnsureBelow), fmt.Sprintf("%.4f", s.Unsure), fmt.Sprintf("%.4f", f.Unsure))
 	row(fmt.Sprintf("precision (k=%d)", metrics.PRNeighbours), fmt.Sprintf("%.4f", s.Precision), fmt.Sprintf("%.4f", f.Precision))
 	row(fmt.Sprintf("recall (k=%d)", metrics.PRNeighbours), fmt.Sprintf("%.4f", s.Recall), fmt.Sprintf("%.4f", f.Recall))
 }

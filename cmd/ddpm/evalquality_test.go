@@ -27,7 +27,7 @@ func qualityJSON(t *testing.T, args ...string) qualityReport {
 	if err := json.Unmarshal([]byte(out), &r); err != nil {
 		t.Fatalf("eval quality --json printed %q: %v", out, err)
 	}
-	for _, k := range []string{`"is_mean"`, `"is_std"`, `"fd"`, `"kid"`, `"kid_stderr"`, `"precision"`, `"recall"`, `"floor"`} {
+	for _, k := range []string{`"is_mean"`, `"is_std"`, `"fd"`, `"kid"`, `"kid_stderr"`, `"precision"`, `"recall"`, `"class_entropy"`, `"pred_entropy"`, `"unsure"`, `"floor"`} {
 		if !strings.Contains(out, k) {
 			t.Errorf("JSON output lacks %s", k)
 		}
