@@ -87,3 +87,21 @@ func TrainingData(name string) (string, error) {
 	}
 	return data, nil
 }
+
+// Fit returns the reverse-variance fit (`--var fitted`) that ships beside
+// a model, in weights/fits/<name>.safetensors, so that the shipped models
+// need not be re-measured on every call (≈ 1.5 min each). ok is false when
+// none ships. The fit belongs to the weights Load returns: its
+// info.ModelDigest is checkpoint.WeightsDigest of them (a test checks it),
+// and it was made by `ddpm fit-variance --model <name>`.
+func Fit(name string) (f *diffusion.VarianceFit, info checkpoint.FitInfo, ok bool, err error) {
+	if !Has(name) {
+		return nil, info, false, fmt.Errorf("pretrained: no model named %q ships (have: %s)", name, strings.Join(Names(), ", "))
+	}
+	b, err := shipped.ReadFile("weights/fits/" + name + ".safetensors")
+	if err != nil {
+		return nil, info, false, nil
+	}
+	f, info, err = checkpoint.DecodeFit(b, "shipped variance fit of "+name)
+	return f, info, err == nil, err
+}

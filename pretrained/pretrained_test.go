@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"testing"
 
+	"github.com/ddpm-go/ddpm/checkpoint"
 	"github.com/ddpm-go/ddpm/classifier"
 	"github.com/ddpm-go/ddpm/diffusion"
 	"github.com/ddpm-go/ddpm/metrics"
@@ -46,6 +47,25 @@ func TestShippedModels(t *testing.T) {
 			}
 			if data, err := TrainingData(name); err != nil || data != name {
 				t.Errorf("TrainingData = %q, %v; want %q", data, err, name)
+			}
+			// The fit shipped beside it was measured on these very weights,
+			// with the model's own clipping, and suits its process.
+			f, info, ok, err := Fit(name)
+			if err != nil || !ok {
+				t.Fatalf("no usable shipped variance fit: ok %v, %v", ok, err)
+			}
+			if d := checkpoint.WeightsDigest(m); info.ModelDigest != d {
+				t.Errorf("fit made for weights %s, the model's are %s: refit with ddpm fit-variance", info.ModelDigest, d)
+			}
+			if info.Clip != dc.Clip || info.Data != name {
+				t.Errorf("fit info %+v, want clip %v and data %q", info, dc.Clip, name)
+			}
+			d, err := diffusion.New(dc)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := d.WithFit(f); err != nil {
+				t.Error(err)
 			}
 		})
 	}

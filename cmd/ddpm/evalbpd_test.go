@@ -4,11 +4,17 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
 	"math"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/ddpm-go/ddpm/checkpoint"
+	"github.com/ddpm-go/ddpm/diffusion"
+	"github.com/ddpm-go/ddpm/pretrained"
 )
 
 // trainTinyRun trains the tiny1 U-Net (MNIST padded to 32×32) for two steps
@@ -174,5 +180,80 @@ func TestEvalBPDFittedVariance(t *testing.T) {
 	code, _ := runCaptured(t, "train", "--data", "mnist", "--config", "tiny1", "--steps", "1", "--var", "fitted", "--out", filepath.Join(t.TempDir(), "x"))
 	if code != 2 {
 		t.Errorf("train --var fitted exited %d, want 2 (usage)", code)
+	}
+}
+
+// ddpm fit-variance saves a fit that --fit reads back: the same bound as
+// measuring it in place (to float32 rounding), refused for other weights
+// or clipping, and the ways to ask for it wrongly.
+func TestFitVarianceFile(t *testing.T) {
+	dir := trainTinyRun(t)
+	file := filepath.Join(t.TempDir(), "fit.safetensors")
+	if code, out := runCaptured(t, "fit-variance", "--model", dir, "--fit-n", "3", "--out", file, "--quiet"); code != 0 {
+		t.Fatalf("fit-variance exited %d: %s", code, out)
+	}
+	eval := func(args ...string) (bpdReport, error) {
+		var out bytes.Buffer
+		err := evalBPD(append([]string{"--model", dir, "--n", "2", "--json", "--quiet", "--var", "fitted"}, args...), &out)
+		var r bpdReport
+		if err == nil {
+			err = json.Unmarshal(out.Bytes(), &r)
+		}
+		return r, err
+	}
+	measured, err := eval("--fit-n", "3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	read, err := eval("--fit", file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if math.Abs(read.TotalBPD-measured.TotalBPD) > 1e-6*measured.TotalBPD || read.FitN != 3 {
+		t.Errorf("from the file %v bits/dim (fit of %d images), measured %v", read.TotalBPD, read.FitN, measured.TotalBPD)
+	}
+	for _, c := range []struct {
+		args  []string
+		usage bool
+		want  string
+	}{
+		{[]string{"--fit", file, "--fit-n", "3"}, true, "pass one of them"},
+		{[]string{"--fit", file, "--raw"}, false, "another network"},
+		{[]string{"--fit", file, "--clip=false"}, false, "clipping"},
+		{[]string{"--fit", filepath.Join(dir, "nope")}, false, "nope"},
+		{[]string{"--fit", checkpoint.Path(dir)}, false, "not a variance fit"},
+	} {
+		_, err := eval(c.args...)
+		if err == nil || errors.Is(err, errUsage) != c.usage || !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), "\n") {
+			t.Errorf("%v: error %v, want a one-line error (usage %v) containing %q", c.args, err, c.usage, c.want)
+		}
+	}
+	if err := evalBPD([]string{"--model", dir, "--n", "1", "--quiet", "--fit", file}, &bytes.Buffer{}); err == nil || !errors.Is(err, errUsage) {
+		t.Errorf("--fit without --var fitted: %v, want a usage error", err)
+	}
+	if code, _ := runCaptured(t, "fit-variance", "--model", dir); code != 2 {
+		t.Errorf("fit-variance without --out exited %d, want 2", code)
+	}
+}
+
+// --var fitted on a shipped model takes the fit shipped beside it instead of
+// measuring one (which would take minutes and differ in the last digits).
+func TestShippedFitIsUsed(t *testing.T) {
+	fs := flag.NewFlagSet("x", flag.ContinueOnError)
+	mf := addModelFlags(fs)
+	if err := mf.parse([]string{"--var", "fitted"}); err != nil {
+		t.Fatal(err)
+	}
+	_, d, err := mf.load()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, _, ok, err := pretrained.Fit(pretrained.Default)
+	if err != nil || !ok {
+		t.Fatalf("no shipped fit: %v", err)
+	}
+	if d.Var != diffusion.Fitted || d.Fit == nil || !slices.Equal(d.Fit.PooledMSE, want.PooledMSE) ||
+		!slices.Equal(d.Fit.DecoderLogScale, want.DecoderLogScale) {
+		t.Errorf("the process does not hold the shipped fit (var %v)", d.Var)
 	}
 }

@@ -38,6 +38,7 @@ func diffusionFlags(fs *flag.FlagSet, dc *diffusion.Config, training bool) {
 		fs.Func("var", varHelp+", or fitted: σ_t² = β̃_t + the network's measured x̂0 error, fitted on --fit-n training images (default: the checkpoint's)",
 			func(s string) error { return dc.Var.UnmarshalText([]byte(s)) })
 		fs.Int("fit-n", defaultFitN, "with --var fitted: fit the variances on the last N images of the model's training split")
+		fs.String("fit", "", "with --var fitted: read the fit from this file (made by ddpm fit-variance) instead of measuring it; shipped models use the one shipped beside them")
 		fs.BoolVar(&dc.Clip, "clip", false, clipHelp+" (default: the checkpoint's)")
 		return
 	}

@@ -119,6 +119,9 @@ func loadModel(path string, raw bool, fs *flag.FlagSet, over diffusion.Config) (
 			dc.Clip = over.Clip
 		}
 	})
+	if !fitted && flagSet(fs, "fit") {
+		return nil, nil, usageErr("--fit gives the variance of --var %v; pass --var %v too", diffusion.Fitted, diffusion.Fitted)
+	}
 	if fitted && dc.Var == diffusion.Learned {
 		return nil, nil, usageErr("--var %v replaces a fixed variance; %s learns its own", diffusion.Fitted, path)
 	}
@@ -130,7 +133,7 @@ func loadModel(path string, raw bool, fs *flag.FlagSet, over diffusion.Config) (
 		return nil, nil, usageErr("--var %s needs a network with %d output channels, this one has %d (trained with another variance choice)", dc.Var, want, have)
 	}
 	if fitted {
-		if d, err = fitVariance(path, m, d, flagValue(fs, "fit-n", defaultFitN), flagValue(fs, "quiet", false)); err != nil {
+		if d, err = fittedDiffusion(path, m, d, fs); err != nil {
 			return nil, nil, err
 		}
 	}
