@@ -68,19 +68,18 @@ func BenchmarkConvForward(b *testing.B) {
 // Winograd forward with the direct (GEMM) conv it replaces; GFLOP/s counts
 // the direct conv's flops for both, so the ratio is the speed-up.
 func BenchmarkConvForwardWinograd(b *testing.B) {
-	defer func() { DisableWinograd = false }()
+	defer func() { DisableWinograd, DisableWinograd4 = false, false }()
 	for i, c := range benchConvs {
 		l := NewConv2d(c.cin, c.cout, c.k, c.stride, c.pad)
 		if !l.winograd(c.h, c.w) {
 			continue
 		}
-		for _, off := range []bool{true, false} {
-			name := c.name + "/winograd"
-			if off {
-				name = c.name + "/direct"
-			}
-			b.Run(name, func(b *testing.B) {
-				DisableWinograd = off
+		for _, v := range []struct {
+			name       string
+			off, only2 bool
+		}{{"direct", true, false}, {"winograd2", false, true}, {"winograd", false, false}} {
+			b.Run(c.name+"/"+v.name, func(b *testing.B) {
+				DisableWinograd, DisableWinograd4 = v.off, v.only2
 				l, in, out, _, flops := setupConv(b, i)
 				l.Forward(out, in, benchBatch, c.h, c.w)
 				b.ResetTimer()

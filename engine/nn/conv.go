@@ -31,13 +31,15 @@ type Conv2d struct {
 	Weight                    *Param // [Cout, Cin, K, K]
 	Bias                      *Param // [Cout]
 
-	slots   []convSlot
-	flipped []float32 // [Cin, Cout, K, K]: W transposed and rotated 180°, for Backward
-	rowW    []float32 // [K, Cout, Cin, K]: W split by kernel row, for forwardRowTaps
-	rowF    []float32 // [K, Cin, Cout, K]: flipped split by kernel row (instead of flipped)
-	winoU   []float32 // [16, Cout, Cin]: the Winograd-transformed kernel, for forwardWinograd
-	winoW   []float32 // the weights winoU was computed from
-	fwd     balancer  // the forward's batch split
+	slots    []convSlot
+	flipped  []float32      // [Cin, Cout, K, K]: W transposed and rotated 180°, for Backward
+	rowW     []float32      // [K, Cout, Cin, K]: W split by kernel row, for forwardRowTaps
+	rowF     []float32      // [K, Cin, Cout, K]: flipped split by kernel row (instead of flipped)
+	winoU    []float32      // [16 or 36, Cout, Cin]: the Winograd-transformed kernel, for forwardWinograd
+	winoW    []float32      // the weights winoU was computed from
+	winoTile int            // its output tile: 2 for F(2×2, 3×3), 4 for F(4×4, 3×3)
+	wino4    *vec.Wino4Plan // the F(4×4) tables of the latest plane shape
+	fwd      balancer       // the forward's batch split
 }
 
 // convSlot is the scratch of one batch range.

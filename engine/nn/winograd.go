@@ -8,31 +8,44 @@ import (
 	"unsafe"
 )
 
-// Winograd F(2×2, 3×3) forward of a 3×3, stride-1, padding-1 conv (Lavin &
-// Gray, "Fast Algorithms for Convolutional Neural Networks", 2016).
+// Winograd forward of a 3×3, stride-1, padding-1 conv (Lavin & Gray, "Fast
+// Algorithms for Convolutional Neural Networks", 2016).
 //
 // The GEMM core already runs near the CPU's peak, so the way to a faster
-// conv is fewer multiplies. Each 2×2 block of output pixels depends on a
-// 4×4 tile d of the (padded) input, and
+// conv is fewer multiplies. Each m×m block of output pixels depends on an
+// (m+2)×(m+2) tile d of the (padded) input, and
 //
 //	Y = Aᵀ [ Σ_cin (G g Gᵀ) ⊙ (Bᵀ d B) ] A
 //
-// with the constant matrices below. The 16 elementwise products summed over
-// input channels are 16 GEMMs U[ξ] [Cout, Cin] · V[ξ] [Cin, tiles]: 16
-// multiplies per 4 outputs and channel pair instead of 36, 2.25× fewer.
-// The transforms are adds and subtracts only. F(2×2, 3×3) is the variant
-// whose float32 error stays at the level of a reordered sum (its transforms
-// hold only 0, ±1 and ±½); larger tiles save more but lose digits.
+// with constant matrices A, B, G. The (m+2)² elementwise products summed
+// over input channels are (m+2)² GEMMs U[ξ] [Cout, Cin] · V[ξ] [Cin, tiles].
+// Two tile sizes:
 //
-// Layout. An h×w image has th·tw tiles (th = ⌈h/2⌉, tw = ⌈w/2⌉), one GEMM
-// column each; the transforms run a tile row at a time, 16 tiles per SIMD
-// register (vec.WinogradInputPlane, vec.WinogradOutputPlane). Several images
-// share one set of GEMMs so that the small planes (7×7: 16 tiles) still
-// make wide GEMMs.
+//   - F(2×2, 3×3): 16 multiplies per 4 outputs and channel pair instead of
+//     36, 2.25× fewer; transforms of 0, ±1, ±½ only, so its float32 error is
+//     that of a reordered sum. Used on planes narrower than 13 pixels.
+//   - F(4×4, 3×3): 36 multiplies per 16 outputs, 4× fewer; its transforms
+//     hold 4, 5 and 8 (Bᵀ, Aᵀ) and sixths and twenty-fourths (G), so it
+//     loses about a digit more: on the U-Net's shapes its largest error is
+//     5–7e-6 of the largest output (F(2×2): 2–3e-7), its rms error 1–2e-6
+//     of the outputs' rms; tests hold both to 1e-5. Used on planes 13–64 pixels
+//     wide: the mnist-fast U-Net's 28×28 and 14×14 convs, 1.16–1.32× faster
+//     than F(2×2) (BenchmarkConvForwardWinograd).
+//
+// Layout. An h×w image has th·tw tiles (th = ⌈h/m⌉, tw = ⌈w/m⌉), one GEMM
+// column each; the transforms put one tile in each SIMD lane
+// (vec.WinogradInputPlane and vec.WinogradOutputPlane for F(2×2),
+// vec.Wino4Plan for F(4×4), which packs several tile rows into the 16
+// lanes). Several images share one set of GEMMs so that the small planes
+// (7×7: 16 tiles) still make wide GEMMs.
+//
+// F(2×2, 3×3):
 //
 //	Bᵀ = [1 0 −1 0; 0 1 1 0; 0 −1 1 0; 0 1 0 −1]
 //	G  = [1 0 0; ½ ½ ½; ½ −½ ½; 0 0 1]
 //	Aᵀ = [1 1 1 0; 0 1 −1 −1]
+//
+// F(4×4, 3×3): Bᵀ and Aᵀ in package vec (winograd4.go), G in wino4G.
 
 // winoMinC is the fewest channels (in and out) for which the Winograd
 // forward is used: with fewer, its GEMMs are too thin (conv_in has one input
@@ -59,6 +72,14 @@ func (l *Conv2d) winograd(h, w int) bool {
 // DisableWinograd turns the Winograd forward off (tests and benchmarks
 // compare it with the direct conv).
 var DisableWinograd bool
+
+// DisableWinograd4 keeps the Winograd forward at F(2×2, 3×3) on every plane
+// (tests and benchmarks compare the two).
+var DisableWinograd4 bool
+
+// wino4MinWidth is the narrowest plane the F(4×4, 3×3) forward is used on:
+// vec.Wino4Plan needs four tiles a row.
+const wino4MinWidth = 13
 
 // winoFilterRows fills u [16, Cout, Cin] with U[ξ=4i+j][o][c] =
 // (G g Gᵀ)[i][j] of each 3×3 filter g = W[o, c], for output channels
@@ -87,19 +108,74 @@ func winoFilterRows(u, w []float32, cout, cin, o0, o1 int) {
 	}
 }
 
-// winoFilterCached brings l.winoU up to date with the weights. Sampling
-// runs a thousand forward passes with the same weights, so the transform is
-// redone only when they differ from the copy it was made from (one memory
-// comparison, a tenth of the transform's cost), and then over the pool.
-func (l *Conv2d) winoFilterCached() {
+// winoFilterCached brings l.winoU up to date with the weights and the
+// tile size (2: F(2×2, 3×3), 16 planes; 4: F(4×4, 3×3), 36 planes).
+// Sampling runs a thousand forward passes with the same weights, so the
+// transform is redone only when they differ from the copy it was made from
+// (one memory comparison, a tenth of the transform's cost), and then over
+// the pool.
+func (l *Conv2d) winoFilterCached(tile int) {
 	w := l.Weight.W
-	if len(l.winoW) == len(w) && bytes.Equal(f32Bytes(l.winoW), f32Bytes(w)) {
+	if l.winoTile == tile && len(l.winoW) == len(w) && bytes.Equal(f32Bytes(l.winoW), f32Bytes(w)) {
 		return
 	}
 	cin, cout := l.Cin, l.Cout
-	l.winoU = grow(l.winoU, 16*cout*cin)
 	l.winoW = append(l.winoW[:0], w...)
+	l.winoTile = tile
+	if tile == 4 {
+		l.winoU = grow(l.winoU, 36*cout*cin)
+		parallel.For(cout, func(lo, hi int) { wino4FilterRows(l.winoU, w, cout, cin, lo, hi) })
+		return
+	}
+	l.winoU = grow(l.winoU, 16*cout*cin)
 	parallel.For(cout, func(lo, hi int) { winoFilterRows(l.winoU, w, cout, cin, lo, hi) })
+}
+
+// wino4G is F(4×4, 3×3)'s filter transform G (6×3), in float64 so that U
+// = G g Gᵀ rounds once.
+var wino4G = [6][3]float64{
+	{1.0 / 4, 0, 0},
+	{-1.0 / 6, -1.0 / 6, -1.0 / 6},
+	{-1.0 / 6, 1.0 / 6, -1.0 / 6},
+	{1.0 / 24, 1.0 / 12, 1.0 / 6},
+	{1.0 / 24, -1.0 / 12, 1.0 / 6},
+	{0, 0, 1},
+}
+
+// wino4FilterRows fills u [36, Cout, Cin] with U[ξ=6r+c][o][ci] =
+// (G g Gᵀ)[r][c] of each 3×3 filter g = W[o, ci], for output channels
+// [o0, o1).
+func wino4FilterRows(u, w []float32, cout, cin, o0, o1 int) {
+	for o := o0; o < o1; o++ {
+		for c := 0; c < cin; c++ {
+			g := w[(o*cin+c)*9:][:9]
+			var t [6][3]float64 // G g
+			for r := range 6 {
+				for k := range 3 {
+					t[r][k] = wino4G[r][0]*float64(g[k]) + wino4G[r][1]*float64(g[3+k]) + wino4G[r][2]*float64(g[6+k])
+				}
+			}
+			for r := range 6 {
+				for q := range 6 {
+					v := t[r][0]*wino4G[q][0] + t[r][1]*wino4G[q][1] + t[r][2]*wino4G[q][2]
+					u[((6*r+q)*cout+o)*cin+c] = float32(v)
+				}
+			}
+		}
+	}
+}
+
+// wino4PlanFor returns the cached F(4×4, 3×3) tables of h×w planes.
+func (l *Conv2d) wino4PlanFor(h, w int) *vec.Wino4Plan {
+	if p := l.wino4; p != nil && p.H == h && p.W == w {
+		return p
+	}
+	p, err := vec.NewWino4Plan(h, w)
+	if err != nil {
+		panic(err) // winoTileFor chose F(4×4) for a shape it cannot take: a bug
+	}
+	l.wino4 = p
+	return p
 }
 
 func f32Bytes(x []float32) []byte {
@@ -110,46 +186,73 @@ func f32Bytes(x []float32) []byte {
 }
 
 // winoSlot is one batch range's Winograd scratch: the GEMM operands
-// V [16][Cin, ld] and results M [16][Cout, ld] (planes sv and sm apart).
+// V [16 or 36][Cin, ld] and results M [16 or 36][Cout, ld] (planes sv and
+// sm apart).
 type winoSlot struct {
 	v, m []float32
+}
+
+// winoTileFor is the output tile of the Winograd forward on planes w
+// pixels wide: F(4×4, 3×3) (4) where a row has at least four tiles, which
+// the F(4×4) kernels need to fill their lanes, F(2×2, 3×3) (2) below.
+func winoTileFor(w int) int {
+	if w >= wino4MinWidth && w <= 64 && !DisableWinograd4 {
+		return 4
+	}
+	return 2
 }
 
 // forwardWinograd is ForwardBias for a layer with winograd(h, w) true.
 func (l *Conv2d) forwardWinograd(out, in, extra []float32, n, h, w int) {
 	cin, cout := l.Cin, l.Cout
-	l.winoFilterCached()
-	th, tw := (h+1)/2, (w+1)/2
+	tile := winoTileFor(w)
+	l.winoFilterCached(tile)
+	planes, th, tw := 16, (h+1)/2, (w+1)/2
+	var plan *vec.Wino4Plan
+	if tile == 4 {
+		plan = l.wino4PlanFor(h, w)
+		planes, th, tw = 36, plan.TH, plan.TW
+	}
 	per := th * tw // GEMM columns (tiles) of one image
-	chunk := max(1, winoBytes/(64*per*(cin+cout)))
+	chunk := max(1, winoBytes/(4*planes*per*(cin+cout)))
 	l.eachSlotForward(n, func(s *convSlot, lo, hi int) {
 		ws := &s.wino
 		for i0 := lo; i0 < hi; i0 += chunk {
 			i1 := min(hi, i0+chunk)
 			N := (i1 - i0) * per
-			// The GEMMs run over Np ≥ N columns (see gemmWidth); the 16
+			// The GEMMs run over Np ≥ N columns (see gemmWidth); the
 			// planes are not a multiple of 512 bytes apart either.
 			Np, ld := gemmWidth(N)
 			sv, sm := cin*ld+16, cout*ld+16 // plane strides of V and M
-			ws.v = grow(ws.v, 16*sv)
-			ws.m = grow(ws.m, 16*sm)
+			ws.v = grow(ws.v, planes*sv)
+			ws.m = grow(ws.m, planes*sm)
 			for i := i0; i < i1; i++ {
 				off := (i - i0) * per
 				for c := 0; c < cin; c++ {
-					vec.WinogradInputPlane(ws.v[c*ld+off:], sv, in[(i*cin+c)*h*w:][:h*w], h, w)
+					x := in[(i*cin+c)*h*w:][:h*w]
+					if plan != nil {
+						plan.InputPlane(ws.v[c*ld+off:], sv, x)
+					} else {
+						vec.WinogradInputPlane(ws.v[c*ld+off:], sv, x, h, w)
+					}
 				}
 			}
-			for xi := 0; xi < 16; xi++ {
+			for xi := 0; xi < planes; xi++ {
 				zeroColumns(ws.v[xi*sv:], cin, ld, N, Np)
 			}
-			for xi := 0; xi < 16; xi++ {
+			for xi := 0; xi < planes; xi++ {
 				gemm.Sgemm(false, false, cout, Np, cin, 1, l.winoU[xi*cout*cin:], cin,
 					ws.v[xi*sv:], ld, 0, ws.m[xi*sm:], ld)
 			}
 			for i := i0; i < i1; i++ {
 				off := (i - i0) * per
 				for o := 0; o < cout; o++ {
-					vec.WinogradOutputPlane(out[(i*cout+o)*h*w:][:h*w], h, w, ws.m[o*ld+off:], sm, l.outBias(extra, i, o))
+					y := out[(i*cout+o)*h*w:][:h*w]
+					if plan != nil {
+						plan.OutputPlane(y, ws.m[o*ld+off:], sm, l.outBias(extra, i, o))
+					} else {
+						vec.WinogradOutputPlane(y, h, w, ws.m[o*ld+off:], sm, l.outBias(extra, i, o))
+					}
 				}
 			}
 		}

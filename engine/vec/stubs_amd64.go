@@ -104,6 +104,16 @@ func winoIn2AVX512(r0 *float32, r1 *float32, r2 *float32, r3 *float32, s0 *float
 //go:noescape
 func winoOut2AVX512(m *float32, ldm int, y0 *float32, y1 *float32, y2 *float32, y3 *float32, bias float32, idx *[2][16]uint32, mld uint16, m0 uint16, m1 uint16, m2 uint16, m3 uint16)
 
+// wino4InAVX512 computes the Winograd F(4×4,3×3) input transform of one call's tiles; see vec.Wino4Plan.
+//
+//go:noescape
+func wino4InAVX512(v *float32, ldv int, x *float32, rec *int64, k *uint32, s *[36][16]float32)
+
+// wino4OutAVX512 computes the Winograd F(4×4,3×3) output transform Aᵀ·M·A + bias of one call's tiles; see vec.Wino4Plan.
+//
+//go:noescape
+func wino4OutAVX512(m *float32, ldm int, y *float32, bias float32, rec *int64, k *uint32, s *[24][16]float32)
+
 // im2col3x3AVX512 lowers cin planes of hw ≤ 64 pixels for a 3×3, stride-1, padding-1 conv; see vec.Im2col3x3.
 //
 //go:noescape

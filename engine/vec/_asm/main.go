@@ -85,6 +85,7 @@ func main() {
 	})
 	adam()
 	winograd()
+	winograd4()
 	im2col3x3()
 	Generate()
 }

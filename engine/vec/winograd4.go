@@ -1,0 +1,251 @@
+package vec
+
+import (
+	"fmt"
+	"unsafe"
+)
+
+// The tile transforms of the Winograd F(4×4, 3×3) convolution (package nn,
+// Conv2d's forward on planes at least 13 pixels wide). A w-pixel row has
+// tw = ⌈w/4⌉ tiles; tile t reads input pixels 4t−1 … 4t+4 of six rows (the
+// pixels outside [0, w) and the rows outside [0, h) are the zero padding)
+// and makes output pixels 4t … 4t+3 of four rows. ξ = 6r+c numbers the 36
+// transformed values of a tile, r down and c across:
+//
+//	Bᵀ = [4 0 −5 0 1 0; 0 −4 −4 1 1 0; 0 4 −4 −1 1 0; 0 −2 −1 2 1 0; 0 2 −1 −2 1 0; 0 4 0 −5 0 1]
+//	Aᵀ = [1 1 1 1 1 0; 0 1 −1 2 −2 0; 0 1 1 4 4 0; 0 1 −1 8 −8 1]
+//
+// The AVX-512 kernels put one tile in each of 16 lanes, ⌊16/tw⌋ tile rows
+// per call (28-pixel rows: two tile rows of 7 tiles; 14-pixel rows: four
+// of 4). A call reads each input row of its tile rows as one stream of 64
+// floats — tile row s's pixels at stream floats s·4tw … s·4tw+w−1, the
+// rest zero — with masked loads whose offsets and masks a Wino4Plan works
+// out once per plane shape, and a 16×4 transpose turns the stream into the
+// four pixel phases x[4l+p] of the 16 tiles; the output goes back the same
+// way.
+
+// Wino4Plan holds the load and store tables of one plane shape.
+type Wino4Plan struct {
+	H, W, TH, TW int
+	rows         int // tile rows per kernel call, ⌊16/TW⌋
+	k            wino4Consts
+	in           []wino4In
+	out          []wino4Out
+}
+
+// wino4Consts are the constants every call of a plane shape shares (the
+// kernels read them at these offsets).
+type wino4Consts struct {
+	up, down  [16]uint32 // 0, 64: lane l takes lane l−1, l+1 (d0 and d5)
+	kUp       uint16     // 128: lanes whose left neighbour is in the same tile row
+	kDown     uint16     // 130: lanes whose right neighbour is in the same tile row
+	c2, c4    float32    // 132, 136
+	c5, c8    float32    // 140, 144
+	_         [12]byte
+}
+
+// wino4In is one input-transform call: for input row i of the call's tile
+// rows and stream register j (floats 16j … 16j+15), two masked loads at
+// byte offsets off[i][j][0..1] from the plane (the tile rows the register
+// overlaps; mask 0 for none or a padding row); kst masks the stores.
+type wino4In struct {
+	off  [6][4][2]int64  // 0
+	mask [6][4][2]uint16 // 384
+	kst  uint16          // 480
+	_    [6]byte
+}
+
+// wino4Out is one output-transform call: for output row a of the call's
+// tile rows and stream register j, two masked stores (mask 0 past the
+// plane's last row); kld masks the loads of M.
+type wino4Out struct {
+	off  [4][4][2]int64  // 0
+	mask [4][4][2]uint16 // 256
+	kld  uint16          // 320
+	_    [6]byte
+}
+
+// NewWino4Plan builds the tables of h×w planes, 13 ≤ w ≤ 64 (at least four
+// tiles a row, so that a stream register overlaps at most two tile rows).
+func NewWino4Plan(h, w int) (*Wino4Plan, error) {
+	if w < 13 || w > 64 || h < 1 {
+		return nil, fmt.Errorf("vec: Winograd F(4×4, 3×3) plan for a %d×%d plane: width must be 13…64", h, w)
+	}
+	p := &Wino4Plan{H: h, W: w, TH: (h + 3) / 4, TW: (w + 3) / 4}
+	tw := p.TW
+	p.rows = 16 / tw
+	k := &p.k
+	for l := range 16 {
+		k.up[l], k.down[l] = uint32(max(l-1, 0)), uint32(min(l+1, 15))
+		if l < p.rows*tw && l%tw != 0 {
+			k.kUp |= 1 << l
+		}
+		if l < p.rows*tw && l%tw != tw-1 {
+			k.kDown |= 1 << l
+		}
+	}
+	k.c2, k.c4, k.c5, k.c8 = 2, 4, 5, 8
+	// span returns the lanes of stream register j that tile row s fills,
+	// and the byte offset of lane 0 for plane row y.
+	span := func(s, j, y int) (uint16, int64) {
+		lo, hi := max(16*j, s*4*tw), min(16*j+16, s*4*tw+w)
+		if lo >= hi {
+			return 0, 0
+		}
+		m := uint16((1<<(hi-16*j) - 1) &^ (1<<(lo-16*j) - 1))
+		return m, int64(4 * (y*w - s*4*tw + 16*j))
+	}
+	for t0 := 0; t0 < p.TH; t0 += p.rows {
+		n := min(p.rows, p.TH-t0) // tile rows in this call
+		var in wino4In
+		var out wino4Out
+		in.kst = uint16(1<<(n*tw) - 1)
+		out.kld = in.kst
+		for j := range 4 {
+			for s := range n {
+				ty := t0 + s
+				for i := range 6 {
+					y := 4*ty - 1 + i
+					if y < 0 || y >= h {
+						continue
+					}
+					if m, off := span(s, j, y); m != 0 {
+						e := slot(in.mask[i][j][:])
+						in.off[i][j][e], in.mask[i][j][e] = off, m
+					}
+				}
+				for a := range 4 {
+					y := 4*ty + a
+					if y >= h {
+						continue
+					}
+					if m, off := span(s, j, y); m != 0 {
+						e := slot(out.mask[a][j][:])
+						out.off[a][j][e], out.mask[a][j][e] = off, m
+					}
+				}
+			}
+		}
+		p.in = append(p.in, in)
+		p.out = append(p.out, out)
+	}
+	return p, nil
+}
+
+// slot returns the first unused of a stream register's two load or store
+// slots (mask 0).
+func slot(masks []uint16) int {
+	if masks[0] == 0 {
+		return 0
+	}
+	if masks[1] != 0 {
+		panic("vec: a stream register overlaps three tile rows")
+	}
+	return 1
+}
+
+// Tiles is the number of tiles (GEMM columns) of one plane.
+func (p *Wino4Plan) Tiles() int { return p.TH * p.TW }
+
+// InputPlane writes the input transform Bᵀ·d·B of every tile of the plane
+// x to v[ξ·ldv + ty·TW + tx].
+func (p *Wino4Plan) InputPlane(v []float32, ldv int, x []float32) {
+	_ = x[p.H*p.W-1]
+	_ = v[35*ldv+p.Tiles()-1]
+	if !useAVX512 {
+		wino4InputGo(v, ldv, x, p.H, p.W)
+		return
+	}
+	var scratch [36][16]float32
+	step := p.rows * p.TW
+	for c := range p.in {
+		wino4InAVX512(&v[c*step], ldv, &x[0], (*int64)(unsafe.Pointer(&p.in[c])), (*uint32)(unsafe.Pointer(&p.k)), &scratch)
+	}
+}
+
+// OutputPlane writes the h×w output plane y = Aᵀ·M·A + bias from
+// m[ξ·ldm + ty·TW + tx].
+func (p *Wino4Plan) OutputPlane(y []float32, m []float32, ldm int, bias float32) {
+	_ = y[p.H*p.W-1]
+	_ = m[35*ldm+p.Tiles()-1]
+	if !useAVX512 {
+		wino4OutputGo(y, p.H, p.W, m, ldm, bias)
+		return
+	}
+	var scratch [24][16]float32
+	step := p.rows * p.TW
+	for c := range p.out {
+		wino4OutAVX512(&m[c*step], ldm, &y[0], bias, (*int64)(unsafe.Pointer(&p.out[c])), (*uint32)(unsafe.Pointer(&p.k)), &scratch)
+	}
+}
+
+// wino4Row applies Bᵀ to six values (the kernels' order of operations,
+// without their fused multiply-adds).
+func wino4Row(d [6]float32) [6]float32 {
+	a, b := d[4]-4*d[2], d[3]-4*d[1]
+	c, e := d[4]-d[2], d[3]-d[1]
+	return [6]float32{d[4] - 5*d[2] + 4*d[0], a + b, a - b, c + 2*e, c - 2*e, d[5] - 5*d[3] + 4*d[1]}
+}
+
+// wino4Col applies Aᵀ to six values.
+func wino4Col(m [6]float32) [4]float32 {
+	s1, d1, s2, d2 := m[1]+m[2], m[1]-m[2], m[3]+m[4], m[3]-m[4]
+	return [4]float32{m[0] + s1 + s2, d1 + 2*d2, s1 + 4*s2, d1 + m[5] + 8*d2}
+}
+
+// wino4InputGo is InputPlane in portable Go (and its reference).
+func wino4InputGo(v []float32, ldv int, x []float32, h, w int) {
+	th, tw := (h+3)/4, (w+3)/4
+	px := func(y, e int) float32 {
+		if y < 0 || y >= h || e < 0 || e >= w {
+			return 0
+		}
+		return x[y*w+e]
+	}
+	for ty := range th {
+		for tx := range tw {
+			var rows [6][6]float32
+			for i := range 6 {
+				var d [6]float32
+				for j := range 6 {
+					d[j] = px(4*ty-1+i, 4*tx-1+j)
+				}
+				rows[i] = wino4Row(d)
+			}
+			for c := range 6 {
+				col := wino4Row([6]float32{rows[0][c], rows[1][c], rows[2][c], rows[3][c], rows[4][c], rows[5][c]})
+				for r := range 6 {
+					v[(6*r+c)*ldv+ty*tw+tx] = col[r]
+				}
+			}
+		}
+	}
+}
+
+// wino4OutputGo is OutputPlane in portable Go (and its reference).
+func wino4OutputGo(y []float32, h, w int, m []float32, ldm int, bias float32) {
+	th, tw := (h+3)/4, (w+3)/4
+	for ty := range th {
+		for tx := range tw {
+			var cols [4][6]float32
+			for c := range 6 {
+				var mc [6]float32
+				for r := range 6 {
+					mc[r] = m[(6*r+c)*ldm+ty*tw+tx]
+				}
+				o := wino4Col(mc)
+				for a := range 4 {
+					cols[a][c] = o[a]
+				}
+			}
+			for a := range 4 {
+				o := wino4Col(cols[a])
+				for q := range 4 {
+					if oy, ox := 4*ty+a, 4*tx+q; oy < h && ox < w {
+						y[oy*w+ox] = o[q] + bias
+					}
+				}
+			}
+		}
+	}
+}

@@ -1,0 +1,110 @@
+package vec
+
+import (
+	"math"
+	"math/rand/v2"
+	"testing"
+	"unsafe"
+)
+
+// The kernels read the tables at fixed offsets (engine/vec/_asm/winograd4.go).
+func TestWino4Layout(t *testing.T) {
+	var k wino4Consts
+	var in wino4In
+	var out wino4Out
+	for _, c := range []struct {
+		name      string
+		got, want uintptr
+	}{
+		{"down", unsafe.Offsetof(k.down), 64}, {"kUp", unsafe.Offsetof(k.kUp), 128}, {"kDown", unsafe.Offsetof(k.kDown), 130},
+		{"c2", unsafe.Offsetof(k.c2), 132}, {"c4", unsafe.Offsetof(k.c4), 136}, {"c5", unsafe.Offsetof(k.c5), 140}, {"c8", unsafe.Offsetof(k.c8), 144},
+		{"in.mask", unsafe.Offsetof(in.mask), 384}, {"in.kst", unsafe.Offsetof(in.kst), 480},
+		{"out.mask", unsafe.Offsetof(out.mask), 256}, {"out.kld", unsafe.Offsetof(out.kld), 320},
+	} {
+		if c.got != c.want {
+			t.Errorf("%s at offset %d, the kernels read it at %d", c.name, c.got, c.want)
+		}
+	}
+}
+
+// wino4Close reports whether a kernel's value matches the portable code's
+// to float32 rounding: the kernels fuse multiply-adds, so the last bits
+// differ, by at most a few ulps of the magnitudes summed (scale).
+func wino4Close(got, want, scale float32) bool {
+	return math.Abs(float64(got-want)) <= 1e-6*float64(scale)
+}
+
+// The kernels match the portable transforms on every plane shape the plan
+// takes (one or several tile rows per call, cut last tiles and tile rows,
+// one to four calls), and write nothing outside their outputs.
+func TestWino4Planes(t *testing.T) {
+	if !useAVX512 {
+		t.Skip("no AVX-512 kernels on this machine: the portable code is all there is")
+	}
+	rng := rand.New(rand.NewPCG(9, 10))
+	for _, hw := range [][2]int{{28, 28}, {14, 14}, {13, 13}, {16, 16}, {1, 13}, {5, 17}, {9, 20}, {30, 32}, {11, 33}, {7, 64}, {64, 64}, {3, 49}} {
+		h, w := hw[0], hw[1]
+		p, err := NewWino4Plan(h, w)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ld := p.Tiles() + 7
+		x := randSlice(rng, h*w+32, 1)[:h*w]
+		got := randSlice(rng, 36*ld, 1)
+		want := append([]float32(nil), got...)
+		p.InputPlane(got, ld, x)
+		wino4InputGo(want, ld, x, h, w)
+		for i := range got {
+			if !wino4Close(got[i], want[i], 100) {
+				t.Fatalf("input %dx%d: v[%d] (ξ %d, tile %d) = %v, want %v", h, w, i, i/ld, i%ld, got[i], want[i])
+			}
+		}
+		m := randSlice(rng, 36*ld, 1)
+		buf := randSlice(rng, h*w+64, 1)
+		ref := append([]float32(nil), buf...)
+		p.OutputPlane(buf[16:16+h*w], m, ld, -0.5)
+		wino4OutputGo(ref[16:16+h*w], h, w, m, ld, -0.5)
+		for i := range buf {
+			if !wino4Close(buf[i], ref[i], 1000) {
+				t.Fatalf("output %dx%d: y[%d] = %v, want %v", h, w, i-16, buf[i], ref[i])
+			}
+		}
+	}
+	if _, err := NewWino4Plan(7, 7); err == nil {
+		t.Error("a 7-pixel-wide plan was made")
+	}
+}
+
+// The portable transforms against their definition: Bᵀ·d·B and Aᵀ·M·A in
+// float64 with the matrices written out.
+func TestWino4Matrices(t *testing.T) {
+	bt := [6][6]float64{{4, 0, -5, 0, 1, 0}, {0, -4, -4, 1, 1, 0}, {0, 4, -4, -1, 1, 0}, {0, -2, -1, 2, 1, 0}, {0, 2, -1, -2, 1, 0}, {0, 4, 0, -5, 0, 1}}
+	at := [4][6]float64{{1, 1, 1, 1, 1, 0}, {0, 1, -1, 2, -2, 0}, {0, 1, 1, 4, 4, 0}, {0, 1, -1, 8, -8, 1}}
+	rng := rand.New(rand.NewPCG(11, 12))
+	var d [6]float32
+	var m [6]float32
+	for range 100 {
+		for i := range d {
+			d[i], m[i] = float32(rng.NormFloat64()), float32(rng.NormFloat64())
+		}
+		v, y := wino4Row(d), wino4Col(m)
+		for r := range 6 {
+			var s float64
+			for c := range 6 {
+				s += bt[r][c] * float64(d[c])
+			}
+			if math.Abs(s-float64(v[r])) > 1e-5 {
+				t.Fatalf("Bᵀd[%d] = %v, want %v", r, v[r], s)
+			}
+		}
+		for r := range 4 {
+			var s float64
+			for c := range 6 {
+				s += at[r][c] * float64(m[c])
+			}
+			if math.Abs(s-float64(y[r])) > 1e-5 {
+				t.Fatalf("Aᵀm[%d] = %v, want %v", r, y[r], s)
+			}
+		}
+	}
+}
