@@ -31,15 +31,14 @@ type Conv2d struct {
 	Weight                    *Param // [Cout, Cin, K, K]
 	Bias                      *Param // [Cout]
 
-	slots    []convSlot
-	flipped  []float32      // [Cin, Cout, K, K]: W transposed and rotated 180°, for Backward
-	rowW     []float32      // [K, Cout, Cin, K]: W split by kernel row, for forwardRowTaps
-	rowF     []float32      // [K, Cin, Cout, K]: flipped split by kernel row (instead of flipped)
-	winoU    []float32      // [16 or 36, Cout, Cin]: the Winograd-transformed kernel, for forwardWinograd
-	winoW    []float32      // the weights winoU was computed from
-	winoTile int            // its output tile: 2 for F(2×2, 3×3), 4 for F(4×4, 3×3)
-	wino4    *vec.Wino4Plan // the F(4×4) tables of the latest plane shape
-	fwd      balancer       // the forward's batch split
+	slots   []convSlot
+	flipped []float32      // [Cin, Cout, K, K]: W transposed and rotated 180°, for Backward
+	rowW    []float32      // [K, Cout, Cin, K]: W split by kernel row, for forwardRowTaps
+	rowF    []float32      // [K, Cin, Cout, K]: flipped split by kernel row (instead of flipped)
+	winoU   winoFilter     // the Winograd-transformed kernel, for forwardWinograd
+	winoD   winoFilter     // the same for the input gradient, for backwardDataWinograd
+	wino4   *vec.Wino4Plan // the F(4×4) tables of the latest plane shape
+	fwd     balancer       // the forward's batch split
 }
 
 // convSlot is the scratch of one batch range.
@@ -307,6 +306,12 @@ func (l *Conv2d) backward(dIn, dOut, in []float32, n, h, w int, accumulate bool)
 	inSize, outSize, kk, howo := l.Cin*h*w, l.Cout*ho*wo, l.Cin*l.K*l.K, ho*wo
 	rowTaps := l.rowTaps(h, w)
 	rowTapsDx := rowTaps && l.Cout*l.K >= minRowTapK
+	if dIn != nil && !accumulate && l.winograd(h, w) && !DisableWinogradBackward {
+		// dIn is a "same" 3×3 conv of dOut: the Winograd forward's
+		// transforms with the flipped kernel, before the weight gradient.
+		l.backwardDataWinograd(dIn, dOut, n, h, w)
+		dIn = nil
+	}
 	switch {
 	case dIn == nil:
 	case rowTapsDx:

@@ -3,6 +3,7 @@ package nn
 import (
 	"fmt"
 	"math"
+	"slices"
 	"testing"
 	"time"
 
@@ -122,8 +123,14 @@ func TestConv2d(t *testing.T) {
 				acc[i] = 1
 			}
 			l.BackwardAccumulate(acc, g, in, tc.n, tc.h, tc.w)
+			// (Backward's dIn may come from the Winograd transforms and
+			// BackwardAccumulate's from the GEMM path: relative to dIn's size.)
+			tol := float32(1e-4)
+			for _, v := range dIn {
+				tol = max(tol, 1e-5*abs32(v))
+			}
 			for i := range acc {
-				if d := acc[i] - 1 - dIn[i]; d > 1e-4 || d < -1e-4 {
+				if d := acc[i] - 1 - dIn[i]; d > tol || d < -tol {
 					t.Fatalf("BackwardAccumulate: %g, want 1+%g", acc[i], dIn[i])
 				}
 			}
@@ -207,6 +214,49 @@ func TestWinogradMatchesDirect(t *testing.T) {
 			DisableWinograd4 = !only2
 			l.forwardWinograd(wino, in, nil, c.n, c.h, c.w)
 			check("after the other tile size, ")
+		}
+	}
+}
+
+// TestWinogradBackwardMatchesGEMM: the input gradient through the Winograd
+// transforms (both tile sizes) and through the GEMM path agree to float32
+// rounding, the weight and bias gradients are untouched by the choice, and
+// a weight update reaches the cached transformed kernel.
+func TestWinogradBackwardMatchesGEMM(t *testing.T) {
+	defer func() { DisableWinogradBackward, DisableWinograd4 = false, false }()
+	for _, only2 := range []bool{false, true} {
+		for _, c := range []struct{ n, cin, cout, h, w int }{
+			{5, 24, 24, 28, 28}, {3, 96, 48, 14, 14}, {4, 8, 12, 13, 15}, {3, 9, 8, 10, 11},
+		} {
+			rng := newRNG(uint64(c.cout + c.w))
+			l := NewConv2d(c.cin, c.cout, 3, 1, 1)
+			bindRandom(rng, l.Params(), 0.3)
+			in := randn(rng, c.n*c.cin*c.h*c.w, 1)
+			dOut := randn(rng, c.n*c.cout*c.h*c.w, 1)
+			run := func(gemmPath bool) (dIn, gW, gB []float32) {
+				DisableWinogradBackward, DisableWinograd4 = gemmPath, only2
+				defer func() { DisableWinogradBackward, DisableWinograd4 = false, false }()
+				clear(l.Weight.G)
+				clear(l.Bias.G)
+				dIn = randn(rng, len(in), 1) // garbage: must be overwritten
+				l.Backward(dIn, dOut, in, c.n, c.h, c.w)
+				return dIn, append([]float32(nil), l.Weight.G...), append([]float32(nil), l.Bias.G...)
+			}
+			for round := range 2 {
+				want, wW, wB := run(true)
+				got, gW, gB := run(false)
+				var scale float64
+				for _, v := range want {
+					scale = max(scale, float64(abs32(v)))
+				}
+				if d := maxAbsDiff(got, toF64(want)); d > 1e-5*scale {
+					t.Errorf("%+v, F(2×2) only %v, round %d: Winograd dIn differs from the GEMM path's by %g (up to %g)", c, only2, round, d, scale)
+				}
+				if !slices.Equal(gW, wW) || !slices.Equal(gB, wB) {
+					t.Errorf("%+v: the parameter gradients depend on the dIn path", c)
+				}
+				l.Weight.W[len(l.Weight.W)/3] -= 0.5 // the cached kernel must follow
+			}
 		}
 	}
 }

@@ -77,6 +77,10 @@ var DisableWinograd bool
 // (tests and benchmarks compare the two).
 var DisableWinograd4 bool
 
+// DisableWinogradBackward keeps the input gradient on the GEMM path (tests
+// and benchmarks compare the two).
+var DisableWinogradBackward bool
+
 // wino4MinWidth is the narrowest plane the F(4×4, 3×3) forward is used on:
 // vec.Wino4Plan needs four tiles a row.
 const wino4MinWidth = 13
@@ -108,27 +112,47 @@ func winoFilterRows(u, w []float32, cout, cin, o0, o1 int) {
 	}
 }
 
-// winoFilterCached brings l.winoU up to date with the weights and the
-// tile size (2: F(2×2, 3×3), 16 planes; 4: F(4×4, 3×3), 36 planes).
-// Sampling runs a thousand forward passes with the same weights, so the
-// transform is redone only when they differ from the copy it was made from
-// (one memory comparison, a tenth of the transform's cost), and then over
-// the pool.
-func (l *Conv2d) winoFilterCached(tile int) {
-	w := l.Weight.W
-	if l.winoTile == tile && len(l.winoW) == len(w) && bytes.Equal(f32Bytes(l.winoW), f32Bytes(w)) {
+// winoFilter is a Winograd-transformed kernel, cached: sampling runs a
+// thousand forward passes with the same weights, so the transform is redone
+// only when they differ from the copy it was made from (one memory
+// comparison, a tenth of the transform's cost) or the tile size changed,
+// and then over the pool.
+type winoFilter struct {
+	u    []float32 // [16 or 36, rows, cols]
+	src  []float32 // the weights u was computed from
+	tile int       // 2: F(2×2, 3×3), 16 planes; 4: F(4×4, 3×3), 36 planes
+}
+
+// update brings f up to date with the layer's weights w [Cout, Cin, 3, 3].
+// With data set it transforms the kernel of the input gradient instead:
+// each filter rotated by 180° and the channels swapped (U [ξ, Cin, Cout]),
+// since for a stride-1, padding-1 3×3 conv dIn is dOut convolved with that
+// kernel, another "same" 3×3 conv.
+func (f *winoFilter) update(w []float32, cout, cin, tile int, data bool) {
+	if f.tile == tile && len(f.src) == len(w) && bytes.Equal(f32Bytes(f.src), f32Bytes(w)) {
 		return
 	}
-	cin, cout := l.Cin, l.Cout
-	l.winoW = append(l.winoW[:0], w...)
-	l.winoTile = tile
+	f.src = append(f.src[:0], w...)
+	f.tile = tile
+	g := w
+	if data {
+		g = make([]float32, len(w))
+		for co := 0; co < cout; co++ {
+			for ci := 0; ci < cin; ci++ {
+				src, dst := w[(co*cin+ci)*9:][:9], g[(ci*cout+co)*9:][:9]
+				for j := range dst {
+					dst[j] = src[8-j]
+				}
+			}
+		}
+		cout, cin = cin, cout
+	}
+	rows := winoFilterRows
 	if tile == 4 {
-		l.winoU = grow(l.winoU, 36*cout*cin)
-		parallel.For(cout, func(lo, hi int) { wino4FilterRows(l.winoU, w, cout, cin, lo, hi) })
-		return
+		rows = wino4FilterRows
 	}
-	l.winoU = grow(l.winoU, 16*cout*cin)
-	parallel.For(cout, func(lo, hi int) { winoFilterRows(l.winoU, w, cout, cin, lo, hi) })
+	f.u = grow(f.u, (tile+2)*(tile+2)*cout*cin)
+	parallel.For(cout, func(lo, hi int) { rows(f.u, g, cout, cin, lo, hi) })
 }
 
 // wino4G is F(4×4, 3×3)'s filter transform G (6×3), in float64 so that U
@@ -204,18 +228,34 @@ func winoTileFor(w int) int {
 
 // forwardWinograd is ForwardBias for a layer with winograd(h, w) true.
 func (l *Conv2d) forwardWinograd(out, in, extra []float32, n, h, w int) {
-	cin, cout := l.Cin, l.Cout
 	tile := winoTileFor(w)
-	l.winoFilterCached(tile)
+	l.winoU.update(l.Weight.W, l.Cout, l.Cin, tile, false)
+	l.winogradConv(out, in, n, h, w, l.Cin, l.Cout, &l.winoU, func(i, o int) float32 { return l.outBias(extra, i, o) }, l.eachSlotForward)
+}
+
+// backwardDataWinograd writes the input gradient dIn of a layer with
+// winograd(h, w) true: dOut convolved with the flipped kernel, through the
+// same Winograd transforms as the forward.
+func (l *Conv2d) backwardDataWinograd(dIn, dOut []float32, n, h, w int) {
+	tile := winoTileFor(w)
+	l.winoD.update(l.Weight.W, l.Cout, l.Cin, tile, true)
+	l.winogradConv(dIn, dOut, n, h, w, l.Cout, l.Cin, &l.winoD, func(int, int) float32 { return 0 }, l.eachSlot)
+}
+
+// winogradConv is the Winograd convolution of the n images in [n, cin, h,
+// w] into out [n, cout, h, w] with the transformed kernel f, plus bias(i,
+// o) on every pixel of image i's channel o, over the batch split each.
+func (l *Conv2d) winogradConv(out, in []float32, n, h, w, cin, cout int, f *winoFilter, bias func(i, o int) float32,
+	each func(n int, fn func(s *convSlot, lo, hi int))) {
 	planes, th, tw := 16, (h+1)/2, (w+1)/2
 	var plan *vec.Wino4Plan
-	if tile == 4 {
+	if f.tile == 4 {
 		plan = l.wino4PlanFor(h, w)
 		planes, th, tw = 36, plan.TH, plan.TW
 	}
 	per := th * tw // GEMM columns (tiles) of one image
 	chunk := max(1, winoBytes/(4*planes*per*(cin+cout)))
-	l.eachSlotForward(n, func(s *convSlot, lo, hi int) {
+	each(n, func(s *convSlot, lo, hi int) {
 		ws := &s.wino
 		for i0 := lo; i0 < hi; i0 += chunk {
 			i1 := min(hi, i0+chunk)
@@ -241,7 +281,7 @@ func (l *Conv2d) forwardWinograd(out, in, extra []float32, n, h, w int) {
 				zeroColumns(ws.v[xi*sv:], cin, ld, N, Np)
 			}
 			for xi := 0; xi < planes; xi++ {
-				gemm.Sgemm(false, false, cout, Np, cin, 1, l.winoU[xi*cout*cin:], cin,
+				gemm.Sgemm(false, false, cout, Np, cin, 1, f.u[xi*cout*cin:], cin,
 					ws.v[xi*sv:], ld, 0, ws.m[xi*sm:], ld)
 			}
 			for i := i0; i < i1; i++ {
@@ -249,9 +289,9 @@ func (l *Conv2d) forwardWinograd(out, in, extra []float32, n, h, w int) {
 				for o := 0; o < cout; o++ {
 					y := out[(i*cout+o)*h*w:][:h*w]
 					if plan != nil {
-						plan.OutputPlane(y, ws.m[o*ld+off:], sm, l.outBias(extra, i, o))
+						plan.OutputPlane(y, ws.m[o*ld+off:], sm, bias(i, o))
 					} else {
-						vec.WinogradOutputPlane(y, h, w, ws.m[o*ld+off:], sm, l.outBias(extra, i, o))
+						vec.WinogradOutputPlane(y, h, w, ws.m[o*ld+off:], sm, bias(i, o))
 					}
 				}
 			}

@@ -43,9 +43,28 @@ func report(b *testing.B, flopsPerStep float64) {
 // BenchmarkTrainStepSmall: forward + MSE + backward + Adam on the small
 // config at batch 32 (the reference's --config small --mode train). FLOPs
 // are counted as 3× the forward, as the reference does.
-func BenchmarkTrainStepSmall(b *testing.B) {
-	const n = 32
-	u, x, eps, t, rng := benchSetup(b, "small", n)
+func BenchmarkTrainStepSmall(b *testing.B) { trainStep(b, "small", 32) }
+
+// BenchmarkTrainStepMNISTFast: a training step of the shipped models'
+// network at the batch they were trained with (64), with the input
+// gradients through the Winograd transforms and through the GEMM path.
+func BenchmarkTrainStepMNISTFast(b *testing.B) {
+	for _, gemmPath := range []bool{true, false} {
+		name := "winograd-dx"
+		if gemmPath {
+			name = "gemm-dx"
+		}
+		b.Run(name, func(b *testing.B) {
+			nn.DisableWinogradBackward = gemmPath
+			defer func() { nn.DisableWinogradBackward = false }()
+			trainStep(b, "mnist-fast", 64)
+		})
+	}
+}
+
+// trainStep times forward + MSE + backward + Adam of config name at batch n.
+func trainStep(b *testing.B, name string, n int) {
+	u, x, eps, t, rng := benchSetup(b, name, n)
 	out, dOut := make([]float32, len(x)), make([]float32, len(x))
 	opt := optim.NewAdam(u.NumParams(), 2e-4)
 	step := func() {
@@ -61,7 +80,7 @@ func BenchmarkTrainStepSmall(b *testing.B) {
 	for b.Loop() {
 		step()
 	}
-	report(b, 3*ForwardFLOPs(u.Config())*n)
+	report(b, 3*ForwardFLOPs(u.Config())*float64(n))
 }
 
 // BenchmarkSampleStepSmall: one forward pass at batch 32 in eval mode (the
