@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"math"
 	"math/rand/v2"
 	"os"
@@ -188,7 +189,7 @@ func measureFit(path string, m *unet.UNet, d *diffusion.Diffusion, n int, quiet 
 
 // describeFit prints one line on what the fit fd (from source) changed
 // against d's fixed variance: the decoder's σ_1 and a few steps' σ_t.
-func describeFit(w *os.File, d, fd *diffusion.Diffusion, fit *diffusion.VarianceFit, source string) {
+func describeFit(w io.Writer, d, fd *diffusion.Diffusion, fit *diffusion.VarianceFit, source string) {
 	sigma := func(dd *diffusion.Diffusion, i int) float64 { return math.Exp(0.5 * dd.FixedLogVariance(i)) }
 	last := len(fit.DecoderLogScale) - 1
 	fmt.Fprintf(w, "fitted variance (%s): decoder σ_1 %.4g (was %.4g; %.3g where x̂0 ≈ −1, %.3g where ≈ +1)",
