@@ -252,13 +252,18 @@ func outRowPass(mv [4][4]VecVirtual) [2][4]VecVirtual {
 // winoOut2.
 func outPrologue() (r [2][4]VecVirtual, bias VecVirtual) {
 	r = outRowPass(loadM(mask("mld")))
-	ba, err := Param("bias").Resolve()
+	return r, broadcastParam("bias")
+}
+
+// broadcastParam broadcasts the float32 parameter name to every lane.
+func broadcastParam(name string) VecVirtual {
+	a, err := Param(name).Resolve()
 	if err != nil {
 		panic(err)
 	}
-	bias = ZMM()
-	VBROADCASTSS(ba.Addr, bias)
-	return r, bias
+	r := ZMM()
+	VBROADCASTSS(a.Addr, r)
+	return r
 }
 
 // outColumns is the output transform's column pass on one row-pass result

@@ -127,6 +127,17 @@ func w4Blocks(a, b, c, d VecVirtual) [4]VecVirtual {
 	return s
 }
 
+// w4Scratch loads six vectors of the scratch buffer at sp: vectors first,
+// first+step, …, first+5·step (64 bytes each).
+func w4Scratch(sp Register, first, step int) [6]VecVirtual {
+	var v [6]VecVirtual
+	for i := range v {
+		v[i] = ZMM()
+		VMOVUPS(Mem{Base: sp, Disp: 64 * (first + i*step)}, v[i])
+	}
+	return v
+}
+
 func maskAt(m Mem) OpmaskVirtual {
 	k := K()
 	KMOVW(m, k)
@@ -182,12 +193,7 @@ func wino4In() {
 	IMUL3Q(U8(6), ld, ld6)
 	kst := maskAt(Mem{Base: rp, Disp: w4InKst})
 	for j := 0; j < 6; j++ {
-		var col [6]VecVirtual
-		for i := 0; i < 6; i++ {
-			col[i] = ZMM()
-			VMOVUPS(Mem{Base: sp, Disp: 64 * (6*i + j)}, col[i])
-		}
-		o := w4Bt(col, c2, c4, c5)
+		o := w4Bt(w4Scratch(sp, j, 6), c2, c4, c5)
 		p := GP64()
 		MOVQ(vp, p)
 		for r := 0; r < 6; r++ {
@@ -239,21 +245,11 @@ func wino4Out() {
 			ADDQ(ld, mp)
 		}
 	}
-	ba, err := Param("bias").Resolve()
-	if err != nil {
-		panic(err)
-	}
-	bias := ZMM()
-	VBROADCASTSS(ba.Addr, bias)
+	bias := broadcastParam("bias")
 	yp := Load(Param("y"), GP64())
 	// Across: row a's four pixel phases, plus the bias, back into streams.
 	for a := 0; a < 4; a++ {
-		var row [6]VecVirtual
-		for j := 0; j < 6; j++ {
-			row[j] = ZMM()
-			VMOVUPS(Mem{Base: sp, Disp: 64 * (6*a + j)}, row[j])
-		}
-		q := w4At(row, c2, c4, c8)
+		q := w4At(w4Scratch(sp, 6*a, 1), c2, c4, c8)
 		for i := range q {
 			VADDPS(bias, q[i], q[i])
 		}
