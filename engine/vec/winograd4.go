@@ -36,12 +36,12 @@ type Wino4Plan struct {
 // wino4Consts are the constants every call of a plane shape shares (the
 // kernels read them at these offsets).
 type wino4Consts struct {
-	up, down  [16]uint32 // 0, 64: lane l takes lane l−1, l+1 (d0 and d5)
-	kUp       uint16     // 128: lanes whose left neighbour is in the same tile row
-	kDown     uint16     // 130: lanes whose right neighbour is in the same tile row
-	c2, c4    float32    // 132, 136
-	c5, c8    float32    // 140, 144
-	_         [12]byte
+	up, down [16]uint32 // 0, 64: lane l takes lane l−1, l+1 (d0 and d5)
+	kUp      uint16     // 128: lanes whose left neighbour is in the same tile row
+	kDown    uint16     // 130: lanes whose right neighbour is in the same tile row
+	c2, c4   float32    // 132, 136
+	c5, c8   float32    // 140, 144
+	_        [12]byte
 }
 
 // wino4In is one input-transform call: for input row i of the call's tile

@@ -19,9 +19,9 @@ import (
 
 // Offsets in vec's wino4Consts, wino4In and wino4Out.
 const (
-	w4Up, w4Down, w4KUp, w4KDown   = 0, 64, 128, 130
-	w4C2, w4C4, w4C5, w4C8         = 132, 136, 140, 144
-	w4InOff, w4InMask, w4InKst     = 0, 384, 480
+	w4Up, w4Down, w4KUp, w4KDown  = 0, 64, 128, 130
+	w4C2, w4C4, w4C5, w4C8        = 132, 136, 140, 144
+	w4InOff, w4InMask, w4InKst    = 0, 384, 480
 	w4OutOff, w4OutMask, w4OutKld = 0, 256, 320
 )
 
