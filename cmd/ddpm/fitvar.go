@@ -113,7 +113,10 @@ func fittedDiffusion(path string, m *unet.UNet, d *diffusion.Diffusion, fs *flag
 	}
 	if isShipped(path) && !flagSet(fs, "fit-n") {
 		f, info, ok, err := pretrained.Fit(path)
-		if err == nil && ok && fitSuits(info, m, d) == nil {
+		if err == nil && ok {
+			err = fitSuits(info, m, d)
+		}
+		if err == nil && ok {
 			if fd, err := d.WithFit(f); err == nil {
 				if !quiet {
 					describeFit(os.Stderr, d, fd, f, "shipped with "+path)
@@ -123,6 +126,9 @@ func fittedDiffusion(path string, m *unet.UNet, d *diffusion.Diffusion, fs *flag
 		}
 		// A shipped fit that does not suit (--clip changed, or a build
 		// whose fit was not remade with its weights): measure one.
+		if err != nil && !quiet {
+			fmt.Fprintf(os.Stderr, "the fit shipped with %s does not apply (%v); measuring one\n", path, err)
+		}
 	}
 	f, spec, err := measureFit(path, m, d, flagValue(fs, "fit-n", defaultFitN), quiet)
 	if err != nil {
