@@ -48,6 +48,7 @@ type convSlot struct {
 	dW, dB []float32 // gradient accumulators of slots > 0
 	used   bool      // ran in the latest eachSlot
 	wino   winoSlot  // forwardWinograd's scratch
+	dU     []float32 // weightGradWinograd's [36, Cout, Cin] accumulator
 }
 
 // NewConv2d makes a conv layer; its parameters are unbound until Bind.
@@ -306,6 +307,13 @@ func (l *Conv2d) backward(dIn, dOut, in []float32, n, h, w int, accumulate bool)
 	inSize, outSize, kk, howo := l.Cin*h*w, l.Cout*ho*wo, l.Cin*l.K*l.K, ho*wo
 	rowTaps := l.rowTaps(h, w)
 	rowTapsDx := rowTaps && l.Cout*l.K >= minRowTapK
+	// On F(4×4) planes the weight gradient comes from the Winograd
+	// transforms too (weightGradWinograd), in the plain [Cout, Cin, 3, 3]
+	// layout.
+	winoDW := !accumulate && l.winograd(h, w) && winoTileFor(w) == 4 && !DisableWinogradBackward
+	if winoDW {
+		rowTaps = false
+	}
 	if dIn != nil && !accumulate && l.winograd(h, w) && !DisableWinogradBackward {
 		// dIn is a "same" 3×3 conv of dOut: the Winograd forward's
 		// transforms with the flipped kernel, before the weight gradient.
@@ -332,6 +340,13 @@ func (l *Conv2d) backward(dIn, dOut, in []float32, n, h, w int, accumulate bool)
 			s.dB = grow(s.dB, len(gB))
 			clear(s.dB)
 			gB = s.dB
+		}
+		if winoDW {
+			for i := lo; i < hi; i++ {
+				addRowSums(gB, dOut[i*outSize:(i+1)*outSize], howo)
+			}
+			l.weightGradWinograd(s, gW, in, dOut, lo, hi, h, w)
+			return
 		}
 		for i := lo; i < hi; i++ {
 			x, dy := in[i*inSize:(i+1)*inSize], dOut[i*outSize:(i+1)*outSize]

@@ -219,9 +219,9 @@ func TestWinogradMatchesDirect(t *testing.T) {
 }
 
 // TestWinogradBackwardMatchesGEMM: the input gradient through the Winograd
-// transforms (both tile sizes) and through the GEMM path agree to float32
-// rounding, the weight and bias gradients are untouched by the choice, and
-// a weight update reaches the cached transformed kernel.
+// transforms (both tile sizes) and the weight gradient (F(4×4) planes) agree
+// with the GEMM path's to float32 rounding, the bias gradient is untouched
+// by the choice, and a weight update reaches the cached transformed kernel.
 func TestWinogradBackwardMatchesGEMM(t *testing.T) {
 	defer func() { DisableWinogradBackward, DisableWinograd4 = false, false }()
 	for _, only2 := range []bool{false, true} {
@@ -252,8 +252,17 @@ func TestWinogradBackwardMatchesGEMM(t *testing.T) {
 				if d := maxAbsDiff(got, toF64(want)); d > 1e-5*scale {
 					t.Errorf("%+v, F(2×2) only %v, round %d: Winograd dIn differs from the GEMM path's by %g (up to %g)", c, only2, round, d, scale)
 				}
-				if !slices.Equal(gW, wW) || !slices.Equal(gB, wB) {
-					t.Errorf("%+v: the parameter gradients depend on the dIn path", c)
+				// On F(4×4) planes the weight gradient comes from the
+				// transforms too: equal to rounding; the bias's is the same sum.
+				var wScale float64
+				for _, v := range wW {
+					wScale = max(wScale, float64(abs32(v)))
+				}
+				if d := maxAbsDiff(gW, toF64(wW)); d > 1e-5*wScale {
+					t.Errorf("%+v, F(2×2) only %v, round %d: Winograd dW differs from the GEMM path's by %g (up to %g)", c, only2, round, d, wScale)
+				}
+				if !slices.Equal(gB, wB) {
+					t.Errorf("%+v: the bias gradient depends on the path", c)
 				}
 				l.Weight.W[len(l.Weight.W)/3] -= 0.5 // the cached kernel must follow
 			}

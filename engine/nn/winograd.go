@@ -77,8 +77,8 @@ var DisableWinograd bool
 // (tests and benchmarks compare the two).
 var DisableWinograd4 bool
 
-// DisableWinogradBackward keeps the input gradient on the GEMM path (tests
-// and benchmarks compare the two).
+// DisableWinogradBackward keeps the input and weight gradients on the GEMM
+// path (tests and benchmarks compare the two).
 var DisableWinogradBackward bool
 
 // wino4MinWidth is the narrowest plane the F(4×4, 3×3) forward is used on:
@@ -297,4 +297,64 @@ func (l *Conv2d) winogradConv(out, in []float32, n, h, w, cin, cout int, f *wino
 			}
 		}
 	})
+}
+
+// weightGradWinograd adds into gW [Cout, Cin, 3, 3] the weight gradient of
+// images [lo, hi) of a layer whose forward runs F(4×4, 3×3) on h×w planes.
+// With U = G g Gᵀ and each output tile Aᵀ (U ⊙ V) A (V = Bᵀ d B), the
+// gradient of U[ξ] is Σ_tiles (A dY Aᵀ)[ξ] · V[ξ]: 36 GEMMs whose inner
+// dimension is the tiles, accumulated over the images into s.dU, and then
+// dW = Gᵀ dU G per filter. 4× fewer multiplies than the im2col GEMM.
+func (l *Conv2d) weightGradWinograd(s *convSlot, gW, in, dOut []float32, lo, hi, h, w int) {
+	cin, cout := l.Cin, l.Cout
+	plan := l.wino4PlanFor(h, w)
+	per := plan.Tiles()
+	s.dU = grow(s.dU, 36*cout*cin)
+	clear(s.dU)
+	ws := &s.wino
+	chunk := max(1, winoBytes/(4*36*per*(cin+cout)))
+	for i0 := lo; i0 < hi; i0 += chunk {
+		i1 := min(hi, i0+chunk)
+		N := (i1 - i0) * per
+		_, ld := gemmWidth(N)
+		sv, sm := cin*ld+16, cout*ld+16
+		ws.v = grow(ws.v, 36*sv)
+		ws.m = grow(ws.m, 36*sm)
+		for i := i0; i < i1; i++ {
+			off := (i - i0) * per
+			for c := 0; c < cin; c++ {
+				plan.InputPlane(ws.v[c*ld+off:], sv, in[(i*cin+c)*h*w:][:h*w])
+			}
+			for o := 0; o < cout; o++ {
+				plan.GradOutputPlane(ws.m[o*ld+off:], sm, dOut[(i*cout+o)*h*w:][:h*w])
+			}
+		}
+		for xi := 0; xi < 36; xi++ {
+			gemm.Sgemm(false, true, cout, cin, N, 1, ws.m[xi*sm:], ld, ws.v[xi*sv:], ld, 1, s.dU[xi*cout*cin:], cin)
+		}
+	}
+	for o := 0; o < cout; o++ {
+		for c := 0; c < cin; c++ {
+			var t [6][3]float64 // dU G
+			for r := range 6 {
+				for kx := range 3 {
+					var v float64
+					for q := range 6 {
+						v += float64(s.dU[((6*r+q)*cout+o)*cin+c]) * wino4G[q][kx]
+					}
+					t[r][kx] = v
+				}
+			}
+			g := gW[(o*cin+c)*9:][:9]
+			for ky := range 3 {
+				for kx := range 3 {
+					var v float64
+					for r := range 6 {
+						v += wino4G[r][ky] * t[r][kx]
+					}
+					g[3*ky+kx] += float32(v)
+				}
+			}
+		}
+	}
 }

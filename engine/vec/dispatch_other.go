@@ -46,3 +46,6 @@ func wino4InAVX512(v *float32, ldv int, x *float32, rec *int64, k *uint32, s *[3
 func wino4OutAVX512(m *float32, ldm int, y *float32, bias float32, rec *int64, k *uint32, s *[24][16]float32) {
 	unreachable()
 }
+func wino4DyAVX512(v *float32, ldv int, dy *float32, rec *int64, k *uint32, s *[24][16]float32) {
+	unreachable()
+}

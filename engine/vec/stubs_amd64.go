@@ -114,6 +114,11 @@ func wino4InAVX512(v *float32, ldv int, x *float32, rec *int64, k *uint32, s *[3
 //go:noescape
 func wino4OutAVX512(m *float32, ldm int, y *float32, bias float32, rec *int64, k *uint32, s *[24][16]float32)
 
+// wino4DyAVX512 computes A·dY·Aᵀ of one call's 4×4 output-gradient tiles (the weight gradient's transform); see vec.Wino4Plan.GradOutputPlane.
+//
+//go:noescape
+func wino4DyAVX512(v *float32, ldv int, dy *float32, rec *int64, k *uint32, s *[24][16]float32)
+
 // im2col3x3AVX512 lowers cin planes of hw ≤ 64 pixels for a 3×3, stride-1, padding-1 conv; see vec.Im2col3x3.
 //
 //go:noescape

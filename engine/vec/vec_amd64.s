@@ -2292,6 +2292,417 @@ TEXT ·wino4OutAVX512(SB), NOSPLIT, $0-56
 	VZEROUPPER
 	RET
 
+// func wino4DyAVX512(v *float32, ldv int, dy *float32, rec *int64, k *uint32, s *[24][16]float32)
+// Requires: AVX, AVX512F
+TEXT ·wino4DyAVX512(SB), NOSPLIT, $0-48
+	MOVQ         dy+16(FP), AX
+	MOVQ         rec+24(FP), CX
+	MOVQ         k+32(FP), DX
+	MOVQ         s+40(FP), BX
+	VBROADCASTSS 132(DX), Z0
+	VBROADCASTSS 136(DX), Z1
+	MOVQ         (CX), DX
+	KMOVW        256(CX), K1
+	VMOVUPS.Z    (AX)(DX*1), K1, Z2
+	MOVQ         8(CX), DX
+	KMOVW        258(CX), K1
+	VMOVUPS      (AX)(DX*1), K1, Z2
+	MOVQ         16(CX), DX
+	KMOVW        260(CX), K1
+	VMOVUPS.Z    (AX)(DX*1), K1, Z3
+	MOVQ         24(CX), DX
+	KMOVW        262(CX), K1
+	VMOVUPS      (AX)(DX*1), K1, Z3
+	MOVQ         32(CX), DX
+	KMOVW        264(CX), K1
+	VMOVUPS.Z    (AX)(DX*1), K1, Z4
+	MOVQ         40(CX), DX
+	KMOVW        266(CX), K1
+	VMOVUPS      (AX)(DX*1), K1, Z4
+	MOVQ         48(CX), DX
+	KMOVW        268(CX), K1
+	VMOVUPS.Z    (AX)(DX*1), K1, Z5
+	MOVQ         56(CX), DX
+	KMOVW        270(CX), K1
+	VMOVUPS      (AX)(DX*1), K1, Z5
+	VSHUFF32X4   $0x44, Z3, Z2, Z6
+	VSHUFF32X4   $0xee, Z3, Z2, Z2
+	VSHUFF32X4   $0x44, Z5, Z4, Z3
+	VSHUFF32X4   $0xee, Z5, Z4, Z4
+	VSHUFF32X4   $0x88, Z3, Z6, Z5
+	VSHUFF32X4   $0xdd, Z3, Z6, Z3
+	VSHUFF32X4   $0x88, Z4, Z2, Z6
+	VSHUFF32X4   $0xdd, Z4, Z2, Z2
+	VUNPCKLPS    Z3, Z5, Z4
+	VUNPCKHPS    Z3, Z5, Z3
+	VUNPCKLPS    Z2, Z6, Z5
+	VUNPCKHPS    Z2, Z6, Z2
+	VUNPCKLPD    Z5, Z4, Z6
+	VUNPCKHPD    Z5, Z4, Z4
+	VUNPCKLPD    Z2, Z3, Z5
+	VUNPCKHPD    Z2, Z3, Z2
+	VADDPS       Z5, Z6, Z3
+	VADDPS       Z2, Z4, Z7
+	VMOVAPS      Z6, Z8
+	VFMADD231PS  Z1, Z5, Z8
+	VMOVAPS      Z4, Z4
+	VFMADD231PS  Z1, Z2, Z4
+	VMULPS       Z0, Z4, Z4
+	VADDPS       Z7, Z3, Z5
+	VSUBPS       Z7, Z3, Z3
+	VADDPS       Z4, Z8, Z7
+	VSUBPS       Z4, Z8, Z4
+	VMOVUPS      Z6, (BX)
+	VMOVUPS      Z5, 64(BX)
+	VMOVUPS      Z3, 128(BX)
+	VMOVUPS      Z7, 192(BX)
+	VMOVUPS      Z4, 256(BX)
+	VMOVUPS      Z2, 320(BX)
+	MOVQ         64(CX), DX
+	KMOVW        272(CX), K1
+	VMOVUPS.Z    (AX)(DX*1), K1, Z2
+	MOVQ         72(CX), DX
+	KMOVW        274(CX), K1
+	VMOVUPS      (AX)(DX*1), K1, Z2
+	MOVQ         80(CX), DX
+	KMOVW        276(CX), K1
+	VMOVUPS.Z    (AX)(DX*1), K1, Z3
+	MOVQ         88(CX), DX
+	KMOVW        278(CX), K1
+	VMOVUPS      (AX)(DX*1), K1, Z3
+	MOVQ         96(CX), DX
+	KMOVW        280(CX), K1
+	VMOVUPS.Z    (AX)(DX*1), K1, Z4
+	MOVQ         104(CX), DX
+	KMOVW        282(CX), K1
+	VMOVUPS      (AX)(DX*1), K1, Z4
+	MOVQ         112(CX), DX
+	KMOVW        284(CX), K1
+	VMOVUPS.Z    (AX)(DX*1), K1, Z5
+	MOVQ         120(CX), DX
+	KMOVW        286(CX), K1
+	VMOVUPS      (AX)(DX*1), K1, Z5
+	VSHUFF32X4   $0x44, Z3, Z2, Z6
+	VSHUFF32X4   $0xee, Z3, Z2, Z2
+	VSHUFF32X4   $0x44, Z5, Z4, Z3
+	VSHUFF32X4   $0xee, Z5, Z4, Z4
+	VSHUFF32X4   $0x88, Z3, Z6, Z5
+	VSHUFF32X4   $0xdd, Z3, Z6, Z3
+	VSHUFF32X4   $0x88, Z4, Z2, Z6
+	VSHUFF32X4   $0xdd, Z4, Z2, Z2
+	VUNPCKLPS    Z3, Z5, Z4
+	VUNPCKHPS    Z3, Z5, Z3
+	VUNPCKLPS    Z2, Z6, Z5
+	VUNPCKHPS    Z2, Z6, Z2
+	VUNPCKLPD    Z5, Z4, Z6
+	VUNPCKHPD    Z5, Z4, Z4
+	VUNPCKLPD    Z2, Z3, Z5
+	VUNPCKHPD    Z2, Z3, Z2
+	VADDPS       Z5, Z6, Z3
+	VADDPS       Z2, Z4, Z7
+	VMOVAPS      Z6, Z8
+	VFMADD231PS  Z1, Z5, Z8
+	VMOVAPS      Z4, Z4
+	VFMADD231PS  Z1, Z2, Z4
+	VMULPS       Z0, Z4, Z4
+	VADDPS       Z7, Z3, Z5
+	VSUBPS       Z7, Z3, Z3
+	VADDPS       Z4, Z8, Z7
+	VSUBPS       Z4, Z8, Z4
+	VMOVUPS      Z6, 384(BX)
+	VMOVUPS      Z5, 448(BX)
+	VMOVUPS      Z3, 512(BX)
+	VMOVUPS      Z7, 576(BX)
+	VMOVUPS      Z4, 640(BX)
+	VMOVUPS      Z2, 704(BX)
+	MOVQ         128(CX), DX
+	KMOVW        288(CX), K1
+	VMOVUPS.Z    (AX)(DX*1), K1, Z2
+	MOVQ         136(CX), DX
+	KMOVW        290(CX), K1
+	VMOVUPS      (AX)(DX*1), K1, Z2
+	MOVQ         144(CX), DX
+	KMOVW        292(CX), K1
+	VMOVUPS.Z    (AX)(DX*1), K1, Z3
+	MOVQ         152(CX), DX
+	KMOVW        294(CX), K1
+	VMOVUPS      (AX)(DX*1), K1, Z3
+	MOVQ         160(CX), DX
+	KMOVW        296(CX), K1
+	VMOVUPS.Z    (AX)(DX*1), K1, Z4
+	MOVQ         168(CX), DX
+	KMOVW        298(CX), K1
+	VMOVUPS      (AX)(DX*1), K1, Z4
+	MOVQ         176(CX), DX
+	KMOVW        300(CX), K1
+	VMOVUPS.Z    (AX)(DX*1), K1, Z5
+	MOVQ         184(CX), DX
+	KMOVW        302(CX), K1
+	VMOVUPS      (AX)(DX*1), K1, Z5
+	VSHUFF32X4   $0x44, Z3, Z2, Z6
+	VSHUFF32X4   $0xee, Z3, Z2, Z2
+	VSHUFF32X4   $0x44, Z5, Z4, Z3
+	VSHUFF32X4   $0xee, Z5, Z4, Z4
+	VSHUFF32X4   $0x88, Z3, Z6, Z5
+	VSHUFF32X4   $0xdd, Z3, Z6, Z3
+	VSHUFF32X4   $0x88, Z4, Z2, Z6
+	VSHUFF32X4   $0xdd, Z4, Z2, Z2
+	VUNPCKLPS    Z3, Z5, Z4
+	VUNPCKHPS    Z3, Z5, Z3
+	VUNPCKLPS    Z2, Z6, Z5
+	VUNPCKHPS    Z2, Z6, Z2
+	VUNPCKLPD    Z5, Z4, Z6
+	VUNPCKHPD    Z5, Z4, Z4
+	VUNPCKLPD    Z2, Z3, Z5
+	VUNPCKHPD    Z2, Z3, Z2
+	VADDPS       Z5, Z6, Z3
+	VADDPS       Z2, Z4, Z7
+	VMOVAPS      Z6, Z8
+	VFMADD231PS  Z1, Z5, Z8
+	VMOVAPS      Z4, Z4
+	VFMADD231PS  Z1, Z2, Z4
+	VMULPS       Z0, Z4, Z4
+	VADDPS       Z7, Z3, Z5
+	VSUBPS       Z7, Z3, Z3
+	VADDPS       Z4, Z8, Z7
+	VSUBPS       Z4, Z8, Z4
+	VMOVUPS      Z6, 768(BX)
+	VMOVUPS      Z5, 832(BX)
+	VMOVUPS      Z3, 896(BX)
+	VMOVUPS      Z7, 960(BX)
+	VMOVUPS      Z4, 1024(BX)
+	VMOVUPS      Z2, 1088(BX)
+	MOVQ         192(CX), DX
+	KMOVW        304(CX), K1
+	VMOVUPS.Z    (AX)(DX*1), K1, Z2
+	MOVQ         200(CX), DX
+	KMOVW        306(CX), K1
+	VMOVUPS      (AX)(DX*1), K1, Z2
+	MOVQ         208(CX), DX
+	KMOVW        308(CX), K1
+	VMOVUPS.Z    (AX)(DX*1), K1, Z3
+	MOVQ         216(CX), DX
+	KMOVW        310(CX), K1
+	VMOVUPS      (AX)(DX*1), K1, Z3
+	MOVQ         224(CX), DX
+	KMOVW        312(CX), K1
+	VMOVUPS.Z    (AX)(DX*1), K1, Z4
+	MOVQ         232(CX), DX
+	KMOVW        314(CX), K1
+	VMOVUPS      (AX)(DX*1), K1, Z4
+	MOVQ         240(CX), DX
+	KMOVW        316(CX), K1
+	VMOVUPS.Z    (AX)(DX*1), K1, Z5
+	MOVQ         248(CX), DX
+	KMOVW        318(CX), K1
+	VMOVUPS      (AX)(DX*1), K1, Z5
+	VSHUFF32X4   $0x44, Z3, Z2, Z6
+	VSHUFF32X4   $0xee, Z3, Z2, Z2
+	VSHUFF32X4   $0x44, Z5, Z4, Z3
+	VSHUFF32X4   $0xee, Z5, Z4, Z4
+	VSHUFF32X4   $0x88, Z3, Z6, Z5
+	VSHUFF32X4   $0xdd, Z3, Z6, Z3
+	VSHUFF32X4   $0x88, Z4, Z2, Z6
+	VSHUFF32X4   $0xdd, Z4, Z2, Z2
+	VUNPCKLPS    Z3, Z5, Z4
+	VUNPCKHPS    Z3, Z5, Z3
+	VUNPCKLPS    Z2, Z6, Z5
+	VUNPCKHPS    Z2, Z6, Z2
+	VUNPCKLPD    Z5, Z4, Z6
+	VUNPCKHPD    Z5, Z4, Z4
+	VUNPCKLPD    Z2, Z3, Z5
+	VUNPCKHPD    Z2, Z3, Z2
+	VADDPS       Z5, Z6, Z3
+	VADDPS       Z2, Z4, Z7
+	VMOVAPS      Z6, Z8
+	VFMADD231PS  Z1, Z5, Z8
+	VMOVAPS      Z4, Z4
+	VFMADD231PS  Z1, Z2, Z4
+	VMULPS       Z0, Z4, Z4
+	VADDPS       Z7, Z3, Z5
+	VSUBPS       Z7, Z3, Z3
+	VADDPS       Z4, Z8, Z7
+	VSUBPS       Z4, Z8, Z4
+	VMOVUPS      Z6, 1152(BX)
+	VMOVUPS      Z5, 1216(BX)
+	VMOVUPS      Z3, 1280(BX)
+	VMOVUPS      Z7, 1344(BX)
+	VMOVUPS      Z4, 1408(BX)
+	VMOVUPS      Z2, 1472(BX)
+	MOVQ         v+0(FP), AX
+	MOVQ         ldv+8(FP), DX
+	SHLQ         $0x02, DX
+	IMUL3Q       $0x06, DX, SI
+	KMOVW        320(CX), K1
+	VMOVUPS      (BX), Z2
+	VMOVUPS      384(BX), Z3
+	VMOVUPS      768(BX), Z4
+	VMOVUPS      1152(BX), Z5
+	VADDPS       Z4, Z2, Z6
+	VADDPS       Z5, Z3, Z7
+	VMOVAPS      Z2, Z8
+	VFMADD231PS  Z1, Z4, Z8
+	VMOVAPS      Z3, Z3
+	VFMADD231PS  Z1, Z5, Z3
+	VMULPS       Z0, Z3, Z3
+	VADDPS       Z7, Z6, Z4
+	VSUBPS       Z7, Z6, Z6
+	VADDPS       Z3, Z8, Z7
+	VSUBPS       Z3, Z8, Z3
+	MOVQ         AX, CX
+	VMOVUPS      Z2, K1, (CX)
+	ADDQ         SI, CX
+	VMOVUPS      Z4, K1, (CX)
+	ADDQ         SI, CX
+	VMOVUPS      Z6, K1, (CX)
+	ADDQ         SI, CX
+	VMOVUPS      Z7, K1, (CX)
+	ADDQ         SI, CX
+	VMOVUPS      Z3, K1, (CX)
+	ADDQ         SI, CX
+	VMOVUPS      Z5, K1, (CX)
+	ADDQ         DX, AX
+	VMOVUPS      64(BX), Z2
+	VMOVUPS      448(BX), Z3
+	VMOVUPS      832(BX), Z4
+	VMOVUPS      1216(BX), Z5
+	VADDPS       Z4, Z2, Z6
+	VADDPS       Z5, Z3, Z7
+	VMOVAPS      Z2, Z8
+	VFMADD231PS  Z1, Z4, Z8
+	VMOVAPS      Z3, Z3
+	VFMADD231PS  Z1, Z5, Z3
+	VMULPS       Z0, Z3, Z3
+	VADDPS       Z7, Z6, Z4
+	VSUBPS       Z7, Z6, Z6
+	VADDPS       Z3, Z8, Z7
+	VSUBPS       Z3, Z8, Z3
+	MOVQ         AX, CX
+	VMOVUPS      Z2, K1, (CX)
+	ADDQ         SI, CX
+	VMOVUPS      Z4, K1, (CX)
+	ADDQ         SI, CX
+	VMOVUPS      Z6, K1, (CX)
+	ADDQ         SI, CX
+	VMOVUPS      Z7, K1, (CX)
+	ADDQ         SI, CX
+	VMOVUPS      Z3, K1, (CX)
+	ADDQ         SI, CX
+	VMOVUPS      Z5, K1, (CX)
+	ADDQ         DX, AX
+	VMOVUPS      128(BX), Z2
+	VMOVUPS      512(BX), Z3
+	VMOVUPS      896(BX), Z4
+	VMOVUPS      1280(BX), Z5
+	VADDPS       Z4, Z2, Z6
+	VADDPS       Z5, Z3, Z7
+	VMOVAPS      Z2, Z8
+	VFMADD231PS  Z1, Z4, Z8
+	VMOVAPS      Z3, Z3
+	VFMADD231PS  Z1, Z5, Z3
+	VMULPS       Z0, Z3, Z3
+	VADDPS       Z7, Z6, Z4
+	VSUBPS       Z7, Z6, Z6
+	VADDPS       Z3, Z8, Z7
+	VSUBPS       Z3, Z8, Z3
+	MOVQ         AX, CX
+	VMOVUPS      Z2, K1, (CX)
+	ADDQ         SI, CX
+	VMOVUPS      Z4, K1, (CX)
+	ADDQ         SI, CX
+	VMOVUPS      Z6, K1, (CX)
+	ADDQ         SI, CX
+	VMOVUPS      Z7, K1, (CX)
+	ADDQ         SI, CX
+	VMOVUPS      Z3, K1, (CX)
+	ADDQ         SI, CX
+	VMOVUPS      Z5, K1, (CX)
+	ADDQ         DX, AX
+	VMOVUPS      192(BX), Z2
+	VMOVUPS      576(BX), Z3
+	VMOVUPS      960(BX), Z4
+	VMOVUPS      1344(BX), Z5
+	VADDPS       Z4, Z2, Z6
+	VADDPS       Z5, Z3, Z7
+	VMOVAPS      Z2, Z8
+	VFMADD231PS  Z1, Z4, Z8
+	VMOVAPS      Z3, Z3
+	VFMADD231PS  Z1, Z5, Z3
+	VMULPS       Z0, Z3, Z3
+	VADDPS       Z7, Z6, Z4
+	VSUBPS       Z7, Z6, Z6
+	VADDPS       Z3, Z8, Z7
+	VSUBPS       Z3, Z8, Z3
+	MOVQ         AX, CX
+	VMOVUPS      Z2, K1, (CX)
+	ADDQ         SI, CX
+	VMOVUPS      Z4, K1, (CX)
+	ADDQ         SI, CX
+	VMOVUPS      Z6, K1, (CX)
+	ADDQ         SI, CX
+	VMOVUPS      Z7, K1, (CX)
+	ADDQ         SI, CX
+	VMOVUPS      Z3, K1, (CX)
+	ADDQ         SI, CX
+	VMOVUPS      Z5, K1, (CX)
+	ADDQ         DX, AX
+	VMOVUPS      256(BX), Z2
+	VMOVUPS      640(BX), Z3
+	VMOVUPS      1024(BX), Z4
+	VMOVUPS      1408(BX), Z5
+	VADDPS       Z4, Z2, Z6
+	VADDPS       Z5, Z3, Z7
+	VMOVAPS      Z2, Z8
+	VFMADD231PS  Z1, Z4, Z8
+	VMOVAPS      Z3, Z3
+	VFMADD231PS  Z1, Z5, Z3
+	VMULPS       Z0, Z3, Z3
+	VADDPS       Z7, Z6, Z4
+	VSUBPS       Z7, Z6, Z6
+	VADDPS       Z3, Z8, Z7
+	VSUBPS       Z3, Z8, Z3
+	MOVQ         AX, CX
+	VMOVUPS      Z2, K1, (CX)
+	ADDQ         SI, CX
+	VMOVUPS      Z4, K1, (CX)
+	ADDQ         SI, CX
+	VMOVUPS      Z6, K1, (CX)
+	ADDQ         SI, CX
+	VMOVUPS      Z7, K1, (CX)
+	ADDQ         SI, CX
+	VMOVUPS      Z3, K1, (CX)
+	ADDQ         SI, CX
+	VMOVUPS      Z5, K1, (CX)
+	ADDQ         DX, AX
+	VMOVUPS      320(BX), Z2
+	VMOVUPS      704(BX), Z3
+	VMOVUPS      1088(BX), Z4
+	VMOVUPS      1472(BX), Z5
+	VADDPS       Z4, Z2, Z6
+	VADDPS       Z5, Z3, Z7
+	VMOVAPS      Z2, Z8
+	VFMADD231PS  Z1, Z4, Z8
+	VMOVAPS      Z3, Z3
+	VFMADD231PS  Z1, Z5, Z3
+	VMULPS       Z0, Z3, Z3
+	VADDPS       Z7, Z6, Z0
+	VSUBPS       Z7, Z6, Z1
+	VADDPS       Z3, Z8, Z4
+	VSUBPS       Z3, Z8, Z3
+	VMOVUPS      Z2, K1, (AX)
+	ADDQ         SI, AX
+	VMOVUPS      Z0, K1, (AX)
+	ADDQ         SI, AX
+	VMOVUPS      Z1, K1, (AX)
+	ADDQ         SI, AX
+	VMOVUPS      Z4, K1, (AX)
+	ADDQ         SI, AX
+	VMOVUPS      Z3, K1, (AX)
+	ADDQ         SI, AX
+	VMOVUPS      Z5, K1, (AX)
+	VZEROUPPER
+	RET
+
 // func im2col3x3AVX512(col *float32, ld int, x *float32, hw int, cin int, tab *uint32)
 // Requires: AVX, AVX512F
 TEXT ·im2col3x3AVX512(SB), NOSPLIT, $0-48

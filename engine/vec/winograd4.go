@@ -179,6 +179,56 @@ func (p *Wino4Plan) OutputPlane(y []float32, m []float32, ldm int, bias float32)
 	}
 }
 
+// GradOutputPlane writes A·dY·Aᵀ of every 4×4 tile of the h×w output
+// gradient dy (pixels past the plane are 0) to v[ξ·ldv + ty·TW + tx]: the
+// transform of the weight gradient (package nn), which sums these times the
+// input transforms over tiles. It reads dy through the output tables.
+func (p *Wino4Plan) GradOutputPlane(v []float32, ldv int, dy []float32) {
+	_ = dy[p.H*p.W-1]
+	_ = v[35*ldv+p.Tiles()-1]
+	if !useAVX512 {
+		wino4GradOutputGo(v, ldv, dy, p.H, p.W)
+		return
+	}
+	var scratch [24][16]float32
+	step := p.rows * p.TW
+	for c := range p.out {
+		wino4DyAVX512(&v[c*step], ldv, &dy[0], (*int64)(unsafe.Pointer(&p.out[c])), (*uint32)(unsafe.Pointer(&p.k)), &scratch)
+	}
+}
+
+// wino4A applies A (6×4, Aᵀ's transpose) to four values.
+func wino4A(y [4]float32) [6]float32 {
+	e, o := y[0]+y[2], y[1]+y[3]
+	e2, o2 := y[0]+4*y[2], 2*(y[1]+4*y[3])
+	return [6]float32{y[0], e + o, e - o, e2 + o2, e2 - o2, y[3]}
+}
+
+// wino4GradOutputGo is GradOutputPlane in portable Go (and its reference).
+func wino4GradOutputGo(v []float32, ldv int, dy []float32, h, w int) {
+	th, tw := (h+3)/4, (w+3)/4
+	px := func(y, x int) float32 {
+		if y >= h || x >= w {
+			return 0
+		}
+		return dy[y*w+x]
+	}
+	for ty := range th {
+		for tx := range tw {
+			var rows [4][6]float32
+			for a := range 4 {
+				rows[a] = wino4A([4]float32{px(4*ty+a, 4*tx), px(4*ty+a, 4*tx+1), px(4*ty+a, 4*tx+2), px(4*ty+a, 4*tx+3)})
+			}
+			for c := range 6 {
+				col := wino4A([4]float32{rows[0][c], rows[1][c], rows[2][c], rows[3][c]})
+				for r := range 6 {
+					v[(6*r+c)*ldv+ty*tw+tx] = col[r]
+				}
+			}
+		}
+	}
+}
+
 // wino4Row applies Bᵀ to six values (the kernels' order of operations,
 // without their fused multiply-adds).
 func wino4Row(d [6]float32) [6]float32 {

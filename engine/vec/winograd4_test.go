@@ -108,3 +108,46 @@ func TestWino4Matrices(t *testing.T) {
 		}
 	}
 }
+
+// The output-gradient transform against its portable code (every plane
+// shape the plan takes, nothing written outside the tiles' columns), and
+// the portable code against A·dY·Aᵀ written out.
+func TestWino4GradOutput(t *testing.T) {
+	rng := rand.New(rand.NewPCG(13, 14))
+	for _, hw := range [][2]int{{28, 28}, {14, 14}, {13, 13}, {1, 13}, {5, 17}, {30, 32}, {11, 33}, {64, 64}, {3, 49}} {
+		h, w := hw[0], hw[1]
+		p, err := NewWino4Plan(h, w)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ld := p.Tiles() + 5
+		dy := randSlice(rng, h*w, 1)
+		got := randSlice(rng, 36*ld, 1)
+		want := append([]float32(nil), got...)
+		p.GradOutputPlane(got, ld, dy)
+		wino4GradOutputGo(want, ld, dy, h, w)
+		for i := range got {
+			if !wino4Close(got[i], want[i], 100) {
+				t.Fatalf("%dx%d: v[%d] (ξ %d, tile %d) = %v, want %v", h, w, i, i/ld, i%ld, got[i], want[i])
+			}
+		}
+		// Tile (ty, tx) against the sums written out: A[r][a]·dY[a][q]·A[c][q].
+		a := [6][4]float64{{1, 0, 0, 0}, {1, 1, 1, 1}, {1, -1, 1, -1}, {1, 2, 4, 8}, {1, -2, 4, -8}, {0, 0, 0, 1}}
+		ty, tx := p.TH-1, p.TW-1 // the last tile: cut by the plane's edges when h or w is not a multiple of 4
+		for r := range 6 {
+			for c := range 6 {
+				var s float64
+				for ya := range 4 {
+					for q := range 4 {
+						if y, x := 4*ty+ya, 4*tx+q; y < h && x < w {
+							s += a[r][ya] * float64(dy[y*w+x]) * a[c][q]
+						}
+					}
+				}
+				if g := want[(6*r+c)*ld+ty*p.TW+tx]; math.Abs(float64(g)-s) > 1e-4 {
+					t.Fatalf("%dx%d: (A·dY·Aᵀ)[%d][%d] = %v, want %v", h, w, r, c, g, s)
+				}
+			}
+		}
+	}
+}

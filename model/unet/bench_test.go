@@ -46,13 +46,14 @@ func report(b *testing.B, flopsPerStep float64) {
 func BenchmarkTrainStepSmall(b *testing.B) { trainStep(b, "small", 32) }
 
 // BenchmarkTrainStepMNISTFast: a training step of the shipped models'
-// network at the batch they were trained with (64), with the input
-// gradients through the Winograd transforms and through the GEMM path.
+// network at the batch they were trained with (64), with the convs'
+// backward (input and weight gradients) through the Winograd transforms and
+// through the GEMM path.
 func BenchmarkTrainStepMNISTFast(b *testing.B) {
 	for _, gemmPath := range []bool{true, false} {
-		name := "winograd-dx"
+		name := "winograd-backward"
 		if gemmPath {
-			name = "gemm-dx"
+			name = "gemm-backward"
 		}
 		b.Run(name, func(b *testing.B) {
 			nn.DisableWinogradBackward = gemmPath

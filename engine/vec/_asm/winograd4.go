@@ -28,6 +28,7 @@ const (
 func winograd4() {
 	wino4In()
 	wino4Out()
+	wino4Dy()
 }
 
 // w4Consts broadcasts the constants the transforms multiply by.
@@ -94,6 +95,25 @@ func w4At(m [6]VecVirtual, c2, c4, c8 VecVirtual) [4]VecVirtual {
 	return y
 }
 
+// w4A applies A (Aᵀ's transpose, 6×4) to y0…y3: (y0, e+o, e−o, e2+o2,
+// e2−o2, y3) with e, o = y0+y2, y1+y3 and e2, o2 = y0+4y2, 2(y1+4y3).
+func w4A(y [4]VecVirtual, c2, c4 VecVirtual) [6]VecVirtual {
+	e, o, e2, o2 := ZMM(), ZMM(), ZMM(), ZMM()
+	VADDPS(y[2], y[0], e)
+	VADDPS(y[3], y[1], o)
+	VMOVAPS(y[0], e2)
+	VFMADD231PS(c4, y[2], e2)
+	VMOVAPS(y[1], o2)
+	VFMADD231PS(c4, y[3], o2)
+	VMULPS(c2, o2, o2)
+	t := [6]VecVirtual{y[0], ZMM(), ZMM(), ZMM(), ZMM(), y[3]}
+	VADDPS(o, e, t[1])
+	VSUBPS(o, e, t[2])
+	VADDPS(o2, e2, t[3])
+	VSUBPS(o2, e2, t[4])
+	return t
+}
+
 // w4InLane transposes the 4×4 blocks inside each 128-bit lane of a…d.
 func w4InLane(a, b, c, d VecVirtual) [4]VecVirtual {
 	t := [4]VecVirtual{ZMM(), ZMM(), ZMM(), ZMM()}
@@ -127,11 +147,11 @@ func w4Blocks(a, b, c, d VecVirtual) [4]VecVirtual {
 	return s
 }
 
-// w4Scratch loads six vectors of the scratch buffer at sp: vectors first,
-// first+step, …, first+5·step (64 bytes each).
-func w4Scratch(sp Register, first, step int) [6]VecVirtual {
+// w4Scratch loads n ≤ 6 vectors of the scratch buffer at sp: vectors
+// first, first+step, … (64 bytes each); the rest of the six are unset.
+func w4Scratch(sp Register, first, step, n int) [6]VecVirtual {
 	var v [6]VecVirtual
-	for i := range v {
+	for i := range n {
 		v[i] = ZMM()
 		VMOVUPS(Mem{Base: sp, Disp: 64 * (first + i*step)}, v[i])
 	}
@@ -193,7 +213,7 @@ func wino4In() {
 	IMUL3Q(U8(6), ld, ld6)
 	kst := maskAt(Mem{Base: rp, Disp: w4InKst})
 	for j := 0; j < 6; j++ {
-		o := w4Bt(w4Scratch(sp, j, 6), c2, c4, c5)
+		o := w4Bt(w4Scratch(sp, j, 6, 6), c2, c4, c5)
 		p := GP64()
 		MOVQ(vp, p)
 		for r := 0; r < 6; r++ {
@@ -249,7 +269,7 @@ func wino4Out() {
 	yp := Load(Param("y"), GP64())
 	// Across: row a's four pixel phases, plus the bias, back into streams.
 	for a := 0; a < 4; a++ {
-		q := w4At(w4Scratch(sp, 6*a, 1), c2, c4, c8)
+		q := w4At(w4Scratch(sp, 6*a, 1, 6), c2, c4, c8)
 		for i := range q {
 			VADDPS(bias, q[i], q[i])
 		}
@@ -263,6 +283,67 @@ func wino4Out() {
 				k := maskAt(Mem{Base: rp, Disp: w4OutMask + 2*n})
 				VMOVUPS(st[j], k, Mem{Base: yp, Index: off, Scale: 1})
 			}
+		}
+	}
+	VZEROUPPER()
+	RET()
+}
+
+func wino4Dy() {
+	TEXT("wino4DyAVX512", NOSPLIT, "func(v *float32, ldv int, dy *float32, rec *int64, k *uint32, s *[24][16]float32)")
+	Pragma("noescape")
+	Doc("wino4DyAVX512 computes A·dY·Aᵀ of one call's 4×4 output-gradient tiles (the weight gradient's transform); see vec.Wino4Plan.GradOutputPlane.")
+	dp := Load(Param("dy"), GP64())
+	rp := Load(Param("rec"), GP64())
+	kp := Load(Param("k"), GP64())
+	sp := Load(Param("s"), GP64())
+	c := w4Consts(kp, w4C2, w4C4)
+	c2, c4 := c[0], c[1]
+	// Across: gradient row a (read with the output tables' offsets and
+	// masks) into its pixel phases, then A into s[a][0…5].
+	for a := 0; a < 4; a++ {
+		var st [4]VecVirtual
+		for j := 0; j < 4; j++ {
+			st[j] = ZMM()
+			for e := 0; e < 2; e++ {
+				n := (a*4+j)*2 + e
+				off := GP64()
+				MOVQ(Mem{Base: rp, Disp: w4OutOff + 8*n}, off)
+				k := maskAt(Mem{Base: rp, Disp: w4OutMask + 2*n})
+				if e == 0 {
+					VMOVUPS_Z(Mem{Base: dp, Index: off, Scale: 1}, k, st[j])
+				} else {
+					VMOVUPS(Mem{Base: dp, Index: off, Scale: 1}, k, st[j])
+				}
+			}
+		}
+		b := w4Blocks(st[0], st[1], st[2], st[3])
+		p := w4InLane(b[0], b[1], b[2], b[3])
+		t := w4A(p, c2, c4)
+		for j := 0; j < 6; j++ {
+			VMOVUPS(t[j], Mem{Base: sp, Disp: 64 * (6*a + j)})
+		}
+	}
+	// Down: column j of the four rows into ξ = 6r + j.
+	vp := Load(Param("v"), GP64())
+	ld := Load(Param("ldv"), GP64())
+	SHLQ(U8(2), ld)
+	ld6 := GP64()
+	IMUL3Q(U8(6), ld, ld6)
+	kst := maskAt(Mem{Base: rp, Disp: w4OutKld})
+	for j := 0; j < 6; j++ {
+		col := w4Scratch(sp, j, 6, 4)
+		o := w4A([4]VecVirtual{col[0], col[1], col[2], col[3]}, c2, c4)
+		p := GP64()
+		MOVQ(vp, p)
+		for r := 0; r < 6; r++ {
+			VMOVUPS(o[r], kst, Mem{Base: p})
+			if r < 5 {
+				ADDQ(ld6, p)
+			}
+		}
+		if j < 5 {
+			ADDQ(ld, vp)
 		}
 	}
 	VZEROUPPER()
