@@ -158,6 +158,42 @@ func w4Scratch(sp Register, first, step, n int) [6]VecVirtual {
 	return v
 }
 
+// w4LoadStream loads one row's 64-float stream, registers j = 0…3, each
+// with the two masked loads of a call table's entries (row·4+j)·2 + e:
+// byte offsets from base at offDisp, masks at maskDisp.
+func w4LoadStream(base, rp Register, offDisp, maskDisp, row int) [4]VecVirtual {
+	var st [4]VecVirtual
+	for j := range st {
+		st[j] = ZMM()
+		for e := 0; e < 2; e++ {
+			n := (row*4+j)*2 + e
+			off := GP64()
+			MOVQ(Mem{Base: rp, Disp: offDisp + 8*n}, off)
+			k := maskAt(Mem{Base: rp, Disp: maskDisp + 2*n})
+			if e == 0 {
+				VMOVUPS_Z(Mem{Base: base, Index: off, Scale: 1}, k, st[j])
+			} else {
+				VMOVUPS(Mem{Base: base, Index: off, Scale: 1}, k, st[j])
+			}
+		}
+	}
+	return st
+}
+
+// w4StoreColumn stores the six values of one transform column to ξ = 6r + j
+// for r = 0…5: at p, p + ld6, … (p points at column j's first plane),
+// masked by kst.
+func w4StoreColumn(o [6]VecVirtual, p, ld6 Register, kst OpmaskVirtual) {
+	q := GP64()
+	MOVQ(p, q)
+	for r := range o {
+		VMOVUPS(o[r], kst, Mem{Base: q})
+		if r < 5 {
+			ADDQ(ld6, q)
+		}
+	}
+}
+
 func maskAt(m Mem) OpmaskVirtual {
 	k := K()
 	KMOVW(m, k)
@@ -180,21 +216,7 @@ func wino4In() {
 	kUp, kDown := maskAt(Mem{Base: kp, Disp: w4KUp}), maskAt(Mem{Base: kp, Disp: w4KDown})
 	// Across: each input row i into h[i][0…5] in the scratch.
 	for i := 0; i < 6; i++ {
-		var st [4]VecVirtual
-		for j := 0; j < 4; j++ {
-			st[j] = ZMM()
-			for e := 0; e < 2; e++ {
-				n := (i*4+j)*2 + e
-				off := GP64()
-				MOVQ(Mem{Base: rp, Disp: w4InOff + 8*n}, off)
-				k := maskAt(Mem{Base: rp, Disp: w4InMask + 2*n})
-				if e == 0 {
-					VMOVUPS_Z(Mem{Base: xp, Index: off, Scale: 1}, k, st[j])
-				} else {
-					VMOVUPS(Mem{Base: xp, Index: off, Scale: 1}, k, st[j])
-				}
-			}
-		}
+		st := w4LoadStream(xp, rp, w4InOff, w4InMask, i)
 		b := w4Blocks(st[0], st[1], st[2], st[3])
 		p := w4InLane(b[0], b[1], b[2], b[3]) // p[q] lane l = pixel 4l+q of the row
 		d0, d5 := ZMM(), ZMM()
@@ -213,15 +235,7 @@ func wino4In() {
 	IMUL3Q(U8(6), ld, ld6)
 	kst := maskAt(Mem{Base: rp, Disp: w4InKst})
 	for j := 0; j < 6; j++ {
-		o := w4Bt(w4Scratch(sp, j, 6, 6), c2, c4, c5)
-		p := GP64()
-		MOVQ(vp, p)
-		for r := 0; r < 6; r++ {
-			VMOVUPS(o[r], kst, Mem{Base: p})
-			if r < 5 {
-				ADDQ(ld6, p)
-			}
-		}
+		w4StoreColumn(w4Bt(w4Scratch(sp, j, 6, 6), c2, c4, c5), vp, ld6, kst)
 		if j < 5 {
 			ADDQ(ld, vp)
 		}
@@ -302,21 +316,7 @@ func wino4Dy() {
 	// Across: gradient row a (read with the output tables' offsets and
 	// masks) into its pixel phases, then A into s[a][0…5].
 	for a := 0; a < 4; a++ {
-		var st [4]VecVirtual
-		for j := 0; j < 4; j++ {
-			st[j] = ZMM()
-			for e := 0; e < 2; e++ {
-				n := (a*4+j)*2 + e
-				off := GP64()
-				MOVQ(Mem{Base: rp, Disp: w4OutOff + 8*n}, off)
-				k := maskAt(Mem{Base: rp, Disp: w4OutMask + 2*n})
-				if e == 0 {
-					VMOVUPS_Z(Mem{Base: dp, Index: off, Scale: 1}, k, st[j])
-				} else {
-					VMOVUPS(Mem{Base: dp, Index: off, Scale: 1}, k, st[j])
-				}
-			}
-		}
+		st := w4LoadStream(dp, rp, w4OutOff, w4OutMask, a)
 		b := w4Blocks(st[0], st[1], st[2], st[3])
 		p := w4InLane(b[0], b[1], b[2], b[3])
 		t := w4A(p, c2, c4)
@@ -333,15 +333,7 @@ func wino4Dy() {
 	kst := maskAt(Mem{Base: rp, Disp: w4OutKld})
 	for j := 0; j < 6; j++ {
 		col := w4Scratch(sp, j, 6, 4)
-		o := w4A([4]VecVirtual{col[0], col[1], col[2], col[3]}, c2, c4)
-		p := GP64()
-		MOVQ(vp, p)
-		for r := 0; r < 6; r++ {
-			VMOVUPS(o[r], kst, Mem{Base: p})
-			if r < 5 {
-				ADDQ(ld6, p)
-			}
-		}
+		w4StoreColumn(w4A([4]VecVirtual{col[0], col[1], col[2], col[3]}, c2, c4), vp, ld6, kst)
 		if j < 5 {
 			ADDQ(ld, vp)
 		}
