@@ -121,6 +121,7 @@ type winoFilter struct {
 	u    []float32 // [16 or 36, rows, cols]
 	src  []float32 // the weights u was computed from
 	tile int       // 2: F(2×2, 3×3), 16 planes; 4: F(4×4, 3×3), 36 planes
+	flip []float32 // the flipped kernel, for the input gradient's transform
 }
 
 // update brings f up to date with the layer's weights w [Cout, Cin, 3, 3].
@@ -136,7 +137,8 @@ func (f *winoFilter) update(w []float32, cout, cin, tile int, data bool) {
 	f.tile = tile
 	g := w
 	if data {
-		g = make([]float32, len(w))
+		f.flip = grow(f.flip, len(w))
+		g = f.flip
 		for co := 0; co < cout; co++ {
 			for ci := 0; ci < cin; ci++ {
 				src, dst := w[(co*cin+ci)*9:][:9], g[(ci*cout+co)*9:][:9]
