@@ -121,40 +121,22 @@ type winoFilter struct {
 	u    []float32 // [16 or 36, rows, cols]
 	src  []float32 // the weights u was computed from
 	tile int       // 2: F(2×2, 3×3), 16 planes; 4: F(4×4, 3×3), 36 planes
-	flip []float32 // the flipped kernel, for the input gradient's transform
 }
 
-// update brings f up to date with the layer's weights w [Cout, Cin, 3, 3].
-// With data set it transforms the kernel of the input gradient instead:
-// each filter rotated by 180° and the channels swapped (U [ξ, Cin, Cout]),
-// since for a stride-1, padding-1 3×3 conv dIn is dOut convolved with that
-// kernel, another "same" 3×3 conv.
-func (f *winoFilter) update(w []float32, cout, cin, tile int, data bool) {
+// update brings f up to date with the weights w [rows, cols, 3, 3] of a
+// conv from cols channels to rows.
+func (f *winoFilter) update(w []float32, rows, cols, tile int) {
 	if f.tile == tile && len(f.src) == len(w) && bytes.Equal(f32Bytes(f.src), f32Bytes(w)) {
 		return
 	}
 	f.src = append(f.src[:0], w...)
 	f.tile = tile
-	g := w
-	if data {
-		f.flip = grow(f.flip, len(w))
-		g = f.flip
-		for co := 0; co < cout; co++ {
-			for ci := 0; ci < cin; ci++ {
-				src, dst := w[(co*cin+ci)*9:][:9], g[(ci*cout+co)*9:][:9]
-				for j := range dst {
-					dst[j] = src[8-j]
-				}
-			}
-		}
-		cout, cin = cin, cout
-	}
-	rows := winoFilterRows
+	transform := winoFilterRows
 	if tile == 4 {
-		rows = wino4FilterRows
+		transform = wino4FilterRows
 	}
-	f.u = grow(f.u, (tile+2)*(tile+2)*cout*cin)
-	parallel.For(cout, func(lo, hi int) { rows(f.u, g, cout, cin, lo, hi) })
+	f.u = grow(f.u, (tile+2)*(tile+2)*rows*cols)
+	parallel.For(rows, func(lo, hi int) { transform(f.u, w, rows, cols, lo, hi) })
 }
 
 // wino4G is F(4×4, 3×3)'s filter transform G (6×3), in float64 so that U
@@ -231,16 +213,19 @@ func winoTileFor(w int) int {
 // forwardWinograd is ForwardBias for a layer with winograd(h, w) true.
 func (l *Conv2d) forwardWinograd(out, in, extra []float32, n, h, w int) {
 	tile := winoTileFor(w)
-	l.winoU.update(l.Weight.W, l.Cout, l.Cin, tile, false)
+	l.winoU.update(l.Weight.W, l.Cout, l.Cin, tile)
 	l.winogradConv(out, in, n, h, w, l.Cin, l.Cout, &l.winoU, func(i, o int) float32 { return l.outBias(extra, i, o) }, l.eachSlotForward)
 }
 
 // backwardDataWinograd writes the input gradient dIn of a layer with
-// winograd(h, w) true: dOut convolved with the flipped kernel, through the
-// same Winograd transforms as the forward.
+// winograd(h, w) true. For a stride-1, padding-1 3×3 conv it is dOut
+// convolved with the flipped kernel (flipKernel: each filter rotated by
+// 180°, the channels swapped), another "same" 3×3 conv, so it runs through
+// the forward's Winograd transforms.
 func (l *Conv2d) backwardDataWinograd(dIn, dOut []float32, n, h, w int) {
 	tile := winoTileFor(w)
-	l.winoD.update(l.Weight.W, l.Cout, l.Cin, tile, true)
+	l.flipKernel()
+	l.winoD.update(l.flipped, l.Cin, l.Cout, tile)
 	l.winogradConv(dIn, dOut, n, h, w, l.Cout, l.Cin, &l.winoD, func(int, int) float32 { return 0 }, l.eachSlot)
 }
 
