@@ -32,13 +32,13 @@ type Conv2d struct {
 	Bias                      *Param // [Cout]
 
 	slots   []convSlot
-	flipped []float32      // [Cin, Cout, K, K]: W transposed and rotated 180°, for Backward
-	rowW    []float32      // [K, Cout, Cin, K]: W split by kernel row, for forwardRowTaps
-	rowF    []float32      // [K, Cin, Cout, K]: flipped split by kernel row (instead of flipped)
-	winoU   winoFilter     // the Winograd-transformed kernel, for forwardWinograd
-	winoD   winoFilter     // the same for the input gradient, for backwardDataWinograd
-	wino4   *vec.Wino4Plan // the F(4×4) tables of the latest plane shape
-	fwd     balancer       // the forward's batch split
+	flipped []float32        // [Cin, Cout, K, K]: W transposed and rotated 180°, for Backward
+	rowW    []float32        // [K, Cout, Cin, K]: W split by kernel row, for forwardRowTaps
+	rowF    []float32        // [K, Cin, Cout, K]: flipped split by kernel row (instead of flipped)
+	winoU   winoFilter       // the Winograd-transformed kernel, for forwardWinograd
+	winoD   winoFilter       // the same for the input gradient, for backwardDataWinograd
+	wino4   []*vec.Wino4Plan // the F(4×4) tables of the plane shapes (and strides) seen
+	fwd     balancer         // the forward's batch split
 }
 
 // convSlot is the scratch of one batch range.
@@ -310,7 +310,7 @@ func (l *Conv2d) backward(dIn, dOut, in []float32, n, h, w int, accumulate bool)
 	// On F(4×4) planes the weight gradient comes from the Winograd
 	// transforms too (weightGradWinograd), in the plain [Cout, Cin, 3, 3]
 	// layout.
-	winoDW := !accumulate && l.winograd(h, w) && winoTileFor(w) == 4 && !DisableWinogradBackward
+	winoDW := !accumulate && l.winograd(h, w) && w >= wino4MinWidth && winoTileFor(h, w) == 4 && !DisableWinogradBackward
 	if winoDW {
 		rowTaps = false
 	}

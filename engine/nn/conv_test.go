@@ -74,6 +74,7 @@ var convCases = []struct {
 	{30, 12, 8, 3, 1, 1, 7, 7}, // 25 images per GEMM batch: two batches per slot
 	{1, 8, 8, 3, 1, 1, 64, 40}, // an image wider than a GEMM batch
 	{2, 8, 9, 3, 1, 1, 13, 14}, // F(4×4, 3×3): cut last tiles
+	{9, 8, 9, 3, 1, 1, 7, 7},   // F(4×4, 3×3) on narrow planes: four images a call, the last call partial
 }
 
 func TestConv2d(t *testing.T) {
@@ -226,7 +227,7 @@ func TestWinogradBackwardMatchesGEMM(t *testing.T) {
 	defer func() { DisableWinogradBackward, DisableWinograd4 = false, false }()
 	for _, only2 := range []bool{false, true} {
 		for _, c := range []struct{ n, cin, cout, h, w int }{
-			{5, 24, 24, 28, 28}, {3, 96, 48, 14, 14}, {4, 8, 12, 13, 15}, {3, 9, 8, 10, 11},
+			{5, 24, 24, 28, 28}, {3, 96, 48, 14, 14}, {4, 8, 12, 13, 15}, {3, 9, 8, 10, 11}, {6, 48, 48, 7, 7},
 		} {
 			rng := newRNG(uint64(c.cout + c.w))
 			l := NewConv2d(c.cin, c.cout, 3, 1, 1)

@@ -63,10 +63,12 @@ const winoMinPixels = 100
 // transforms' writes and the GEMMs' reads mostly stay on the core.
 const winoBytes = 2 << 20 // measured on the mnist-fast U-Net: 1–2 MiB beat 256 KiB and 8 MiB
 
-// winograd reports whether Forward uses the Winograd path on h×w planes.
+// winograd reports whether Forward uses the Winograd path on h×w planes:
+// F(4×4, 3×3) wherever its kernels take the plane, F(2×2, 3×3) on other
+// planes of at least winoMinPixels.
 func (l *Conv2d) winograd(h, w int) bool {
 	return l.K == 3 && l.Stride == 1 && l.Pad == 1 && l.Cin >= winoMinC && l.Cout >= winoMinC &&
-		h*w >= winoMinPixels && !DisableWinograd
+		(winoTileFor(h, w) == 4 || h*w >= winoMinPixels) && !DisableWinograd
 }
 
 // DisableWinograd turns the Winograd forward off (tests and benchmarks
@@ -173,16 +175,28 @@ func wino4FilterRows(u, w []float32, cout, cin, o0, o1 int) {
 	}
 }
 
-// wino4PlanFor returns the cached F(4×4, 3×3) tables of h×w planes.
-func (l *Conv2d) wino4PlanFor(h, w int) *vec.Wino4Plan {
-	if p := l.wino4; p != nil && p.H == h && p.W == w {
-		return p
+// wino4PlanFor returns the cached F(4×4, 3×3) tables of h×w planes: a
+// plane plan on planes at least wino4MinWidth wide, else a batch plan for
+// images cin·h·w floats apart on the input side and cout·h·w on the output
+// side (the forward's and the input gradient's differ).
+func (l *Conv2d) wino4PlanFor(h, w, cin, cout int) *vec.Wino4Plan {
+	batch := w < wino4MinWidth
+	for _, p := range l.wino4 {
+		if p.H == h && p.W == w && (!batch || p.Images > 0 && p.InStride() == cin*h*w && p.OutStride() == cout*h*w) {
+			return p
+		}
 	}
-	p, err := vec.NewWino4Plan(h, w)
+	var p *vec.Wino4Plan
+	var err error
+	if batch {
+		p, err = vec.NewWino4BatchPlan(h, w, cin*h*w, cout*h*w)
+	} else {
+		p, err = vec.NewWino4Plan(h, w)
+	}
 	if err != nil {
 		panic(err) // winoTileFor chose F(4×4) for a shape it cannot take: a bug
 	}
-	l.wino4 = p
+	l.wino4 = append(l.wino4, p)
 	return p
 }
 
@@ -200,11 +214,19 @@ type winoSlot struct {
 	v, m []float32
 }
 
-// winoTileFor is the output tile of the Winograd forward on planes w
-// pixels wide: F(4×4, 3×3) (4) where a row has at least four tiles, which
-// the F(4×4) kernels need to fill their lanes, F(2×2, 3×3) (2) below.
-func winoTileFor(w int) int {
-	if w >= wino4MinWidth && w <= 64 && !DisableWinograd4 {
+// winoTileFor is the output tile of the Winograd forward on h×w planes:
+// F(4×4, 3×3) (4) on planes 13–64 pixels wide (a call's lanes hold tile
+// rows of one plane) and on narrow planes whose calls can hold whole images'
+// tile rows (5–12 wide: the 7×7 planes, four images a call), F(2×2, 3×3)
+// (2) elsewhere.
+func winoTileFor(h, w int) int {
+	if DisableWinograd4 {
+		return 2
+	}
+	if w >= wino4MinWidth && w <= 64 {
+		return 4
+	}
+	if th, tw := (h+3)/4, (w+3)/4; w >= 5 && w < wino4MinWidth && (16/tw)%th == 0 {
 		return 4
 	}
 	return 2
@@ -212,7 +234,7 @@ func winoTileFor(w int) int {
 
 // forwardWinograd is ForwardBias for a layer with winograd(h, w) true.
 func (l *Conv2d) forwardWinograd(out, in, extra []float32, n, h, w int) {
-	tile := winoTileFor(w)
+	tile := winoTileFor(h, w)
 	l.winoU.update(l.Weight.W, l.Cout, l.Cin, tile)
 	l.winogradConv(out, in, n, h, w, l.Cin, l.Cout, &l.winoU, func(i, o int) float32 { return l.outBias(extra, i, o) }, l.eachSlotForward)
 }
@@ -223,7 +245,7 @@ func (l *Conv2d) forwardWinograd(out, in, extra []float32, n, h, w int) {
 // 180°, the channels swapped), another "same" 3×3 conv, so it runs through
 // the forward's Winograd transforms.
 func (l *Conv2d) backwardDataWinograd(dIn, dOut []float32, n, h, w int) {
-	tile := winoTileFor(w)
+	tile := winoTileFor(h, w)
 	l.flipKernel()
 	l.winoD.update(l.flipped, l.Cin, l.Cout, tile)
 	l.winogradConv(dIn, dOut, n, h, w, l.Cout, l.Cin, &l.winoD, func(int, int) float32 { return 0 }, l.eachSlot)
@@ -237,9 +259,10 @@ func (l *Conv2d) winogradConv(out, in []float32, n, h, w, cin, cout int, f *wino
 	planes, th, tw := 16, (h+1)/2, (w+1)/2
 	var plan *vec.Wino4Plan
 	if f.tile == 4 {
-		plan = l.wino4PlanFor(h, w)
+		plan = l.wino4PlanFor(h, w, cin, cout)
 		planes, th, tw = 36, plan.TH, plan.TW
 	}
+	batch := plan != nil && plan.Images > 0
 	per := th * tw // GEMM columns (tiles) of one image
 	chunk := max(1, winoBytes/(4*planes*per*(cin+cout)))
 	each(n, func(s *convSlot, lo, hi int) {
@@ -253,7 +276,10 @@ func (l *Conv2d) winogradConv(out, in []float32, n, h, w, cin, cout int, f *wino
 			sv, sm := cin*ld+16, cout*ld+16 // plane strides of V and M
 			ws.v = grow(ws.v, planes*sv)
 			ws.m = grow(ws.m, planes*sm)
-			for i := i0; i < i1; i++ {
+			for c := 0; batch && c < cin; c++ {
+				plan.InputBatch(ws.v[c*ld:], sv, in[(i0*cin+c)*h*w:], i1-i0)
+			}
+			for i := i0; i < i1 && !batch; i++ {
 				off := (i - i0) * per
 				for c := 0; c < cin; c++ {
 					x := in[(i*cin+c)*h*w:][:h*w]
@@ -271,7 +297,10 @@ func (l *Conv2d) winogradConv(out, in []float32, n, h, w, cin, cout int, f *wino
 				gemm.Sgemm(false, false, cout, Np, cin, 1, f.u[xi*cout*cin:], cin,
 					ws.v[xi*sv:], ld, 0, ws.m[xi*sm:], ld)
 			}
-			for i := i0; i < i1; i++ {
+			for o := 0; batch && o < cout; o++ {
+				plan.OutputBatch(out[(i0*cout+o)*h*w:], ws.m[o*ld:], sm, i1-i0, func(k int) float32 { return bias(i0+k, o) })
+			}
+			for i := i0; i < i1 && !batch; i++ {
 				off := (i - i0) * per
 				for o := 0; o < cout; o++ {
 					y := out[(i*cout+o)*h*w:][:h*w]
@@ -294,7 +323,7 @@ func (l *Conv2d) winogradConv(out, in []float32, n, h, w, cin, cout int, f *wino
 // dW = Gᵀ dU G per filter. 4× fewer multiplies than the im2col GEMM.
 func (l *Conv2d) weightGradWinograd(s *convSlot, gW, in, dOut []float32, lo, hi, h, w int) {
 	cin, cout := l.Cin, l.Cout
-	plan := l.wino4PlanFor(h, w)
+	plan := l.wino4PlanFor(h, w, cin, cout)
 	per := plan.Tiles()
 	s.dU = grow(s.dU, 36*cout*cin)
 	clear(s.dU)

@@ -43,7 +43,7 @@ func im2col3x3AVX512(col *float32, ld int, x *float32, hw, cin int, tab *uint32)
 func wino4InAVX512(v *float32, ldv int, x *float32, rec *int64, k *uint32, s *[36][16]float32) {
 	unreachable()
 }
-func wino4OutAVX512(m *float32, ldm int, y *float32, bias float32, rec *int64, k *uint32, s *[24][16]float32) {
+func wino4OutAVX512(m *float32, ldm int, y *float32, bias *[16]float32, rec *int64, k *uint32, s *[24][16]float32) {
 	unreachable()
 }
 func wino4DyAVX512(v *float32, ldv int, dy *float32, rec *int64, k *uint32, s *[24][16]float32) {

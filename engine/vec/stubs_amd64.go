@@ -109,10 +109,10 @@ func winoOut2AVX512(m *float32, ldm int, y0 *float32, y1 *float32, y2 *float32, 
 //go:noescape
 func wino4InAVX512(v *float32, ldv int, x *float32, rec *int64, k *uint32, s *[36][16]float32)
 
-// wino4OutAVX512 computes the Winograd F(4×4,3×3) output transform Aᵀ·M·A + bias of one call's tiles; see vec.Wino4Plan.
+// wino4OutAVX512 computes the Winograd F(4×4,3×3) output transform Aᵀ·M·A + bias (per lane) of one call's tiles; see vec.Wino4Plan.
 //
 //go:noescape
-func wino4OutAVX512(m *float32, ldm int, y *float32, bias float32, rec *int64, k *uint32, s *[24][16]float32)
+func wino4OutAVX512(m *float32, ldm int, y *float32, bias *[16]float32, rec *int64, k *uint32, s *[24][16]float32)
 
 // wino4DyAVX512 computes A·dY·Aᵀ of one call's 4×4 output-gradient tiles (the weight gradient's transform); see vec.Wino4Plan.GradOutputPlane.
 //

@@ -1853,7 +1853,7 @@ TEXT ·wino4InAVX512(SB), NOSPLIT, $0-48
 	VZEROUPPER
 	RET
 
-// func wino4OutAVX512(m *float32, ldm int, y *float32, bias float32, rec *int64, k *uint32, s *[24][16]float32)
+// func wino4OutAVX512(m *float32, ldm int, y *float32, bias *[16]float32, rec *int64, k *uint32, s *[24][16]float32)
 // Requires: AVX, AVX512F
 TEXT ·wino4OutAVX512(SB), NOSPLIT, $0-56
 	MOVQ         m+0(FP), AX
@@ -2039,7 +2039,8 @@ TEXT ·wino4OutAVX512(SB), NOSPLIT, $0-56
 	VMOVUPS      Z7, 704(DI)
 	VMOVUPS      Z9, 1088(DI)
 	VMOVUPS      Z4, 1472(DI)
-	VBROADCASTSS bias+24(FP), Z3
+	MOVQ         bias+24(FP), AX
+	VMOVUPS      (AX), Z3
 	MOVQ         y+16(FP), AX
 	VMOVUPS      (DI), Z4
 	VMOVUPS      64(DI), Z5

@@ -27,10 +27,16 @@ import (
 // Wino4Plan holds the load and store tables of one plane shape.
 type Wino4Plan struct {
 	H, W, TH, TW int
-	rows         int // tile rows per kernel call, ⌊16/TW⌋
-	k            wino4Consts
-	in           []wino4In
-	out          []wino4Out
+	// Images is the number of images a call covers in a batch plan
+	// (NewWino4BatchPlan), 0 in a plane plan.
+	Images int
+	rows   int // tile rows per kernel call, ⌊16/TW⌋
+	k      wino4Consts
+	// Plane plan: in[c], out[c] are call c's tables. Batch plan: in[g−1],
+	// out[g−1] those of a call over g images.
+	in                  []wino4In
+	out                 []wino4Out
+	inStride, outStride int // batch plan: floats between images' planes
 }
 
 // wino4Consts are the constants every call of a plane shape shares (the
@@ -67,10 +73,58 @@ type wino4Out struct {
 
 // NewWino4Plan builds the tables of h×w planes, 13 ≤ w ≤ 64 (at least four
 // tiles a row, so that a stream register overlaps at most two tile rows).
+// A call covers ⌊16/TW⌋ tile rows of one plane.
 func NewWino4Plan(h, w int) (*Wino4Plan, error) {
 	if w < 13 || w > 64 || h < 1 {
 		return nil, fmt.Errorf("vec: Winograd F(4×4, 3×3) plan for a %d×%d plane: width must be 13…64", h, w)
 	}
+	p := newWino4Plan(h, w)
+	for t0 := 0; t0 < p.TH; t0 += p.rows {
+		var sets []wino4Set
+		for ty := t0; ty < min(p.TH, t0+p.rows); ty++ {
+			sets = append(sets, wino4Set{ty: ty})
+		}
+		p.addCall(sets)
+	}
+	return p, nil
+}
+
+// NewWino4BatchPlan builds the tables of narrow planes (5 ≤ w ≤ 12: two or
+// three tiles a row), whose calls cover the tile rows of several images
+// instead: Images images per call when all of a call's ⌊16/TW⌋ tile rows are
+// whole images' (7×7: two tile rows of two tiles an image, four images a
+// call). inStride and outStride are the floats from one image's plane to
+// the next image's (C·h·w in NCHW), on the input and the output side. The
+// plan's Batch methods take n images; a last, partial call uses the tables
+// of fewer images.
+func NewWino4BatchPlan(h, w, inStride, outStride int) (*Wino4Plan, error) {
+	p := newWino4Plan(h, w)
+	if w < 5 || w > 12 || h < 1 || p.rows%p.TH != 0 {
+		return nil, fmt.Errorf("vec: Winograd F(4×4, 3×3) batch plan for a %d×%d plane: needs width 5…12 and whole images per call", h, w)
+	}
+	if inStride < h*w || outStride < h*w {
+		return nil, fmt.Errorf("vec: Winograd F(4×4, 3×3) batch plan: image strides %d, %d below the plane's %d pixels", inStride, outStride, h*w)
+	}
+	p.Images = p.rows / p.TH
+	p.inStride, p.outStride = inStride, outStride
+	for g := 1; g <= p.Images; g++ {
+		var sets []wino4Set
+		for img := range g {
+			for ty := range p.TH {
+				sets = append(sets, wino4Set{ty: ty, in: img * inStride, out: img * outStride})
+			}
+		}
+		p.addCall(sets)
+	}
+	return p, nil
+}
+
+// wino4Set is one tile row of a call: tile row ty of the plane that starts
+// in and out floats after the call's base pointers.
+type wino4Set struct{ ty, in, out int }
+
+// newWino4Plan sets up the shape and the constants of a plan.
+func newWino4Plan(h, w int) *Wino4Plan {
 	p := &Wino4Plan{H: h, W: w, TH: (h + 3) / 4, TW: (w + 3) / 4}
 	tw := p.TW
 	p.rows = 16 / tw
@@ -85,51 +139,53 @@ func NewWino4Plan(h, w int) (*Wino4Plan, error) {
 		}
 	}
 	k.c2, k.c4, k.c5, k.c8 = 2, 4, 5, 8
-	// span returns the lanes of stream register j that tile row s fills,
-	// and the byte offset of lane 0 for plane row y.
-	span := func(s, j, y int) (uint16, int64) {
+	return p
+}
+
+// addCall appends the tables of one call over sets: set s fills lanes
+// s·TW … s·TW+TW−1 and stream floats s·4TW … s·4TW+W−1.
+func (p *Wino4Plan) addCall(sets []wino4Set) {
+	h, w, tw := p.H, p.W, p.TW
+	// span returns the lanes of stream register j that set s fills, and
+	// the byte offset of lane 0 for row y of the plane base floats in.
+	span := func(s, j, y, base int) (uint16, int64) {
 		lo, hi := max(16*j, s*4*tw), min(16*j+16, s*4*tw+w)
 		if lo >= hi {
 			return 0, 0
 		}
 		m := uint16((1<<(hi-16*j) - 1) &^ (1<<(lo-16*j) - 1))
-		return m, int64(4 * (y*w - s*4*tw + 16*j))
+		return m, int64(4 * (base + y*w - s*4*tw + 16*j))
 	}
-	for t0 := 0; t0 < p.TH; t0 += p.rows {
-		n := min(p.rows, p.TH-t0) // tile rows in this call
-		var in wino4In
-		var out wino4Out
-		in.kst = uint16(1<<(n*tw) - 1)
-		out.kld = in.kst
-		for j := range 4 {
-			for s := range n {
-				ty := t0 + s
-				for i := range 6 {
-					y := 4*ty - 1 + i
-					if y < 0 || y >= h {
-						continue
-					}
-					if m, off := span(s, j, y); m != 0 {
-						e := slot(in.mask[i][j][:])
-						in.off[i][j][e], in.mask[i][j][e] = off, m
-					}
+	var in wino4In
+	var out wino4Out
+	in.kst = uint16(1<<(len(sets)*tw) - 1)
+	out.kld = in.kst
+	for j := range 4 {
+		for s, set := range sets {
+			for i := range 6 {
+				y := 4*set.ty - 1 + i
+				if y < 0 || y >= h {
+					continue
 				}
-				for a := range 4 {
-					y := 4*ty + a
-					if y >= h {
-						continue
-					}
-					if m, off := span(s, j, y); m != 0 {
-						e := slot(out.mask[a][j][:])
-						out.off[a][j][e], out.mask[a][j][e] = off, m
-					}
+				if m, off := span(s, j, y, set.in); m != 0 {
+					e := slot(in.mask[i][j][:])
+					in.off[i][j][e], in.mask[i][j][e] = off, m
+				}
+			}
+			for a := range 4 {
+				y := 4*set.ty + a
+				if y >= h {
+					continue
+				}
+				if m, off := span(s, j, y, set.out); m != 0 {
+					e := slot(out.mask[a][j][:])
+					out.off[a][j][e], out.mask[a][j][e] = off, m
 				}
 			}
 		}
-		p.in = append(p.in, in)
-		p.out = append(p.out, out)
 	}
-	return p, nil
+	p.in = append(p.in, in)
+	p.out = append(p.out, out)
 }
 
 // slot returns the first unused of a stream register's two load or store
@@ -173,9 +229,70 @@ func (p *Wino4Plan) OutputPlane(y []float32, m []float32, ldm int, bias float32)
 		return
 	}
 	var scratch [24][16]float32
+	var b [16]float32
+	for l := range b {
+		b[l] = bias
+	}
 	step := p.rows * p.TW
 	for c := range p.out {
-		wino4OutAVX512(&m[c*step], ldm, &y[0], bias, (*int64)(unsafe.Pointer(&p.out[c])), (*uint32)(unsafe.Pointer(&p.k)), &scratch)
+		wino4OutAVX512(&m[c*step], ldm, &y[0], &b, (*int64)(unsafe.Pointer(&p.out[c])), (*uint32)(unsafe.Pointer(&p.k)), &scratch)
+	}
+}
+
+// InputBatch is InputPlane for the planes of n images of a batch plan:
+// image i's plane starts at x[i·inStride] and its tiles at column i·Tiles().
+func (p *Wino4Plan) InputBatch(v []float32, ldv int, x []float32, n int) {
+	p.checkBatch(n)
+	per := p.Tiles()
+	_ = x[(n-1)*p.inStride+p.H*p.W-1]
+	_ = v[35*ldv+n*per-1]
+	if !useAVX512 {
+		for i := range n {
+			wino4InputGo(v[i*per:], ldv, x[i*p.inStride:], p.H, p.W)
+		}
+		return
+	}
+	var scratch [36][16]float32
+	for i := 0; i < n; i += p.Images {
+		g := min(p.Images, n-i)
+		wino4InAVX512(&v[i*per], ldv, &x[i*p.inStride], (*int64)(unsafe.Pointer(&p.in[g-1])), (*uint32)(unsafe.Pointer(&p.k)), &scratch)
+	}
+}
+
+// OutputBatch is OutputPlane for the planes of n images of a batch plan:
+// image i's plane starts at y[i·outStride], its tiles at column i·Tiles()
+// of m, and its pixels get bias(i).
+func (p *Wino4Plan) OutputBatch(y []float32, m []float32, ldm, n int, bias func(i int) float32) {
+	p.checkBatch(n)
+	per := p.Tiles()
+	_ = y[(n-1)*p.outStride+p.H*p.W-1]
+	_ = m[35*ldm+n*per-1]
+	if !useAVX512 {
+		for i := range n {
+			wino4OutputGo(y[i*p.outStride:], p.H, p.W, m[i*per:], ldm, bias(i))
+		}
+		return
+	}
+	var scratch [24][16]float32
+	var b [16]float32
+	for i := 0; i < n; i += p.Images {
+		g := min(p.Images, n-i)
+		for l := range b {
+			if img := l / per; img < g {
+				b[l] = bias(i + img)
+			}
+		}
+		wino4OutAVX512(&m[i*per], ldm, &y[i*p.outStride], &b, (*int64)(unsafe.Pointer(&p.out[g-1])), (*uint32)(unsafe.Pointer(&p.k)), &scratch)
+	}
+}
+
+// InStride and OutStride are a batch plan's floats between images' planes.
+func (p *Wino4Plan) InStride() int  { return p.inStride }
+func (p *Wino4Plan) OutStride() int { return p.outStride }
+
+func (p *Wino4Plan) checkBatch(n int) {
+	if p.Images == 0 || n < 1 {
+		panic(fmt.Sprintf("vec: Winograd batch call with %d images on a plan for %d per call", n, p.Images))
 	}
 }
 

@@ -151,3 +151,55 @@ func TestWino4GradOutput(t *testing.T) {
 		}
 	}
 }
+
+// Batch plans (narrow planes, several images per call) match the portable
+// transforms image by image, with full and partial last calls, and write
+// nothing between the images' planes.
+func TestWino4Batch(t *testing.T) {
+	if !useAVX512 {
+		t.Skip("no AVX-512 kernels on this machine: the portable code is all there is")
+	}
+	rng := rand.New(rand.NewPCG(15, 16))
+	for _, hw := range [][2]int{{7, 7}, {5, 5}, {8, 8}, {3, 10}, {4, 12}, {1, 5}, {6, 7}} {
+		h, w := hw[0], hw[1]
+		inStride, outStride := 3*h*w+5, 2*h*w+3
+		p, err := NewWino4BatchPlan(h, w, inStride, outStride)
+		if err != nil {
+			t.Fatalf("%dx%d: %v", h, w, err)
+		}
+		for _, n := range []int{1, p.Images, p.Images + 1, 3*p.Images - 1} {
+			per := p.Tiles()
+			ld := n*per + 3
+			x := randSlice(rng, (n-1)*inStride+h*w, 1)
+			got := randSlice(rng, 36*ld, 1)
+			want := append([]float32(nil), got...)
+			p.InputBatch(got, ld, x, n)
+			for i := range n {
+				wino4InputGo(want[i*per:], ld, x[i*inStride:], h, w)
+			}
+			for i := range got {
+				if !wino4Close(got[i], want[i], 100) {
+					t.Fatalf("input %dx%d n=%d: v[%d] (ξ %d, column %d) = %v, want %v", h, w, n, i, i/ld, i%ld, got[i], want[i])
+				}
+			}
+			m := randSlice(rng, 36*ld, 1)
+			bias := func(i int) float32 { return float32(i) - 0.5 }
+			gy := randSlice(rng, (n-1)*outStride+h*w+16, 1)
+			wy := append([]float32(nil), gy...)
+			p.OutputBatch(gy, m, ld, n, bias)
+			for i := range n {
+				wino4OutputGo(wy[i*outStride:], h, w, m[i*per:], ld, bias(i))
+			}
+			for i := range gy {
+				if !wino4Close(gy[i], wy[i], 1000) {
+					t.Fatalf("output %dx%d n=%d: y[%d] = %v, want %v", h, w, n, i, gy[i], wy[i])
+				}
+			}
+		}
+	}
+	for _, hw := range [][2]int{{12, 12}, {9, 8}, {7, 4}, {7, 13}} {
+		if _, err := NewWino4BatchPlan(hw[0], hw[1], 1000, 1000); err == nil {
+			t.Errorf("a batch plan for %dx%d was made", hw[0], hw[1])
+		}
+	}
+}

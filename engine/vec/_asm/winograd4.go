@@ -245,9 +245,9 @@ func wino4In() {
 }
 
 func wino4Out() {
-	TEXT("wino4OutAVX512", NOSPLIT, "func(m *float32, ldm int, y *float32, bias float32, rec *int64, k *uint32, s *[24][16]float32)")
+	TEXT("wino4OutAVX512", NOSPLIT, "func(m *float32, ldm int, y *float32, bias *[16]float32, rec *int64, k *uint32, s *[24][16]float32)")
 	Pragma("noescape")
-	Doc("wino4OutAVX512 computes the Winograd F(4×4,3×3) output transform Aᵀ·M·A + bias of one call's tiles; see vec.Wino4Plan.")
+	Doc("wino4OutAVX512 computes the Winograd F(4×4,3×3) output transform Aᵀ·M·A + bias (per lane) of one call's tiles; see vec.Wino4Plan.")
 	mp := Load(Param("m"), GP64())
 	ld := Load(Param("ldm"), GP64())
 	SHLQ(U8(2), ld)
@@ -279,7 +279,8 @@ func wino4Out() {
 			ADDQ(ld, mp)
 		}
 	}
-	bias := broadcastParam("bias")
+	bias := ZMM()
+	VMOVUPS(Mem{Base: Load(Param("bias"), GP64())}, bias) // lane l: the bias of tile l's image
 	yp := Load(Param("y"), GP64())
 	// Across: row a's four pixel phases, plus the bias, back into streams.
 	for a := 0; a < 4; a++ {
