@@ -29,8 +29,10 @@ import (
 //     loses about a digit more: on the U-Net's shapes its largest error is
 //     5–7e-6 of the largest output (F(2×2): 2–3e-7), its rms error 1–2e-6
 //     of the outputs' rms; tests hold both to 1e-5. Used on planes 13–64 pixels
-//     wide: the mnist-fast U-Net's 28×28 and 14×14 convs, 1.16–1.32× faster
-//     than F(2×2) (BenchmarkConvForwardWinograd).
+//     wide (the mnist-fast U-Net's 28×28 and 14×14 convs, 1.16–1.32× faster
+//     than F(2×2), BenchmarkConvForwardWinograd) and on narrow planes whose
+//     calls can hold whole images' tile rows (its 7×7 convs, four images a
+//     call, 2× faster than the direct conv they replace).
 //
 // Layout. An h×w image has th·tw tiles (th = ⌈h/m⌉, tw = ⌈w/m⌉), one GEMM
 // column each; the transforms put one tile in each SIMD lane
