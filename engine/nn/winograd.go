@@ -23,7 +23,7 @@ import (
 //
 //   - F(2×2, 3×3): 16 multiplies per 4 outputs and channel pair instead of
 //     36, 2.25× fewer; transforms of 0, ±1, ±½ only, so its float32 error is
-//     that of a reordered sum. Used on planes narrower than 13 pixels.
+//     that of a reordered sum. Used where F(4×4) is not.
 //   - F(4×4, 3×3): 36 multiplies per 16 outputs, 4× fewer; its transforms
 //     hold 4, 5 and 8 (Bᵀ, Aᵀ) and sixths and twenty-fourths (G), so it
 //     loses about a digit more: on the U-Net's shapes its largest error is
