@@ -204,96 +204,13 @@ func slot(masks []uint16) int {
 func (p *Wino4Plan) Tiles() int { return p.TH * p.TW }
 
 // InputPlane writes the input transform Bᵀ·d·B of every tile of the plane
-// x to v[ξ·ldv + ty·TW + tx].
-func (p *Wino4Plan) InputPlane(v []float32, ldv int, x []float32) {
-	_ = x[p.H*p.W-1]
-	_ = v[35*ldv+p.Tiles()-1]
-	if !useAVX512 {
-		wino4InputGo(v, ldv, x, p.H, p.W)
-		return
-	}
-	var scratch [36][16]float32
-	step := p.rows * p.TW
-	for c := range p.in {
-		wino4InAVX512(&v[c*step], ldv, &x[0], (*int64)(unsafe.Pointer(&p.in[c])), (*uint32)(unsafe.Pointer(&p.k)), &scratch)
-	}
-}
+// x to v[ξ·ldv + ty·TW + tx] (a plane plan).
+func (p *Wino4Plan) InputPlane(v []float32, ldv int, x []float32) { p.input(v, ldv, x, 1) }
 
 // OutputPlane writes the h×w output plane y = Aᵀ·M·A + bias from
-// m[ξ·ldm + ty·TW + tx].
+// m[ξ·ldm + ty·TW + tx] (a plane plan).
 func (p *Wino4Plan) OutputPlane(y []float32, m []float32, ldm int, bias float32) {
-	_ = y[p.H*p.W-1]
-	_ = m[35*ldm+p.Tiles()-1]
-	if !useAVX512 {
-		wino4OutputGo(y, p.H, p.W, m, ldm, bias)
-		return
-	}
-	var scratch [24][16]float32
-	var b [16]float32
-	for l := range b {
-		b[l] = bias
-	}
-	step := p.rows * p.TW
-	for c := range p.out {
-		wino4OutAVX512(&m[c*step], ldm, &y[0], &b, (*int64)(unsafe.Pointer(&p.out[c])), (*uint32)(unsafe.Pointer(&p.k)), &scratch)
-	}
-}
-
-// InputBatch is InputPlane for the planes of n images of a batch plan:
-// image i's plane starts at x[i·inStride] and its tiles at column i·Tiles().
-func (p *Wino4Plan) InputBatch(v []float32, ldv int, x []float32, n int) {
-	p.checkBatch(n)
-	per := p.Tiles()
-	_ = x[(n-1)*p.inStride+p.H*p.W-1]
-	_ = v[35*ldv+n*per-1]
-	if !useAVX512 {
-		for i := range n {
-			wino4InputGo(v[i*per:], ldv, x[i*p.inStride:], p.H, p.W)
-		}
-		return
-	}
-	var scratch [36][16]float32
-	for i := 0; i < n; i += p.Images {
-		g := min(p.Images, n-i)
-		wino4InAVX512(&v[i*per], ldv, &x[i*p.inStride], (*int64)(unsafe.Pointer(&p.in[g-1])), (*uint32)(unsafe.Pointer(&p.k)), &scratch)
-	}
-}
-
-// OutputBatch is OutputPlane for the planes of n images of a batch plan:
-// image i's plane starts at y[i·outStride], its tiles at column i·Tiles()
-// of m, and its pixels get bias(i).
-func (p *Wino4Plan) OutputBatch(y []float32, m []float32, ldm, n int, bias func(i int) float32) {
-	p.checkBatch(n)
-	per := p.Tiles()
-	_ = y[(n-1)*p.outStride+p.H*p.W-1]
-	_ = m[35*ldm+n*per-1]
-	if !useAVX512 {
-		for i := range n {
-			wino4OutputGo(y[i*p.outStride:], p.H, p.W, m[i*per:], ldm, bias(i))
-		}
-		return
-	}
-	var scratch [24][16]float32
-	var b [16]float32
-	for i := 0; i < n; i += p.Images {
-		g := min(p.Images, n-i)
-		for l := range b {
-			if img := l / per; img < g {
-				b[l] = bias(i + img)
-			}
-		}
-		wino4OutAVX512(&m[i*per], ldm, &y[i*p.outStride], &b, (*int64)(unsafe.Pointer(&p.out[g-1])), (*uint32)(unsafe.Pointer(&p.k)), &scratch)
-	}
-}
-
-// InStride and OutStride are a batch plan's floats between images' planes.
-func (p *Wino4Plan) InStride() int  { return p.inStride }
-func (p *Wino4Plan) OutStride() int { return p.outStride }
-
-func (p *Wino4Plan) checkBatch(n int) {
-	if p.Images == 0 || n < 1 {
-		panic(fmt.Sprintf("vec: Winograd batch call with %d images on a plan for %d per call", n, p.Images))
-	}
+	p.output(y, m, ldm, 1, func(int) float32 { return bias })
 }
 
 // GradOutputPlane writes A·dY·Aᵀ of every 4×4 tile of the h×w output
@@ -308,9 +225,95 @@ func (p *Wino4Plan) GradOutputPlane(v []float32, ldv int, dy []float32) {
 		return
 	}
 	var scratch [24][16]float32
-	step := p.rows * p.TW
-	for c := range p.out {
-		wino4DyAVX512(&v[c*step], ldv, &dy[0], (*int64)(unsafe.Pointer(&p.out[c])), (*uint32)(unsafe.Pointer(&p.k)), &scratch)
+	for c := range p.numCalls(1) {
+		t, col, _ := p.call(c, 1)
+		wino4DyAVX512(&v[col], ldv, &dy[0], (*int64)(unsafe.Pointer(&p.out[t])), (*uint32)(unsafe.Pointer(&p.k)), &scratch)
+	}
+}
+
+// InputBatch is InputPlane for the planes of n images of a batch plan:
+// image i's plane starts at x[i·inStride] and its tiles at column i·Tiles().
+func (p *Wino4Plan) InputBatch(v []float32, ldv int, x []float32, n int) {
+	p.checkBatch(n)
+	p.input(v, ldv, x, n)
+}
+
+// OutputBatch is OutputPlane for the planes of n images of a batch plan:
+// image i's plane starts at y[i·outStride], its tiles at column i·Tiles()
+// of m, and its pixels get bias(i).
+func (p *Wino4Plan) OutputBatch(y []float32, m []float32, ldm, n int, bias func(i int) float32) {
+	p.checkBatch(n)
+	p.output(y, m, ldm, n, bias)
+}
+
+// InStride and OutStride are a batch plan's floats between images' planes.
+func (p *Wino4Plan) InStride() int  { return p.inStride }
+func (p *Wino4Plan) OutStride() int { return p.outStride }
+
+func (p *Wino4Plan) checkBatch(n int) {
+	if p.Images == 0 || n < 1 {
+		panic(fmt.Sprintf("vec: Winograd batch call with %d images on a plan for %d per call", n, p.Images))
+	}
+}
+
+// numCalls is the number of kernel calls for n images (n = 1 in a plane
+// plan), and call(c, n) call c's table, its first GEMM column and its first
+// image: a plane plan's calls walk its tile rows, a batch plan's its images,
+// Images at a time.
+func (p *Wino4Plan) numCalls(n int) int {
+	if p.Images == 0 {
+		return len(p.in)
+	}
+	return (n + p.Images - 1) / p.Images
+}
+
+func (p *Wino4Plan) call(c, n int) (table, col, img int) {
+	if p.Images == 0 {
+		return c, c * p.rows * p.TW, 0
+	}
+	img = c * p.Images
+	return min(p.Images, n-img) - 1, img * p.Tiles(), img
+}
+
+// input is InputPlane and InputBatch.
+func (p *Wino4Plan) input(v []float32, ldv int, x []float32, n int) {
+	per := p.Tiles()
+	_ = x[(n-1)*p.inStride+p.H*p.W-1]
+	_ = v[35*ldv+n*per-1]
+	if !useAVX512 {
+		for i := range n {
+			wino4InputGo(v[i*per:], ldv, x[i*p.inStride:], p.H, p.W)
+		}
+		return
+	}
+	var scratch [36][16]float32
+	for c := range p.numCalls(n) {
+		t, col, img := p.call(c, n)
+		wino4InAVX512(&v[col], ldv, &x[img*p.inStride], (*int64)(unsafe.Pointer(&p.in[t])), (*uint32)(unsafe.Pointer(&p.k)), &scratch)
+	}
+}
+
+// output is OutputPlane and OutputBatch.
+func (p *Wino4Plan) output(y []float32, m []float32, ldm, n int, bias func(i int) float32) {
+	per := p.Tiles()
+	_ = y[(n-1)*p.outStride+p.H*p.W-1]
+	_ = m[35*ldm+n*per-1]
+	if !useAVX512 {
+		for i := range n {
+			wino4OutputGo(y[i*p.outStride:], p.H, p.W, m[i*per:], ldm, bias(i))
+		}
+		return
+	}
+	var scratch [24][16]float32
+	var b [16]float32 // lane l: the bias of the image tile l belongs to
+	for c := range p.numCalls(n) {
+		t, col, img := p.call(c, n)
+		if c == 0 || p.Images > 0 { // a plane plan's calls share one image
+			for l := range b {
+				b[l] = bias(img + min(l/per, n-1-img))
+			}
+		}
+		wino4OutAVX512(&m[col], ldm, &y[img*p.outStride], &b, (*int64)(unsafe.Pointer(&p.out[t])), (*uint32)(unsafe.Pointer(&p.k)), &scratch)
 	}
 }
 
