@@ -5,8 +5,9 @@ import (
 	"unsafe"
 )
 
-// The tile transforms of the Winograd F(4×4, 3×3) convolution (package nn,
-// Conv2d's forward on planes at least 13 pixels wide). A w-pixel row has
+// The tile transforms of the Winograd F(4×4, 3×3) convolution (package nn:
+// Conv2d's forward and input gradient, and on planes at least 13 pixels
+// wide its weight gradient). A w-pixel row has
 // tw = ⌈w/4⌉ tiles; tile t reads input pixels 4t−1 … 4t+4 of six rows (the
 // pixels outside [0, w) and the rows outside [0, h) are the zero padding)
 // and makes output pixels 4t … 4t+3 of four rows. ξ = 6r+c numbers the 36
@@ -17,14 +18,16 @@ import (
 //
 // The AVX-512 kernels put one tile in each of 16 lanes, ⌊16/tw⌋ tile rows
 // per call (28-pixel rows: two tile rows of 7 tiles; 14-pixel rows: four
-// of 4). A call reads each input row of its tile rows as one stream of 64
+// of 4; 7-pixel rows: eight of 2, the two tile rows of four images, in a
+// batch plan). A call reads each input row of its tile rows as one stream of 64
 // floats — tile row s's pixels at stream floats s·4tw … s·4tw+w−1, the
 // rest zero — with masked loads whose offsets and masks a Wino4Plan works
 // out once per plane shape, and a 16×4 transpose turns the stream into the
 // four pixel phases x[4l+p] of the 16 tiles; the output goes back the same
 // way.
 
-// Wino4Plan holds the load and store tables of one plane shape.
+// Wino4Plan holds the load and store tables of one plane shape (and, in a
+// batch plan, of the strides between images).
 type Wino4Plan struct {
 	H, W, TH, TW int
 	// Images is the number of images a call covers in a batch plan
