@@ -1,7 +1,9 @@
 package classifier
 
 import (
+	"cmp"
 	"fmt"
+	"slices"
 
 	"github.com/ddpm-go/ddpm/data"
 )
@@ -109,6 +111,20 @@ func Predictions(probs [][]float64) []int {
 		pred[i] = best
 	}
 	return pred
+}
+
+// LeastSure returns the indices of the k rows of probs whose most probable
+// class is least probable, least sure first (ties in index order): the
+// images the classifier doubts, which hold a generator's Inception Score
+// down. k is capped at len(probs).
+func LeastSure(probs [][]float64, k int) []int {
+	top := make([]float64, len(probs))
+	idx := make([]int, len(probs))
+	for i, p := range probs {
+		top[i], idx[i] = slices.Max(p), i
+	}
+	slices.SortStableFunc(idx, func(a, b int) int { return cmp.Compare(top[a], top[b]) })
+	return idx[:min(max(k, 0), len(idx))]
 }
 
 // Accuracy is the fraction of rows of probs whose most probable class is

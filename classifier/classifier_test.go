@@ -471,3 +471,29 @@ func TestDatasets(t *testing.T) {
 		}
 	}
 }
+
+func TestLeastSure(t *testing.T) {
+	probs := [][]float64{
+		{0.9, 0.1},   // 0: sure
+		{0.5, 0.5},   // 1: least sure
+		{0.3, 0.7},   // 2
+		{0.6, 0.4},   // 3
+		{0.55, 0.45}, // 4: as sure as 5, earlier
+		{0.45, 0.55}, // 5
+	}
+	for _, c := range []struct {
+		k    int
+		want []int
+	}{
+		{0, []int{}},
+		{-1, []int{}},
+		{1, []int{1}},
+		{4, []int{1, 4, 5, 3}},
+		{6, []int{1, 4, 5, 3, 2, 0}},
+		{99, []int{1, 4, 5, 3, 2, 0}},
+	} {
+		if got := LeastSure(probs, c.k); !slices.Equal(got, c.want) {
+			t.Errorf("LeastSure(k=%d) = %v, want %v", c.k, got, c.want)
+		}
+	}
+}

@@ -35,6 +35,9 @@ const minQualityN = 2 * metrics.KIDMinSubsets
 // can look at.
 const maxGrid = 256
 
+// doubtedGrid is how many images the --doubted grid shows (8×8).
+const doubtedGrid = 64
+
 // qualityReport is what --json prints: the scores of the images (flat at
 // the top level) and the real-data floor computed the same way.
 type qualityReport struct {
@@ -57,6 +60,7 @@ func runEvalQuality(args []string) error {
 	seed := fs.Uint64("seed", 0, "random seed (samples, real subsets, KID subsets)")
 	asJSON := fs.Bool("json", false, "print the scores as JSON")
 	samples := fs.String("samples", "", fmt.Sprintf("also save a PNG grid of (the first %d of) the scored images", maxGrid))
+	doubted := fs.String("doubted", "", fmt.Sprintf("also save a PNG grid of the %d scored images the classifier is least sure of, least sure first", doubtedGrid))
 	clsPath := fs.String("classifier", "", "feature classifier weights (default: the one shipped for the data set)")
 	raw := fs.Bool("raw", false, "sample with the raw weights instead of the EMA weights")
 	quiet := fs.Bool("quiet", false, "no progress bars")
@@ -140,6 +144,11 @@ func runEvalQuality(args []string) error {
 	if err != nil {
 		return err
 	}
+	if *doubted != "" {
+		if err := saveDoubted(*doubted, x, gen.Probs, c, side); err != nil {
+			return err
+		}
+	}
 	ref, err := cls.ApplyDataset(train, trainIdx, func(done int) { bar.Set(*n + done) })
 	if err != nil {
 		return err
@@ -180,6 +189,19 @@ func runEvalQuality(args []string) error {
 	}
 	printQuality(r)
 	return nil
+}
+
+// saveDoubted saves the doubtedGrid images of x (n×c×side×side) whose
+// classifier probabilities probs have the lowest top class, least sure
+// first: what a model gets wrong, to look at beside the doubt it scores.
+func saveDoubted(path string, x []float32, probs [][]float64, c, side int) error {
+	D := c * side * side
+	idx := classifier.LeastSure(probs, doubtedGrid)
+	grid := make([]float32, 0, len(idx)*D)
+	for _, i := range idx {
+		grid = append(grid, x[i*D:(i+1)*D]...)
+	}
+	return imgio.SaveGrid(path, grid, len(idx), c, side, side, 8)
 }
 
 // sampleForQuality draws n images from the model with the sampler the flags

@@ -60,8 +60,9 @@ func TestEvalQualityRealDigits(t *testing.T) {
 	dir := t.TempDir()
 	writePNGs(t, dir, x, n, 32)
 	grid := filepath.Join(t.TempDir(), "grid.png")
+	doubted := filepath.Join(t.TempDir(), "doubted.png")
 
-	r := qualityJSON(t, "--ref", dir, "--data", "mnist", "--n", fmt.Sprint(n), "--samples", grid)
+	r := qualityJSON(t, "--ref", dir, "--data", "mnist", "--n", fmt.Sprint(n), "--samples", grid, "--doubted", doubted)
 	t.Logf("real digits: %+v", r.Scores)
 	t.Logf("floor:       %+v", r.Floor)
 	if r.N != n || r.Data != "mnist" {
@@ -83,6 +84,9 @@ func TestEvalQualityRealDigits(t *testing.T) {
 	img := decodePNG(t, grid)
 	if b := img.Bounds(); b.Dx() < 32*16 || b.Dy() < 32*16 || b.Dx() > 34*16 {
 		t.Errorf("--samples grid is %v, want the first 256 images (16×16 tiles of 32×32)", b)
+	}
+	if b := decodePNG(t, doubted).Bounds(); b.Dx() < 32*8 || b.Dy() < 32*8 || b.Dx() > 34*8 || b.Dy() > 34*8 {
+		t.Errorf("--doubted grid is %v, want 64 images (8×8 tiles of 32×32)", b)
 	}
 
 	// The text report names the metrics honestly and shows the floor.
