@@ -278,18 +278,17 @@ func (l *Conv2d) winogradConv(out, in []float32, n, h, w, cin, cout int, f *wino
 			sv, sm := cin*ld+16, cout*ld+16 // plane strides of V and M
 			ws.v = grow(ws.v, planes*sv)
 			ws.m = grow(ws.m, planes*sm)
-			for c := 0; batch && c < cin; c++ {
-				plan.InputBatch(ws.v[c*ld:], sv, in[(i0*cin+c)*h*w:], i1-i0)
+			if batch {
+				plan.InputBatch(ws.v, sv, ld, in[i0*cin*h*w:], h*w, i1-i0, cin)
 			}
 			for i := i0; i < i1 && !batch; i++ {
 				off := (i - i0) * per
+				if plan != nil {
+					plan.InputPlanes(ws.v[off:], sv, ld, in[i*cin*h*w:], h*w, cin)
+					continue
+				}
 				for c := 0; c < cin; c++ {
-					x := in[(i*cin+c)*h*w:][:h*w]
-					if plan != nil {
-						plan.InputPlane(ws.v[c*ld+off:], sv, x)
-					} else {
-						vec.WinogradInputPlane(ws.v[c*ld+off:], sv, x, h, w)
-					}
+					vec.WinogradInputPlane(ws.v[c*ld+off:], sv, in[(i*cin+c)*h*w:][:h*w], h, w)
 				}
 			}
 			for xi := 0; xi < planes; xi++ {
@@ -299,18 +298,17 @@ func (l *Conv2d) winogradConv(out, in []float32, n, h, w, cin, cout int, f *wino
 				gemm.Sgemm(false, false, cout, Np, cin, 1, f.u[xi*cout*cin:], cin,
 					ws.v[xi*sv:], ld, 0, ws.m[xi*sm:], ld)
 			}
-			for o := 0; batch && o < cout; o++ {
-				plan.OutputBatch(out[(i0*cout+o)*h*w:], ws.m[o*ld:], sm, i1-i0, func(k int) float32 { return bias(i0+k, o) })
+			if batch {
+				plan.OutputBatch(out[i0*cout*h*w:], h*w, ws.m, sm, ld, i1-i0, cout, func(o, k int) float32 { return bias(i0+k, o) })
 			}
 			for i := i0; i < i1 && !batch; i++ {
 				off := (i - i0) * per
+				if plan != nil {
+					plan.OutputPlanes(out[i*cout*h*w:], h*w, ws.m[off:], sm, ld, cout, func(o int) float32 { return bias(i, o) })
+					continue
+				}
 				for o := 0; o < cout; o++ {
-					y := out[(i*cout+o)*h*w:][:h*w]
-					if plan != nil {
-						plan.OutputPlane(y, ws.m[o*ld+off:], sm, bias(i, o))
-					} else {
-						vec.WinogradOutputPlane(y, h, w, ws.m[o*ld+off:], sm, bias(i, o))
-					}
+					vec.WinogradOutputPlane(out[(i*cout+o)*h*w:][:h*w], h, w, ws.m[o*ld+off:], sm, bias(i, o))
 				}
 			}
 		}
@@ -340,12 +338,8 @@ func (l *Conv2d) weightGradWinograd(s *convSlot, gW, in, dOut []float32, lo, hi,
 		ws.m = grow(ws.m, 36*sm)
 		for i := i0; i < i1; i++ {
 			off := (i - i0) * per
-			for c := 0; c < cin; c++ {
-				plan.InputPlane(ws.v[c*ld+off:], sv, in[(i*cin+c)*h*w:][:h*w])
-			}
-			for o := 0; o < cout; o++ {
-				plan.GradOutputPlane(ws.m[o*ld+off:], sm, dOut[(i*cout+o)*h*w:][:h*w])
-			}
+			plan.InputPlanes(ws.v[off:], sv, ld, in[i*cin*h*w:], h*w, cin)
+			plan.GradOutputPlanes(ws.m[off:], sm, ld, dOut[i*cout*h*w:], h*w, cout)
 		}
 		for xi := 0; xi < 36; xi++ {
 			gemm.Sgemm(false, true, cout, cin, N, 1, ws.m[xi*sm:], ld, ws.v[xi*sv:], ld, 1, s.dU[xi*cout*cin:], cin)

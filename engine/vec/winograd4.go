@@ -208,12 +208,27 @@ func (p *Wino4Plan) Tiles() int { return p.TH * p.TW }
 
 // InputPlane writes the input transform Bᵀ·d·B of every tile of the plane
 // x to v[ξ·ldv + ty·TW + tx] (a plane plan).
-func (p *Wino4Plan) InputPlane(v []float32, ldv int, x []float32) { p.input(v, ldv, x, 1) }
+func (p *Wino4Plan) InputPlane(v []float32, ldv int, x []float32) { p.input(v, ldv, 0, x, 0, 1, 1) }
+
+// InputPlanes is InputPlane for count planes at once (a plane plan): plane
+// q is read from x[q·xStep:] and its tiles go to v[q·vStep:]. One call for
+// all the channels of an image saves the per-call set-up of the kernels.
+func (p *Wino4Plan) InputPlanes(v []float32, ldv, vStep int, x []float32, xStep, count int) {
+	p.checkPlanes(count, vStep, xStep)
+	p.input(v, ldv, vStep, x, xStep, 1, count)
+}
 
 // OutputPlane writes the h×w output plane y = Aᵀ·M·A + bias from
 // m[ξ·ldm + ty·TW + tx] (a plane plan).
 func (p *Wino4Plan) OutputPlane(y []float32, m []float32, ldm int, bias float32) {
-	p.output(y, m, ldm, 1, func(int) float32 { return bias })
+	p.output(y, 0, m, ldm, 0, 1, 1, func(int, int) float32 { return bias })
+}
+
+// OutputPlanes is OutputPlane for count planes at once (a plane plan):
+// plane q goes to y[q·yStep:] from the tiles at m[q·mStep:], plus bias(q).
+func (p *Wino4Plan) OutputPlanes(y []float32, yStep int, m []float32, ldm, mStep, count int, bias func(q int) float32) {
+	p.checkPlanes(count, yStep, mStep)
+	p.output(y, yStep, m, ldm, mStep, 1, count, func(q, _ int) float32 { return bias(q) })
 }
 
 // GradOutputPlane writes A·dY·Aᵀ of every 4×4 tile of the h×w output
@@ -221,32 +236,55 @@ func (p *Wino4Plan) OutputPlane(y []float32, m []float32, ldm int, bias float32)
 // transform of the weight gradient (package nn), which sums these times the
 // input transforms over tiles. It reads dy through the output tables.
 func (p *Wino4Plan) GradOutputPlane(v []float32, ldv int, dy []float32) {
-	_ = dy[p.H*p.W-1]
-	_ = v[35*ldv+p.Tiles()-1]
+	p.gradOutput(v, ldv, 0, dy, 0, 1)
+}
+
+// GradOutputPlanes is GradOutputPlane for count planes at once: plane q of
+// dy at dy[q·dyStep:], its tiles to v[q·vStep:].
+func (p *Wino4Plan) GradOutputPlanes(v []float32, ldv, vStep int, dy []float32, dyStep, count int) {
+	p.checkPlanes(count, vStep, dyStep)
+	p.gradOutput(v, ldv, vStep, dy, dyStep, count)
+}
+
+func (p *Wino4Plan) gradOutput(v []float32, ldv, vStep int, dy []float32, dyStep, count int) {
+	if p.Images > 0 {
+		panic("vec: GradOutputPlane on a batch plan")
+	}
+	_ = dy[(count-1)*dyStep+p.H*p.W-1]
+	_ = v[(count-1)*vStep+35*ldv+p.Tiles()-1]
 	if !useAVX512 {
-		wino4GradOutputGo(v, ldv, dy, p.H, p.W)
+		for q := range count {
+			wino4GradOutputGo(v[q*vStep:], ldv, dy[q*dyStep:], p.H, p.W)
+		}
 		return
 	}
 	var scratch [24][16]float32
-	for c := range p.numCalls(1) {
-		t, col, _ := p.call(c, 1)
-		wino4DyAVX512(&v[col], ldv, &dy[0], (*int64)(unsafe.Pointer(&p.out[t])), (*uint32)(unsafe.Pointer(&p.k)), &scratch)
+	for q := range count {
+		vq, dq := v[q*vStep:], dy[q*dyStep:]
+		for c := range p.numCalls(1) {
+			t, col, _ := p.call(c, 1)
+			wino4DyAVX512(&vq[col], ldv, &dq[0], (*int64)(unsafe.Pointer(&p.out[t])), (*uint32)(unsafe.Pointer(&p.k)), &scratch)
+		}
 	}
 }
 
-// InputBatch is InputPlane for the planes of n images of a batch plan:
-// image i's plane starts at x[i·inStride] and its tiles at column i·Tiles().
-func (p *Wino4Plan) InputBatch(v []float32, ldv int, x []float32, n int) {
+// InputBatch is InputPlane for the planes of n images of a batch plan,
+// count planes (channels) at once: plane q of image i starts at
+// x[q·xStep + i·inStride] and its tiles at column i·Tiles() of v[q·vStep:].
+func (p *Wino4Plan) InputBatch(v []float32, ldv, vStep int, x []float32, xStep, n, count int) {
 	p.checkBatch(n)
-	p.input(v, ldv, x, n)
+	p.checkPlanes(count, vStep, xStep)
+	p.input(v, ldv, vStep, x, xStep, n, count)
 }
 
-// OutputBatch is OutputPlane for the planes of n images of a batch plan:
-// image i's plane starts at y[i·outStride], its tiles at column i·Tiles()
-// of m, and its pixels get bias(i).
-func (p *Wino4Plan) OutputBatch(y []float32, m []float32, ldm, n int, bias func(i int) float32) {
+// OutputBatch is OutputPlane for the planes of n images of a batch plan,
+// count planes at once: plane q of image i goes to y[q·yStep +
+// i·outStride] from the tiles at column i·Tiles() of m[q·mStep:], and its
+// pixels get bias(q, i).
+func (p *Wino4Plan) OutputBatch(y []float32, yStep int, m []float32, ldm, mStep, n, count int, bias func(q, i int) float32) {
 	p.checkBatch(n)
-	p.output(y, m, ldm, n, bias)
+	p.checkPlanes(count, yStep, mStep)
+	p.output(y, yStep, m, ldm, mStep, n, count, bias)
 }
 
 // InStride and OutStride are a batch plan's floats between images' planes.
@@ -256,6 +294,14 @@ func (p *Wino4Plan) OutStride() int { return p.outStride }
 func (p *Wino4Plan) checkBatch(n int) {
 	if p.Images == 0 || n < 1 {
 		panic(fmt.Sprintf("vec: Winograd batch call with %d images on a plan for %d per call", n, p.Images))
+	}
+}
+
+// checkPlanes rejects what the kernels' bounds checks (made on the last
+// plane only) would not catch.
+func (p *Wino4Plan) checkPlanes(count, step1, step2 int) {
+	if count < 1 || step1 < 0 || step2 < 0 {
+		panic(fmt.Sprintf("vec: Winograd call for %d planes with steps %d, %d", count, step1, step2))
 	}
 }
 
@@ -278,45 +324,65 @@ func (p *Wino4Plan) call(c, n int) (table, col, img int) {
 	return min(p.Images, n-img) - 1, img * p.Tiles(), img
 }
 
-// input is InputPlane and InputBatch.
-func (p *Wino4Plan) input(v []float32, ldv int, x []float32, n int) {
+// input is InputPlane(s) and InputBatch: count planes of n images each.
+// The scratch space is set up once for all of them.
+func (p *Wino4Plan) input(v []float32, ldv, vStep int, x []float32, xStep, n, count int) {
 	per := p.Tiles()
-	_ = x[(n-1)*p.inStride+p.H*p.W-1]
-	_ = v[35*ldv+n*per-1]
+	_ = x[(count-1)*xStep+(n-1)*p.inStride+p.H*p.W-1]
+	_ = v[(count-1)*vStep+35*ldv+n*per-1]
 	if !useAVX512 {
-		for i := range n {
-			wino4InputGo(v[i*per:], ldv, x[i*p.inStride:], p.H, p.W)
+		for q := range count {
+			for i := range n {
+				wino4InputGo(v[q*vStep+i*per:], ldv, x[q*xStep+i*p.inStride:], p.H, p.W)
+			}
 		}
 		return
 	}
 	var scratch [36][16]float32
-	for c := range p.numCalls(n) {
-		t, col, img := p.call(c, n)
-		wino4InAVX512(&v[col], ldv, &x[img*p.inStride], (*int64)(unsafe.Pointer(&p.in[t])), (*uint32)(unsafe.Pointer(&p.k)), &scratch)
+	for q := range count {
+		vq, xq := v[q*vStep:], x[q*xStep:]
+		for c := range p.numCalls(n) {
+			t, col, img := p.call(c, n)
+			wino4InAVX512(&vq[col], ldv, &xq[img*p.inStride], (*int64)(unsafe.Pointer(&p.in[t])), (*uint32)(unsafe.Pointer(&p.k)), &scratch)
+		}
 	}
 }
 
-// output is OutputPlane and OutputBatch.
-func (p *Wino4Plan) output(y []float32, m []float32, ldm, n int, bias func(i int) float32) {
+// output is OutputPlane(s) and OutputBatch.
+func (p *Wino4Plan) output(y []float32, yStep int, m []float32, ldm, mStep, n, count int, bias func(q, i int) float32) {
 	per := p.Tiles()
-	_ = y[(n-1)*p.outStride+p.H*p.W-1]
-	_ = m[35*ldm+n*per-1]
+	_ = y[(count-1)*yStep+(n-1)*p.outStride+p.H*p.W-1]
+	_ = m[(count-1)*mStep+35*ldm+n*per-1]
 	if !useAVX512 {
-		for i := range n {
-			wino4OutputGo(y[i*p.outStride:], p.H, p.W, m[i*per:], ldm, bias(i))
+		for q := range count {
+			for i := range n {
+				wino4OutputGo(y[q*yStep+i*p.outStride:], p.H, p.W, m[q*mStep+i*per:], ldm, bias(q, i))
+			}
 		}
 		return
 	}
 	var scratch [24][16]float32
 	var b [16]float32 // lane l: the bias of the image tile l belongs to
-	for c := range p.numCalls(n) {
-		t, col, img := p.call(c, n)
-		if c == 0 || p.Images > 0 { // a plane plan's calls share one image
-			for l := range b {
-				b[l] = bias(img + min(l/per, n-1-img))
+	for q := range count {
+		yq, mq := y[q*yStep:], m[q*mStep:]
+		for c := range p.numCalls(n) {
+			t, col, img := p.call(c, n)
+			switch {
+			case p.Images == 0 && c == 0: // a plane plan's calls share one image
+				v := bias(q, 0)
+				for l := range b {
+					b[l] = v
+				}
+			case p.Images > 0: // lanes l·per … l·per+per−1: image img+l (the spare lanes: the last)
+				for k, l := 0, 0; l < len(b); k++ {
+					v := bias(q, img+min(k, n-1-img))
+					for e := min(l+per, len(b)); l < e; l++ {
+						b[l] = v
+					}
+				}
 			}
+			wino4OutAVX512(&mq[col], ldm, &yq[img*p.outStride], &b, (*int64)(unsafe.Pointer(&p.out[t])), (*uint32)(unsafe.Pointer(&p.k)), &scratch)
 		}
-		wino4OutAVX512(&m[col], ldm, &y[img*p.outStride], &b, (*int64)(unsafe.Pointer(&p.out[t])), (*uint32)(unsafe.Pointer(&p.k)), &scratch)
 	}
 }
 

@@ -3,6 +3,7 @@ package vec
 import (
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 	"unsafe"
 )
@@ -168,14 +169,21 @@ func TestWino4Batch(t *testing.T) {
 			t.Fatalf("%dx%d: %v", h, w, err)
 		}
 		for _, n := range []int{1, p.Images, p.Images + 1, 3*p.Images - 1} {
+			// Two planes (channels) per call: plane q of image i at
+			// x[q·xStep + i·inStride], its tiles at v[q·vStep:].
+			const count = 2
 			per := p.Tiles()
-			ld := n*per + 3
-			x := randSlice(rng, (n-1)*inStride+h*w, 1)
+			step := n*per + 3
+			ld := count*step + 5
+			xStep, yStep := h*w+1, h*w+1
+			x := randSlice(rng, (count-1)*xStep+(n-1)*inStride+h*w, 1)
 			got := randSlice(rng, 36*ld, 1)
 			want := append([]float32(nil), got...)
-			p.InputBatch(got, ld, x, n)
-			for i := range n {
-				wino4InputGo(want[i*per:], ld, x[i*inStride:], h, w)
+			p.InputBatch(got, ld, step, x, xStep, n, count)
+			for q := range count {
+				for i := range n {
+					wino4InputGo(want[q*step+i*per:], ld, x[q*xStep+i*inStride:], h, w)
+				}
 			}
 			for i := range got {
 				if !wino4Close(got[i], want[i], 100) {
@@ -183,12 +191,14 @@ func TestWino4Batch(t *testing.T) {
 				}
 			}
 			m := randSlice(rng, 36*ld, 1)
-			bias := func(i int) float32 { return float32(i) - 0.5 }
-			gy := randSlice(rng, (n-1)*outStride+h*w+16, 1)
+			bias := func(q, i int) float32 { return float32(i) - 0.5 + 10*float32(q) }
+			gy := randSlice(rng, (count-1)*yStep+(n-1)*outStride+h*w+16, 1)
 			wy := append([]float32(nil), gy...)
-			p.OutputBatch(gy, m, ld, n, bias)
-			for i := range n {
-				wino4OutputGo(wy[i*outStride:], h, w, m[i*per:], ld, bias(i))
+			p.OutputBatch(gy, yStep, m, ld, step, n, count, bias)
+			for q := range count {
+				for i := range n {
+					wino4OutputGo(wy[q*yStep+i*outStride:], h, w, m[q*step+i*per:], ld, bias(q, i))
+				}
 			}
 			for i := range gy {
 				if !wino4Close(gy[i], wy[i], 1000) {
@@ -200,6 +210,58 @@ func TestWino4Batch(t *testing.T) {
 	for _, hw := range [][2]int{{12, 12}, {9, 8}, {7, 4}, {7, 13}} {
 		if _, err := NewWino4BatchPlan(hw[0], hw[1], 1000, 1000); err == nil {
 			t.Errorf("a batch plan for %dx%d was made", hw[0], hw[1])
+		}
+	}
+}
+
+// InputPlanes, OutputPlanes and GradOutputPlanes do what one call per plane
+// does, bit for bit, with the planes and their tiles at the steps given,
+// and write nothing else.
+func TestWino4ManyPlanes(t *testing.T) {
+	rng := rand.New(rand.NewPCG(17, 18))
+	for _, hw := range [][2]int{{28, 28}, {14, 14}, {13, 13}, {5, 17}} {
+		h, w := hw[0], hw[1]
+		p, err := NewWino4Plan(h, w)
+		if err != nil {
+			t.Fatal(err)
+		}
+		const count = 3
+		per := p.Tiles()
+		step := per + 2 // columns between the planes' tiles
+		ld := count*step + 5
+		xStep := h*w + 3 // floats between the planes
+		x := randSlice(rng, (count-1)*xStep+h*w, 1)
+		m := randSlice(rng, 36*ld, 1)
+		bias := func(q int) float32 { return 0.25 * float32(q+1) }
+
+		got := randSlice(rng, 36*ld, 1)
+		want := append([]float32(nil), got...)
+		p.InputPlanes(got, ld, step, x, xStep, count)
+		for q := range count {
+			p.InputPlane(want[q*step:], ld, x[q*xStep:][:h*w])
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("%dx%d: InputPlanes differs from InputPlane per plane", h, w)
+		}
+
+		got = randSlice(rng, 36*ld, 1)
+		want = append(want[:0], got...)
+		p.GradOutputPlanes(got, ld, step, x, xStep, count)
+		for q := range count {
+			p.GradOutputPlane(want[q*step:], ld, x[q*xStep:][:h*w])
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("%dx%d: GradOutputPlanes differs from GradOutputPlane per plane", h, w)
+		}
+
+		y := randSlice(rng, (count-1)*xStep+h*w+16, 1)
+		wy := append([]float32(nil), y...)
+		p.OutputPlanes(y, xStep, m, ld, step, count, bias)
+		for q := range count {
+			p.OutputPlane(wy[q*xStep:][:h*w], m[q*step:], ld, bias(q))
+		}
+		if !slices.Equal(y, wy) {
+			t.Errorf("%dx%d: OutputPlanes differs from OutputPlane per plane", h, w)
 		}
 	}
 }
