@@ -63,6 +63,10 @@ type kern struct {
 	// strideB: tile accepts ldb != nr, so full panels of a !transB matrix
 	// can be read in place.
 	strideB bool
+	// half, if set, is tile for a 16-column tile (nr/2 columns, the
+	// same arguments): the last panel of B when it holds at most 16
+	// columns, which the full-width tile would half waste.
+	half func(r, kc int, a []float32, ao, lda int, transA bool, b []float32, bo, ldb int, c []float32, co, ldc int, alpha, beta float32)
 	// packN copies kc rows of nr consecutive floats of B (row stride ldb,
 	// starting at b[bo]) into dst[:kc*nr]. nil means use the Go copy loop.
 	packN func(kc int, b []float32, bo, ldb int, dst []float32)
@@ -329,16 +333,25 @@ func (j *job) block(i0, i1, j0, j1 int) {
 						bsrc, bo, ldb = j.b, pc*j.ldb+jc+jr, j.ldb
 					}
 					co := i*j.ldc + jc + jr
-					if cols := nc - jr; cols >= nr {
+					cols := nc - jr
+					switch {
+					case cols >= nr:
 						kr.tile(r, kc, j.a, ao, j.lda, j.transA, bsrc, bo, ldb, j.c, co, j.ldc, j.alpha, beta)
-					} else {
-						// Edge columns: compute the full padded tile into
-						// scratch, then merge only the valid part into C.
-						s := ws.scratch[:r*nr]
-						kr.tile(r, kc, j.a, ao, j.lda, j.transA, bsrc, bo, ldb, s, 0, nr, j.alpha, 0)
+					case cols == nr/2 && kr.half != nil:
+						kr.half(r, kc, j.a, ao, j.lda, j.transA, bsrc, bo, ldb, j.c, co, j.ldc, j.alpha, beta)
+					default:
+						// Edge columns: compute the padded tile (half
+						// width when that covers them) into scratch, then
+						// merge only the valid part into C.
+						w, tile := nr, kr.tile
+						if cols < nr/2 && kr.half != nil {
+							w, tile = nr/2, kr.half
+						}
+						s := ws.scratch[:r*w]
+						tile(r, kc, j.a, ao, j.lda, j.transA, bsrc, bo, ldb, s, 0, w, j.alpha, 0)
 						for ii := 0; ii < r; ii++ {
 							crow := j.c[co+ii*j.ldc : co+ii*j.ldc+cols]
-							srow := s[ii*nr : ii*nr+cols]
+							srow := s[ii*w : ii*w+cols]
 							if beta == 0 {
 								copy(crow, srow)
 							} else {

@@ -12,6 +12,10 @@ var (
 		{avx512n1, avx512n2, avx512n3, avx512n4, avx512n5, avx512n6, avx512n7, avx512n8, avx512n9, avx512n10, avx512n11, avx512n12},
 		{avx512t1, avx512t2, avx512t3, avx512t4, avx512t5, avx512t6, avx512t7, avx512t8, avx512t9, avx512t10, avx512t11, avx512t12},
 	}
+	avx512hFns = [2][12]asmFn{
+		{avx512hn1, avx512hn2, avx512hn3, avx512hn4, avx512hn5, avx512hn6, avx512hn7, avx512hn8, avx512hn9, avx512hn10, avx512hn11, avx512hn12},
+		{avx512ht1, avx512ht2, avx512ht3, avx512ht4, avx512ht5, avx512ht6, avx512ht7, avx512ht8, avx512ht9, avx512ht10, avx512ht11, avx512ht12},
+	}
 	avx2Fns = [2][6]asmFn{
 		{avx2n1, avx2n2, avx2n3, avx2n4, avx2n5, avx2n6},
 		{avx2t1, avx2t2, avx2t3, avx2t4, avx2t5, avx2t6},
@@ -52,6 +56,15 @@ func registerArch() {
 				}
 				_ = b[bo+(kc-1)*ldb+31]
 				avx512Fns[t][r-1](kc, &a[ao], lda, &b[bo], ldb, &c[co], ldc, alpha, beta)
+			},
+			half: func(r, kc int, a []float32, ao, lda int, transA bool, b []float32, bo, ldb int, c []float32, co, ldc int, alpha, beta float32) {
+				t := 0
+				if transA {
+					t = 1
+				}
+				_ = b[bo+(kc-1)*ldb+15]
+				_ = c[co+(r-1)*ldc+15]
+				avx512hFns[t][r-1](kc, &a[ao], lda, &b[bo], ldb, &c[co], ldc, alpha, beta)
 			},
 			packN: func(kc int, b []float32, bo, ldb int, dst []float32) {
 				_ = dst[kc*32-1]

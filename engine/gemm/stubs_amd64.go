@@ -194,6 +194,126 @@ func avx2t6(kc int, a *float32, lda int, b *float32, ldb int, c *float32, ldc in
 //go:noescape
 func avx2packn(kc int, b *float32, ldb int, dst *float32)
 
+// avx512hn1 computes a 1×16 tile of C (A row-major); see package doc of the generator.
+//
+//go:noescape
+func avx512hn1(kc int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha float32, beta float32)
+
+// avx512hn2 computes a 2×16 tile of C (A row-major); see package doc of the generator.
+//
+//go:noescape
+func avx512hn2(kc int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha float32, beta float32)
+
+// avx512hn3 computes a 3×16 tile of C (A row-major); see package doc of the generator.
+//
+//go:noescape
+func avx512hn3(kc int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha float32, beta float32)
+
+// avx512hn4 computes a 4×16 tile of C (A row-major); see package doc of the generator.
+//
+//go:noescape
+func avx512hn4(kc int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha float32, beta float32)
+
+// avx512hn5 computes a 5×16 tile of C (A row-major); see package doc of the generator.
+//
+//go:noescape
+func avx512hn5(kc int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha float32, beta float32)
+
+// avx512hn6 computes a 6×16 tile of C (A row-major); see package doc of the generator.
+//
+//go:noescape
+func avx512hn6(kc int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha float32, beta float32)
+
+// avx512hn7 computes a 7×16 tile of C (A row-major); see package doc of the generator.
+//
+//go:noescape
+func avx512hn7(kc int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha float32, beta float32)
+
+// avx512hn8 computes a 8×16 tile of C (A row-major); see package doc of the generator.
+//
+//go:noescape
+func avx512hn8(kc int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha float32, beta float32)
+
+// avx512hn9 computes a 9×16 tile of C (A row-major); see package doc of the generator.
+//
+//go:noescape
+func avx512hn9(kc int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha float32, beta float32)
+
+// avx512hn10 computes a 10×16 tile of C (A row-major); see package doc of the generator.
+//
+//go:noescape
+func avx512hn10(kc int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha float32, beta float32)
+
+// avx512hn11 computes a 11×16 tile of C (A row-major); see package doc of the generator.
+//
+//go:noescape
+func avx512hn11(kc int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha float32, beta float32)
+
+// avx512hn12 computes a 12×16 tile of C (A row-major); see package doc of the generator.
+//
+//go:noescape
+func avx512hn12(kc int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha float32, beta float32)
+
+// avx512ht1 computes a 1×16 tile of C (A k×m); see package doc of the generator.
+//
+//go:noescape
+func avx512ht1(kc int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha float32, beta float32)
+
+// avx512ht2 computes a 2×16 tile of C (A k×m); see package doc of the generator.
+//
+//go:noescape
+func avx512ht2(kc int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha float32, beta float32)
+
+// avx512ht3 computes a 3×16 tile of C (A k×m); see package doc of the generator.
+//
+//go:noescape
+func avx512ht3(kc int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha float32, beta float32)
+
+// avx512ht4 computes a 4×16 tile of C (A k×m); see package doc of the generator.
+//
+//go:noescape
+func avx512ht4(kc int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha float32, beta float32)
+
+// avx512ht5 computes a 5×16 tile of C (A k×m); see package doc of the generator.
+//
+//go:noescape
+func avx512ht5(kc int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha float32, beta float32)
+
+// avx512ht6 computes a 6×16 tile of C (A k×m); see package doc of the generator.
+//
+//go:noescape
+func avx512ht6(kc int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha float32, beta float32)
+
+// avx512ht7 computes a 7×16 tile of C (A k×m); see package doc of the generator.
+//
+//go:noescape
+func avx512ht7(kc int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha float32, beta float32)
+
+// avx512ht8 computes a 8×16 tile of C (A k×m); see package doc of the generator.
+//
+//go:noescape
+func avx512ht8(kc int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha float32, beta float32)
+
+// avx512ht9 computes a 9×16 tile of C (A k×m); see package doc of the generator.
+//
+//go:noescape
+func avx512ht9(kc int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha float32, beta float32)
+
+// avx512ht10 computes a 10×16 tile of C (A k×m); see package doc of the generator.
+//
+//go:noescape
+func avx512ht10(kc int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha float32, beta float32)
+
+// avx512ht11 computes a 11×16 tile of C (A k×m); see package doc of the generator.
+//
+//go:noescape
+func avx512ht11(kc int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha float32, beta float32)
+
+// avx512ht12 computes a 12×16 tile of C (A k×m); see package doc of the generator.
+//
+//go:noescape
+func avx512ht12(kc int, a *float32, lda int, b *float32, ldb int, c *float32, ldc int, alpha float32, beta float32)
+
 // avx512transpose16 writes dst[p*ldd+i] = src[i*ldb+p] for i < 16, p < kc (kc % 16 == 0).
 //
 //go:noescape

@@ -38,6 +38,9 @@ type isa struct {
 var (
 	avx512 = isa{name: "avx512", lanes: 16, nvec: 2, mr: 12, newVec: ZMM}
 	avx2   = isa{name: "avx2", lanes: 8, nvec: 2, mr: 6, newVec: YMM}
+	// avx512h is the half-width AVX-512 tile (12×16) for a last panel of
+	// at most 16 columns, which the 32-wide tile would half waste.
+	avx512h = isa{name: "avx512h", lanes: 16, nvec: 1, mr: 12, newVec: ZMM}
 )
 
 // unroll is how many k steps one iteration of the main loop does.
@@ -53,6 +56,11 @@ func main() {
 			}
 		}
 		packB(s)
+	}
+	for _, trans := range []bool{false, true} {
+		for r := 1; r <= avx512h.mr; r++ {
+			kernel(avx512h, r, trans)
+		}
 	}
 	transpose16()
 	Generate()
