@@ -63,9 +63,9 @@ var Configs = map[string]Config{
 	// mnist-deep tries depth where mnist-fast2 tried width: 16/32/64
 	// channels with two residual blocks per level (three on the way up), so
 	// twice the layers between the pixels and the 7×7 attention, 0.99M
-	// parameters for 0.21 GFLOP per image (the shipped network's work). The
-	// next candidate after mnist-fast2, whose samples the classifier doubted
-	// as often as the shipped model's.
+	// parameters for 0.21 GFLOP per image (the shipped network's work).
+	// mnist-fast2's samples the classifier doubted as often as the shipped
+	// model's; mnist-deep's (20 000 steps) less: 0.049 against 0.071.
 	"mnist-deep": {InCh: 1, Res: 28, Ch: 16, ChMult: []int{1, 2, 4}, NumResBlocks: 2,
 		AttnRes: []int{7}, Groups: 8, Dropout: 0},
 
