@@ -24,21 +24,12 @@ var (
 
 // registerArch prepends the SIMD kernels this CPU supports to available.
 func registerArch() {
-	// The kernels' bounds are checked here, once per tile, because the
-	// assembly itself trusts its pointers. Sgemm validated the matrices, so
-	// these checks only guard against driver bugs.
+	// The tiles' bounds are checked in asmTile; the packing kernels' here.
 	if cpu.X86.HasAVX2 && cpu.X86.HasFMA {
 		// strideB stays off: reading B in place measured 30% slower than
 		// packing for the 16-wide panel (M=32, N=1024), unlike AVX-512.
 		k := &kern{name: "avx2", mr: 6, nr: 16,
-			tile: func(r, kc int, a []float32, ao, lda int, transA bool, b []float32, bo, ldb int, c []float32, co, ldc int, alpha, beta float32) {
-				t := 0
-				if transA {
-					t = 1
-				}
-				_ = b[bo+(kc-1)*ldb+15]
-				avx2Fns[t][r-1](kc, &a[ao], lda, &b[bo], ldb, &c[co], ldc, alpha, beta)
-			},
+			tile: asmTile(avx2Fns[0][:], avx2Fns[1][:], 16),
 			packN: func(kc int, b []float32, bo, ldb int, dst []float32) {
 				_ = dst[kc*16-1]
 				_ = b[bo+(kc-1)*ldb+15]
@@ -49,23 +40,8 @@ func registerArch() {
 	}
 	if cpu.X86.HasAVX512F && cpu.X86.HasAVX512DQ {
 		k := &kern{name: "avx512", mr: 12, nr: 32, strideB: true,
-			tile: func(r, kc int, a []float32, ao, lda int, transA bool, b []float32, bo, ldb int, c []float32, co, ldc int, alpha, beta float32) {
-				t := 0
-				if transA {
-					t = 1
-				}
-				_ = b[bo+(kc-1)*ldb+31]
-				avx512Fns[t][r-1](kc, &a[ao], lda, &b[bo], ldb, &c[co], ldc, alpha, beta)
-			},
-			half: func(r, kc int, a []float32, ao, lda int, transA bool, b []float32, bo, ldb int, c []float32, co, ldc int, alpha, beta float32) {
-				t := 0
-				if transA {
-					t = 1
-				}
-				_ = b[bo+(kc-1)*ldb+15]
-				_ = c[co+(r-1)*ldc+15]
-				avx512hFns[t][r-1](kc, &a[ao], lda, &b[bo], ldb, &c[co], ldc, alpha, beta)
-			},
+			tile: asmTile(avx512Fns[0][:], avx512Fns[1][:], 32),
+			half: asmTile(avx512hFns[0][:], avx512hFns[1][:], 16),
 			packN: func(kc int, b []float32, bo, ldb int, dst []float32) {
 				_ = dst[kc*32-1]
 				_ = b[bo+(kc-1)*ldb+31]
@@ -78,5 +54,22 @@ func registerArch() {
 			},
 		}
 		available = append([]*kern{k}, available...)
+	}
+}
+
+// asmTile wraps the generated kernels of one tile width (n: row-major A,
+// t: A stored k×m; element r−1 computes r rows) as a kern.tile. The bounds
+// are checked here, once per tile, because the assembly trusts its
+// pointers; Sgemm validated the matrices, so these checks only guard
+// against driver bugs.
+func asmTile(n, t []asmFn, width int) func(r, kc int, a []float32, ao, lda int, transA bool, b []float32, bo, ldb int, c []float32, co, ldc int, alpha, beta float32) {
+	return func(r, kc int, a []float32, ao, lda int, transA bool, b []float32, bo, ldb int, c []float32, co, ldc int, alpha, beta float32) {
+		fns := n
+		if transA {
+			fns = t
+		}
+		_ = b[bo+(kc-1)*ldb+width-1]
+		_ = c[co+(r-1)*ldc+width-1]
+		fns[r-1](kc, &a[ao], lda, &b[bo], ldb, &c[co], ldc, alpha, beta)
 	}
 }
