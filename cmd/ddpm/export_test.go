@@ -1,12 +1,14 @@
 package main
 
 import (
+	"encoding/json"
 	"math"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/ddpm-go/ddpm/checkpoint"
+	"github.com/ddpm-go/ddpm/pretrained"
 	"github.com/ddpm-go/ddpm/weights"
 )
 
@@ -82,8 +84,16 @@ func TestExport(t *testing.T) {
 // shipped one; one step at a negligible learning rate keeps them), records
 // it, and refuses a model of another network.
 func TestTrainInit(t *testing.T) {
+	meta, err := pretrained.Metadata("mnist")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var opts struct{ Config string }
+	if err := json.Unmarshal([]byte(meta["train"]), &opts); err != nil || opts.Config == "" {
+		t.Fatalf("shipped model's training options %q: %v", meta["train"], err)
+	}
 	dir := filepath.Join(t.TempDir(), "run")
-	if code := run([]string{"train", "--data", "mnist", "--config", "mnist-fast", "--init", "mnist", "--steps", "1",
+	if code := run([]string{"train", "--data", "mnist", "--config", opts.Config, "--init", "mnist", "--steps", "1",
 		"--batch", "2", "--lr", "1e-9", "--quiet", "--out", dir}); code != 0 {
 		t.Fatalf("ddpm train --init exited %d", code)
 	}
