@@ -24,6 +24,11 @@ var benchConvs = []struct {
 	{"48to48_7x7", 48, 48, 3, 1, 1, 7, 7, true},
 	{"48to24_28x28", 48, 24, 3, 1, 1, 28, 28, true},
 	{"24to1_28x28", 24, 1, 3, 1, 1, 28, 28, true},
+	// mnist-deep's (16/32/64 channels, two blocks per level): its level-0
+	// and level-1 convs and a level-0 up-path conv after a concatenation.
+	{"16to16_28x28", 16, 16, 3, 1, 1, 28, 28, true},
+	{"32to16_28x28", 32, 16, 3, 1, 1, 28, 28, true},
+	{"32to32_14x14", 32, 32, 3, 1, 1, 14, 14, true},
 	// Small output planes, lowered several images per GEMM
 	// (forwardGrouped): 7×7 after a concatenation, an attention
 	// projection, and the two Downsamples.

@@ -105,6 +105,10 @@ func BenchmarkSampleStepMNISTFast(b *testing.B) {
 	}
 }
 
+// BenchmarkSampleStepMNISTDeep: the same for mnist-deep (the same FLOPs as
+// mnist-fast in twice the layers), to weigh it as the shipped network.
+func BenchmarkSampleStepMNISTDeep(b *testing.B) { sampleStep(b, "mnist-deep", 64) }
+
 // sampleStep times one eval-mode forward pass of config name at batch n.
 func sampleStep(b *testing.B, name string, n int) {
 	u, x, _, t, _ := benchSetup(b, name, n)
