@@ -45,8 +45,8 @@ func report(b *testing.B, flopsPerStep float64) {
 // are counted as 3× the forward, as the reference does.
 func BenchmarkTrainStepSmall(b *testing.B) { trainStep(b, "small", 32) }
 
-// BenchmarkTrainStepMNISTFast: a training step of the shipped models'
-// network at the batch they were trained with (64), with the convs'
+// BenchmarkTrainStepMNISTFast: a training step of mnist-fast (the
+// shipped Fashion-MNIST model's network) at the batch they were trained with (64), with the convs'
 // backward (input and weight gradients) through the Winograd transforms and
 // through the GEMM path.
 func BenchmarkTrainStepMNISTFast(b *testing.B) {
@@ -88,8 +88,8 @@ func trainStep(b *testing.B, name string, n int) {
 // network part of a DDPM sampling step).
 func BenchmarkSampleStepSmall(b *testing.B) { sampleStep(b, "small", 32) }
 
-// BenchmarkSampleStepMNISTFast: one forward pass of the shipped MNIST
-// model's network at batch 64, the unit of `ddpm sample --n 64`, with the
+// BenchmarkSampleStepMNISTFast: one forward pass of mnist-fast (the
+// Fashion-MNIST and previous MNIST models' network) at batch 64, the unit of `ddpm sample --n 64`, with the
 // Winograd convolutions and without.
 func BenchmarkSampleStepMNISTFast(b *testing.B) {
 	for _, direct := range []bool{true, false} {
@@ -106,7 +106,7 @@ func BenchmarkSampleStepMNISTFast(b *testing.B) {
 }
 
 // BenchmarkSampleStepMNISTDeep: the same for mnist-deep (the same FLOPs as
-// mnist-fast in twice the layers), to weigh it as the shipped network.
+// mnist-fast in twice the layers), the shipped MNIST model's network.
 func BenchmarkSampleStepMNISTDeep(b *testing.B) { sampleStep(b, "mnist-deep", 64) }
 
 // sampleStep times one eval-mode forward pass of config name at batch n.

@@ -68,8 +68,8 @@ var Configs = map[string]Config{
 	// mnist-fast2's samples the classifier doubted as often as mnist-fast's;
 	// mnist-deep's (20 000 steps) less (doubt 0.050 on 10 000 respaced-100
 	// samples; mnist-fast 0.058 on 2000), so it is the embedded MNIST
-	// model's network. It samples
-	// 1.2–1.3× slower than mnist-fast: more, thinner layers.
+	// model's network. It samples 1.2–1.3× slower than mnist-fast: more,
+	// thinner layers.
 	"mnist-deep": {InCh: 1, Res: 28, Ch: 16, ChMult: []int{1, 2, 4}, NumResBlocks: 2,
 		AttnRes: []int{7}, Groups: 8, Dropout: 0},
 
