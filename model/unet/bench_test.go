@@ -46,9 +46,9 @@ func report(b *testing.B, flopsPerStep float64) {
 func BenchmarkTrainStepSmall(b *testing.B) { trainStep(b, "small", 32) }
 
 // BenchmarkTrainStepMNISTFast: a training step of mnist-fast (the
-// shipped Fashion-MNIST model's network) at the batch they were trained with (64), with the convs'
-// backward (input and weight gradients) through the Winograd transforms and
-// through the GEMM path.
+// shipped Fashion-MNIST model's network) at the batch it was trained with
+// (64), with the convs' backward (input and weight gradients) through the
+// Winograd transforms and through the GEMM path.
 func BenchmarkTrainStepMNISTFast(b *testing.B) {
 	for _, gemmPath := range []bool{true, false} {
 		name := "winograd-backward"
