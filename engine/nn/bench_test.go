@@ -17,8 +17,8 @@ var benchConvs = []struct {
 	{"32to32_s2_32x32", 32, 32, 3, 2, 1, 32, 32, true},
 	{"128to128_32x32", 128, 128, 3, 1, 1, 32, 32, true}, // the cifar config's level 0
 	// The mnist-fast config's (the shipped Fashion-MNIST model's):
-	// 24/48/48 channels at 28×28, 14×14 and 7×7, an up-path conv after a skip concatenation, and
-	// conv_out.
+	// 24/48/48 channels at 28×28, 14×14 and 7×7, an up-path conv after a
+	// skip concatenation, and conv_out.
 	{"24to24_28x28", 24, 24, 3, 1, 1, 28, 28, true},
 	{"48to48_14x14", 48, 48, 3, 1, 1, 14, 14, true},
 	{"48to48_7x7", 48, 48, 3, 1, 1, 7, 7, true},
