@@ -152,7 +152,24 @@ func (l *Conv2d) imageGroup(ho, wo, n int) int {
 // [Cout, g·Ho·Wo], and scattered to the images with the bias added.
 func (l *Conv2d) forwardGrouped(out, in, extra []float32, n, h, w, g int) {
 	ho, wo := l.OutSize(h, w)
-	howo, kk, cout := ho*wo, l.Cin*l.K*l.K, l.Cout
+	howo := ho * wo
+	l.forwardGroupedFrom(out, extra, n, howo, g, func(col []float32, ld, i int) {
+		x := in[i*l.Cin*h*w : (i+1)*l.Cin*h*w]
+		if l.pointwise() {
+			for c := 0; c < l.Cin; c++ {
+				copy(col[c*ld:][:howo], x[c*howo:(c+1)*howo])
+			}
+		} else {
+			im2colStride(col, ld, x, l.Cin, h, w, l.K, l.Stride, l.Pad, wo, 0, ho)
+		}
+	})
+}
+
+// forwardGroupedFrom runs forwardGrouped's GEMMs over groups of g images
+// whose howo output pixels each lower reads in: lower(col, ld, i) writes
+// image i's [Cin·K·K, howo] matrix at col with row stride ld.
+func (l *Conv2d) forwardGroupedFrom(out, extra []float32, n, howo, g int, lower func(col []float32, ld, i int)) {
+	kk, cout := l.Cin*l.K*l.K, l.Cout
 	l.eachSlotForward(n, func(s *convSlot, lo, hi int) {
 		for i0 := lo; i0 < hi; i0 += g {
 			i1 := min(hi, i0+g)
@@ -162,14 +179,7 @@ func (l *Conv2d) forwardGrouped(out, in, extra []float32, n, h, w, g int) {
 			s.acc = grow(s.acc, cout*ld)
 			zeroColumns(s.col, kk, ld, N, Np)
 			for i := i0; i < i1; i++ {
-				x, col := in[i*l.Cin*h*w:(i+1)*l.Cin*h*w], s.col[(i-i0)*howo:]
-				if l.pointwise() {
-					for c := 0; c < l.Cin; c++ {
-						copy(col[c*ld:][:howo], x[c*howo:(c+1)*howo])
-					}
-				} else {
-					im2colStride(col, ld, x, l.Cin, h, w, l.K, l.Stride, l.Pad, wo, 0, ho)
-				}
+				lower(s.col[(i-i0)*howo:], ld, i)
 			}
 			gemm.Sgemm(false, false, cout, Np, kk, 1, l.Weight.W, kk, s.col, ld, 0, s.acc, ld)
 			for i := i0; i < i1; i++ {
@@ -178,6 +188,38 @@ func (l *Conv2d) forwardGrouped(out, in, extra []float32, n, h, w, g int) {
 					vec.Affine(y[o*howo:(o+1)*howo], s.acc[o*ld+(i-i0)*howo:][:howo], 1, l.outBias(extra, i, o))
 				}
 			}
+		}
+	})
+}
+
+// ForwardConcat is Forward of a pointwise conv on torch.cat([a, b], dim=1),
+// a [n, ca, h, w] and b [n, Cin−ca, h, w], without building the
+// concatenation: the GEMM's inner dimension splits in two, W[:, :ca]·a +
+// W[:, ca:]·b (small planes gather both into forwardGrouped's scratch, as
+// Forward would). See GroupNorm.ForwardConcat.
+func (l *Conv2d) ForwardConcat(out, a, b []float32, ca, n, h, w int) {
+	if !l.pointwise() || ca <= 0 || ca >= l.Cin {
+		panic("nn: Conv2d.ForwardConcat needs a 1×1 stride-1 conv and 0 < ca < Cin")
+	}
+	howo, cb := h*w, l.Cin-ca
+	if g := l.imageGroup(h, w, n); g > 1 {
+		l.forwardGroupedFrom(out, nil, n, howo, g, func(col []float32, ld, i int) {
+			xa, xb := a[i*ca*howo:], b[i*cb*howo:]
+			for c := 0; c < ca; c++ {
+				copy(col[c*ld:][:howo], xa[c*howo:(c+1)*howo])
+			}
+			for c := 0; c < cb; c++ {
+				copy(col[(ca+c)*ld:][:howo], xb[c*howo:(c+1)*howo])
+			}
+		})
+		return
+	}
+	l.eachSlotForward(n, func(s *convSlot, lo, hi int) {
+		for i := lo; i < hi; i++ {
+			y := out[i*l.Cout*howo : (i+1)*l.Cout*howo]
+			fillRows(y, l.Bias.W, howo) // the GEMMs add onto the bias
+			gemm.Sgemm(false, false, l.Cout, howo, ca, 1, l.Weight.W, l.Cin, a[i*ca*howo:], howo, 1, y, howo)
+			gemm.Sgemm(false, false, l.Cout, howo, cb, 1, l.Weight.W[ca:], l.Cin, b[i*cb*howo:], howo, 1, y, howo)
 		}
 	})
 }

@@ -62,8 +62,35 @@ func (l *GroupNorm) Forward(out, in []float32, n, hw int) {
 	parallel.For(n*l.Groups, func(lo, hi int) {
 		for ng := lo; ng < hi; ng++ {
 			x := in[ng*size : (ng+1)*size]
-			l.mean[ng], l.rstd[ng] = groupStats(x, l.Eps)
+			l.mean[ng], l.rstd[ng] = groupStats(x, nil, l.Eps)
 			l.applyGroup(out[ng*size:(ng+1)*size], x, ng, hw)
+		}
+	})
+}
+
+// ForwardConcat is Forward on torch.cat([a, b], dim=1), a [n, ca, hw] and
+// b [n, C−ca, hw], without building the concatenation: each group's
+// channels are read where they are (a group across the split takes its
+// statistics over both parts). The U-Net's up blocks take their input this
+// way; copying the two halves together cost 5.6 % of a sampling step of
+// mnist-deep. Backward still needs the concatenated input.
+func (l *GroupNorm) ForwardConcat(out, a, b []float32, ca, n, hw int) {
+	if ca <= 0 || ca >= l.C {
+		panic("nn: GroupNorm.ForwardConcat: split outside the channels")
+	}
+	cpg, cb := l.C/l.Groups, l.C-ca
+	l.mean, l.rstd = grow(l.mean, n*l.Groups), grow(l.rstd, n*l.Groups)
+	parallel.For(n*l.Groups, func(lo, hi int) {
+		for ng := lo; ng < hi; ng++ {
+			i, k0, k1 := ng/l.Groups, ng%l.Groups*cpg, (ng%l.Groups+1)*cpg
+			// Channels [k0, k1) of the concatenation: those below ca
+			// in a, the rest in b.
+			xa := a[(i*ca+min(k0, ca))*hw : (i*ca+min(k1, ca))*hw]
+			xb := b[(i*cb+max(k0, ca)-ca)*hw : (i*cb+max(k1, ca)-ca)*hw]
+			l.mean[ng], l.rstd[ng] = groupStats(xa, xb, l.Eps)
+			y := out[ng*cpg*hw : (ng+1)*cpg*hw]
+			l.applyChannels(y[:len(xa)], xa, ng, k0, hw)
+			l.applyChannels(y[len(xa):], xb, ng, k0+len(xa)/hw, hw)
 		}
 	})
 }
@@ -83,9 +110,13 @@ func (l *GroupNorm) Reapply(out, in []float32, n, hw int) {
 // applyGroup writes the output of group ng (image·Groups + group) from its
 // input x using the saved statistics.
 func (l *GroupNorm) applyGroup(y, x []float32, ng, hw int) {
-	cpg := l.C / l.Groups
-	c0 := (ng % l.Groups) * cpg
-	for c := 0; c < cpg; c++ {
+	l.applyChannels(y, x, ng, ng%l.Groups*(l.C/l.Groups), hw)
+}
+
+// applyChannels writes the output of channels c0, c0+1, … of group ng from
+// their input x (len(x)/hw of them) using the group's saved statistics.
+func (l *GroupNorm) applyChannels(y, x []float32, ng, c0, hw int) {
+	for c := 0; c < len(x)/hw; c++ {
 		scale, shift := l.channelAffine(c0+c, l.mean[ng], l.rstd[ng])
 		yc, xc := y[c*hw:(c+1)*hw], x[c*hw:(c+1)*hw]
 		if l.Swish {
@@ -164,12 +195,14 @@ func (l *GroupNorm) Backward(dIn, dOut, in []float32, n, hw int) {
 	}
 }
 
-// groupStats returns the mean and 1/sqrt(var+eps) of x, two-pass (the
-// one-pass E[x²]−E[x]² cancels badly when the mean is large).
-func groupStats(x []float32, eps float32) (mean, rstd float32) {
-	m := vec.Sum(x) / float64(len(x))
-	ss := vec.SumSqDev(x, float32(m))
-	return float32(m), float32(1 / math.Sqrt(ss/float64(len(x))+float64(eps)))
+// groupStats returns the mean and 1/sqrt(var+eps) of x and y together
+// (y is nil or empty except for a group split across a concatenation),
+// two-pass (the one-pass E[x²]−E[x]² cancels badly when the mean is large).
+func groupStats(x, y []float32, eps float32) (mean, rstd float32) {
+	n := float64(len(x) + len(y))
+	m := (vec.Sum(x) + vec.Sum(y)) / n
+	ss := vec.SumSqDev(x, float32(m)) + vec.SumSqDev(y, float32(m))
+	return float32(m), float32(1 / math.Sqrt(ss/n+float64(eps)))
 }
 
 // normBackward writes dx = rstd·(g·dz − mDy − x̂·mDyXhat) with

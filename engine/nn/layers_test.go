@@ -259,6 +259,50 @@ func TestConcat(t *testing.T) {
 	ConcatBackward(nil, db, out, n, ca, cb, hw) // a needs no gradient
 }
 
+// TestForwardConcat: GroupNorm and the 1×1 conv read torch.cat([a, b], 1)
+// in its two halves as they read the concatenation built by ConcatForward,
+// on mnist-deep's up-block shapes: 7×7 planes (the conv's grouped GEMM),
+// 14×14 and 28×28 (one GEMM per image, its inner dimension split), with
+// the split between groups and inside one (64+32 channels in 8 groups).
+func TestForwardConcat(t *testing.T) {
+	for _, tc := range []struct{ n, ca, cb, h, groups, cout int }{
+		{5, 64, 64, 7, 8, 64},
+		{4, 32, 32, 14, 8, 32},
+		{3, 16, 16, 28, 8, 16},
+		{5, 64, 32, 7, 8, 64},  // a group across the split
+		{2, 32, 16, 14, 8, 32}, // the same at 14×14
+		{2, 48, 24, 14, 6, 24}, // halves of different sizes
+	} {
+		rng := newRNG(501)
+		n, c, hw := tc.n, tc.ca+tc.cb, tc.h*tc.h
+		a, b := randn(rng, n*tc.ca*hw, 1), randn(rng, n*tc.cb*hw, 1)
+		cat := make([]float32, n*c*hw)
+		ConcatForward(cat, a, b, n, tc.ca, tc.cb, hw)
+
+		gn := NewGroupNormSwish(tc.groups, c, 1e-6)
+		bindRandom(rng, gn.Params(), 0.5)
+		want, got := make([]float32, n*c*hw), make([]float32, n*c*hw)
+		gn.Forward(want, cat, n, hw)
+		gn.ForwardConcat(got, a, b, tc.ca, n, hw)
+		for i := range got {
+			if d := got[i] - want[i]; d > 1e-5 || d < -1e-5 {
+				t.Fatalf("%+v: GroupNorm.ForwardConcat[%d] = %g, Forward %g", tc, i, got[i], want[i])
+			}
+		}
+
+		conv := NewConv2d(c, tc.cout, 1, 1, 0)
+		bindRandom(rng, conv.Params(), 0.5)
+		want, got = make([]float32, n*tc.cout*hw), make([]float32, n*tc.cout*hw)
+		conv.Forward(want, cat, n, tc.h, tc.h)
+		conv.ForwardConcat(got, a, b, tc.ca, n, tc.h, tc.h)
+		for i := range got {
+			if d := got[i] - want[i]; d > 1e-4 || d < -1e-4 {
+				t.Fatalf("%+v: Conv2d.ForwardConcat[%d] = %g, Forward %g", tc, i, got[i], want[i])
+			}
+		}
+	}
+}
+
 func TestDropout(t *testing.T) {
 	const n = 200000
 	rng := newRNG(600)

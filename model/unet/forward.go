@@ -120,6 +120,15 @@ func (u *UNet) skipOut(i int) []float32 {
 	return u.down[i-1].out
 }
 
+// upInput is the tensor up entry k of the forward pass started from: the
+// middle's output, then each up entry's output.
+func (u *UNet) upInput(k int) []float32 {
+	if k == 0 {
+		return u.mid2.out
+	}
+	return u.up[k-1].out
+}
+
 // Forward computes ε̂ for n images x [n, InCh, Res, Res] at 0-based timesteps
 // t (0 ≤ t[i] < 1000, embedded exactly as the reference does) into out [n,
 // OutCh, Res, Res]. It keeps what Backward needs (x and t are copied, so the
@@ -169,11 +178,14 @@ func (u *UNet) Forward(out, x []float32, t []int, n int, train bool, rng *rand.R
 	u.resForward(u.mid2, a.midAttn, n, hm, train, rng)
 	h = u.mid2.out
 	for _, e := range u.up {
-		hw := e.h * e.h
 		if e.res != nil {
 			cs := u.skipShape[e.skip][0]
-			nn.ConcatForward(e.cat, h, u.skipOut(e.skip), n, e.cin-cs, cs, hw)
-			u.resForward(e.res, e.cat, n, e.h, train, rng)
+			if e.res.nin != nil {
+				u.resForwardConcat(e.res, h, u.skipOut(e.skip), e.cin-cs, n, e.h, train, rng)
+			} else { // a channel multiplier falling as fast as the skip adds: the residual needs the whole input
+				nn.ConcatForward(e.cat, h, u.skipOut(e.skip), n, e.cin-cs, cs, e.h*e.h)
+				u.resForward(e.res, e.cat, n, e.h, train, rng)
+			}
 			h = e.res.out
 			if e.attn != nil {
 				e.attn.Forward(e.attnOut, h, n, e.h, e.h)
@@ -225,8 +237,12 @@ func (u *UNet) Backward(dOut, dX []float32) {
 				e.attn.Backward(o[:sz], d[:sz], e.res.out, n, e.h, e.h)
 				swap()
 			}
-			u.resBackward(e.res, o[:n*e.cin*hw], d[:n*e.cout*hw], e.cat, n, e.h)
 			cs := u.skipShape[e.skip][0]
+			// Forward may have read the block's input in its two halves:
+			// build it here, where the norm and the shortcut's backward
+			// need it whole.
+			nn.ConcatForward(e.cat, u.upInput(k), u.skipOut(e.skip), n, e.cin-cs, cs, hw)
+			u.resBackward(e.res, o[:n*e.cin*hw], d[:n*e.cout*hw], e.cat, n, e.h)
 			nn.ConcatBackward(d[:n*(e.cin-cs)*hw], a.dSkip[e.skip], o[:n*e.cin*hw], n, e.cin-cs, cs, hw)
 		} else {
 			s := a.s1[:n*e.cin*4*hw]
@@ -276,9 +292,22 @@ func (u *UNet) Backward(dOut, dX []float32) {
 
 // resForward runs a residual block on x [n, cin, h, h] into b.out.
 func (u *UNet) resForward(b *resBlock, x []float32, n, h int, train bool, rng *rand.Rand) {
+	u.resForwardConcat(b, x, nil, 0, n, h, train, rng)
+}
+
+// resForwardConcat is resForward on torch.cat([x, skip], dim=1) (x's ch
+// channels first) read in place, when skip is not nil: an up block's
+// input. The norm and the 1×1 shortcut are the only readers of the input,
+// and both take it in two halves (see GroupNorm.ForwardConcat); b must
+// have the shortcut (its input wider than its output).
+func (u *UNet) resForwardConcat(b *resBlock, x, skip []float32, ch, n, h int, train bool, rng *rand.Rand) {
 	hw := h * h
 	a1 := u.act.s1[:n*b.cin*hw]
-	b.norm1.Forward(a1, x, n, hw) // with swish
+	if skip != nil {
+		b.norm1.ForwardConcat(a1, x, skip, ch, n, hw) // with swish
+	} else {
+		b.norm1.Forward(a1, x, n, hw)
+	}
 	b.tembProj.Forward(b.tp, u.act.tembS, n)
 	b.conv1.ForwardBias(b.h1, a1, b.tp, n, h, h) // + temb_proj, broadcast over the pixels
 	b.norm2.Forward(b.a2, b.h1, n, hw)           // with swish
@@ -286,7 +315,11 @@ func (u *UNet) resForward(b *resBlock, x []float32, n, h int, train bool, rng *r
 	b.conv2.Forward(b.out, b.a2, n, h, h)
 	if b.nin != nil {
 		sc := u.act.s1[:len(b.out)]
-		b.nin.Forward(sc, x, n, h, h)
+		if skip != nil {
+			b.nin.ForwardConcat(sc, x, skip, ch, n, h, h)
+		} else {
+			b.nin.Forward(sc, x, n, h, h)
+		}
 		nn.AddForward(b.out, b.out, sc)
 	} else {
 		nn.AddForward(b.out, b.out, x)
