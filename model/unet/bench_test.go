@@ -89,8 +89,8 @@ func trainStep(b *testing.B, name string, n int) {
 func BenchmarkSampleStepSmall(b *testing.B) { sampleStep(b, "small", 32) }
 
 // BenchmarkSampleStepMNISTFast: one forward pass of mnist-fast (the
-// Fashion-MNIST and previous MNIST models' network) at batch 64, the unit of `ddpm sample --n 64`, with the
-// Winograd convolutions and without.
+// Fashion-MNIST and previous MNIST models' network) at batch 64, the unit
+// of `ddpm sample --n 64`, with the Winograd convolutions and without.
 func BenchmarkSampleStepMNISTFast(b *testing.B) {
 	for _, direct := range []bool{true, false} {
 		name := "winograd"

@@ -120,8 +120,9 @@ func (u *UNet) skipOut(i int) []float32 {
 	return u.down[i-1].out
 }
 
-// upInput is the tensor up entry k of the forward pass started from: the
-// middle's output, then each up entry's output.
+// upInput is up entry k's input h in the forward pass (the skip tensor
+// aside): the middle's output for the first entry, else the previous up
+// entry's output.
 func (u *UNet) upInput(k int) []float32 {
 	if k == 0 {
 		return u.mid2.out
@@ -182,7 +183,7 @@ func (u *UNet) Forward(out, x []float32, t []int, n int, train bool, rng *rand.R
 			cs := u.skipShape[e.skip][0]
 			if e.res.nin != nil {
 				u.resForwardConcat(e.res, h, u.skipOut(e.skip), e.cin-cs, n, e.h, train, rng)
-			} else { // a channel multiplier falling as fast as the skip adds: the residual needs the whole input
+			} else { // no shortcut conv (cin = cout): the residual adds the whole input
 				nn.ConcatForward(e.cat, h, u.skipOut(e.skip), n, e.cin-cs, cs, e.h*e.h)
 				u.resForward(e.res, e.cat, n, e.h, train, rng)
 			}
