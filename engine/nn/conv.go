@@ -156,9 +156,7 @@ func (l *Conv2d) forwardGrouped(out, in, extra []float32, n, h, w, g int) {
 	l.forwardGroupedFrom(out, extra, n, howo, g, func(col []float32, ld, i int) {
 		x := in[i*l.Cin*h*w : (i+1)*l.Cin*h*w]
 		if l.pointwise() {
-			for c := 0; c < l.Cin; c++ {
-				copy(col[c*ld:][:howo], x[c*howo:(c+1)*howo])
-			}
+			copyPlanes(col, ld, x, l.Cin, howo)
 		} else {
 			im2colStride(col, ld, x, l.Cin, h, w, l.K, l.Stride, l.Pad, wo, 0, ho)
 		}
@@ -204,13 +202,8 @@ func (l *Conv2d) ForwardConcat(out, a, b []float32, ca, n, h, w int) {
 	howo, cb := h*w, l.Cin-ca
 	if g := l.imageGroup(h, w, n); g > 1 {
 		l.forwardGroupedFrom(out, nil, n, howo, g, func(col []float32, ld, i int) {
-			xa, xb := a[i*ca*howo:], b[i*cb*howo:]
-			for c := 0; c < ca; c++ {
-				copy(col[c*ld:][:howo], xa[c*howo:(c+1)*howo])
-			}
-			for c := 0; c < cb; c++ {
-				copy(col[(ca+c)*ld:][:howo], xb[c*howo:(c+1)*howo])
-			}
+			copyPlanes(col, ld, a[i*ca*howo:], ca, howo)
+			copyPlanes(col[ca*ld:], ld, b[i*cb*howo:], cb, howo)
 		})
 		return
 	}
@@ -222,6 +215,15 @@ func (l *Conv2d) ForwardConcat(out, a, b []float32, ca, n, h, w int) {
 			gemm.Sgemm(false, false, l.Cout, howo, cb, 1, l.Weight.W[ca:], l.Cin, b[i*cb*howo:], howo, 1, y, howo)
 		}
 	})
+}
+
+// copyPlanes copies the c planes of howo pixels at x into the first howo
+// columns of c rows of col, ld apart: a pointwise conv's images gathered
+// side by side for one GEMM.
+func copyPlanes(col []float32, ld int, x []float32, c, howo int) {
+	for k := 0; k < c; k++ {
+		copy(col[k*ld:][:howo], x[k*howo:(k+1)*howo])
+	}
 }
 
 // gemmWidth returns the width Np a conv forward multiplies its N GEMM
