@@ -15,6 +15,11 @@ func benchSetup(b *testing.B, name string, n int) (*UNet, []float32, []float32, 
 	if err != nil {
 		b.Fatal(err)
 	}
+	return benchSetupConfig(b, cfg, n)
+}
+
+// benchSetupConfig is benchSetup for a config that has no name.
+func benchSetupConfig(b *testing.B, cfg Config, n int) (*UNet, []float32, []float32, []int, *rand.Rand) {
 	u, err := New(cfg)
 	if err != nil {
 		b.Fatal(err)
@@ -109,9 +114,45 @@ func BenchmarkSampleStepMNISTFast(b *testing.B) {
 // mnist-fast in twice the layers), the shipped MNIST model's network.
 func BenchmarkSampleStepMNISTDeep(b *testing.B) { sampleStep(b, "mnist-deep", 64) }
 
+// BenchmarkSampleStepWider prices more capacity at 7×7, where a better
+// MNIST model would add it: mnist-deep's sampling step beside trial
+// networks with 96 channels at 7×7, three blocks per level, or both wider
+// levels (see the README's "Not yet here"). Compare within one run.
+func BenchmarkSampleStepWider(b *testing.B) {
+	deep, err := ConfigByName("mnist-deep")
+	if err != nil {
+		b.Fatal(err)
+	}
+	trial := func(mult []int, blocks int) Config {
+		c := deep
+		c.ChMult, c.NumResBlocks = mult, blocks
+		return c
+	}
+	for _, tc := range []struct {
+		name string
+		cfg  Config
+	}{
+		{"mnist-deep", deep},
+		{"16-32-96", trial([]int{1, 2, 6}, 2)},
+		{"3-blocks", trial([]int{1, 2, 4}, 3)},
+		{"16-48-96", trial([]int{1, 3, 6}, 2)},
+	} {
+		b.Run(tc.name, func(b *testing.B) { sampleStepConfig(b, tc.cfg, 64) })
+	}
+}
+
 // sampleStep times one eval-mode forward pass of config name at batch n.
 func sampleStep(b *testing.B, name string, n int) {
-	u, x, _, t, _ := benchSetup(b, name, n)
+	cfg, err := ConfigByName(name)
+	if err != nil {
+		b.Fatal(err)
+	}
+	sampleStepConfig(b, cfg, n)
+}
+
+// sampleStepConfig is sampleStep for a config that has no name.
+func sampleStepConfig(b *testing.B, cfg Config, n int) {
+	u, x, _, t, _ := benchSetupConfig(b, cfg, n)
 	out := make([]float32, len(x))
 	u.Forward(out, x, t, n, false, nil)
 	b.ReportAllocs()
