@@ -11,11 +11,16 @@ import (
 // benchSetup builds an initialised model and a random batch, the same
 // workload as the reference script's train/sample timings.
 func benchSetup(b *testing.B, name string, n int) (*UNet, []float32, []float32, []int, *rand.Rand) {
+	return benchSetupConfig(b, benchConfig(b, name), n)
+}
+
+// benchConfig is the config called name.
+func benchConfig(b *testing.B, name string) Config {
 	cfg, err := ConfigByName(name)
 	if err != nil {
 		b.Fatal(err)
 	}
-	return benchSetupConfig(b, cfg, n)
+	return cfg
 }
 
 // benchSetupConfig is benchSetup for a config that has no name.
@@ -119,10 +124,7 @@ func BenchmarkSampleStepMNISTDeep(b *testing.B) { sampleStep(b, "mnist-deep", 64
 // networks with 96 channels at 7×7, three blocks per level, or both wider
 // levels (see the README's "Not yet here"). Compare within one run.
 func BenchmarkSampleStepWider(b *testing.B) {
-	deep, err := ConfigByName("mnist-deep")
-	if err != nil {
-		b.Fatal(err)
-	}
+	deep := benchConfig(b, "mnist-deep")
 	trial := func(mult []int, blocks int) Config {
 		c := deep
 		c.ChMult, c.NumResBlocks = mult, blocks
@@ -142,13 +144,7 @@ func BenchmarkSampleStepWider(b *testing.B) {
 }
 
 // sampleStep times one eval-mode forward pass of config name at batch n.
-func sampleStep(b *testing.B, name string, n int) {
-	cfg, err := ConfigByName(name)
-	if err != nil {
-		b.Fatal(err)
-	}
-	sampleStepConfig(b, cfg, n)
-}
+func sampleStep(b *testing.B, name string, n int) { sampleStepConfig(b, benchConfig(b, name), n) }
 
 // sampleStepConfig is sampleStep for a config that has no name.
 func sampleStepConfig(b *testing.B, cfg Config, n int) {
