@@ -389,9 +389,9 @@ func minParams(uc unet.Config) float64 {
 	uc = uc.Normalized()
 	ch := float64(uc.Ch)
 	n := float64(uc.InCh)*ch*9 + 16*ch*ch + float64(uc.OutCh)*ch*float64(uc.ChMult[0])*9
-	for _, m := range uc.ChMult {
+	for i, m := range uc.ChMult {
 		c := ch * float64(m)
-		n += float64(uc.NumResBlocks) * c * c * 9
+		n += float64(uc.Blocks(i)) * c * c * 9
 	}
 	return n
 }

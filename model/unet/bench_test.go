@@ -130,6 +130,11 @@ func BenchmarkSampleStepWider(b *testing.B) {
 		c.ChMult, c.NumResBlocks = mult, blocks
 		return c
 	}
+	levels := func(blocks ...int) Config {
+		c := deep
+		c.LevelBlocks = blocks
+		return c
+	}
 	for _, tc := range []struct {
 		name string
 		cfg  Config
@@ -138,6 +143,10 @@ func BenchmarkSampleStepWider(b *testing.B) {
 		{"16-32-96", trial([]int{1, 2, 6}, 2)},
 		{"3-blocks", trial([]int{1, 2, 4}, 3)},
 		{"16-48-96", trial([]int{1, 3, 6}, 2)},
+		{"blocks-2-2-3", levels(2, 2, 3)},
+		{"blocks-2-3-3", levels(2, 3, 3)},
+		{"blocks-2-2-4", levels(2, 2, 4)},
+		{"blocks-2-3-4", levels(2, 3, 4)},
 	} {
 		b.Run(tc.name, func(b *testing.B) { sampleStepConfig(b, tc.cfg, 64) })
 	}

@@ -10,15 +10,20 @@ import (
 // keyword arguments of the PyTorch reference (torch_unet_bench.py), so a
 // config stored in a checkpoint reads the same on both sides.
 type Config struct {
-	InCh         int     `json:"in_ch"`          // image channels
-	OutCh        int     `json:"out_ch"`         // output channels; 0 means InCh (2·InCh for learned variances)
-	Res          int     `json:"res"`            // image height = width
-	Ch           int     `json:"ch"`             // base channel count (timestep embedding is 4·Ch wide)
-	ChMult       []int   `json:"ch_mult"`        // channel multiplier per resolution level
-	NumResBlocks int     `json:"num_res_blocks"` // residual blocks per level on the way down (one more on the way up)
-	AttnRes      []int   `json:"attn_res"`       // resolutions at which blocks are followed by self-attention
-	Groups       int     `json:"groups"`         // GroupNorm groups
-	Dropout      float32 `json:"dropout"`        // dropout inside residual blocks (training only)
+	InCh         int   `json:"in_ch"`          // image channels
+	OutCh        int   `json:"out_ch"`         // output channels; 0 means InCh (2·InCh for learned variances)
+	Res          int   `json:"res"`            // image height = width
+	Ch           int   `json:"ch"`             // base channel count (timestep embedding is 4·Ch wide)
+	ChMult       []int `json:"ch_mult"`        // channel multiplier per resolution level
+	NumResBlocks int   `json:"num_res_blocks"` // residual blocks per level on the way down (one more on the way up)
+	// LevelBlocks, when set, overrides NumResBlocks level by level (one
+	// count per ChMult entry): depth where the network needs it, e.g. more
+	// blocks at the low resolutions that carry a digit's global shape. Not
+	// in the PyTorch reference, whose configs leave it unset.
+	LevelBlocks []int   `json:"level_blocks,omitempty"`
+	AttnRes     []int   `json:"attn_res"` // resolutions at which blocks are followed by self-attention
+	Groups      int     `json:"groups"`   // GroupNorm groups
+	Dropout     float32 `json:"dropout"`  // dropout inside residual blocks (training only)
 }
 
 // GNEps is the GroupNorm epsilon of the official DDPM code and the PyTorch
@@ -73,6 +78,13 @@ var Configs = map[string]Config{
 	"mnist-deep": {InCh: 1, Res: 28, Ch: 16, ChMult: []int{1, 2, 4}, NumResBlocks: 2,
 		AttnRes: []int{7}, Groups: 8, Dropout: 0},
 
+	// mnist-deeper is mnist-deep with a third residual block (and its
+	// attention) at 7×7 on each path, where global shape is decided:
+	// 1.12× mnist-deep's sampling time. A candidate for the shipped MNIST
+	// model, whose IS is limited by digits the classifier doubts.
+	"mnist-deeper": {InCh: 1, Res: 28, Ch: 16, ChMult: []int{1, 2, 4}, NumResBlocks: 2,
+		LevelBlocks: []int{2, 2, 3}, AttnRes: []int{7}, Groups: 8, Dropout: 0},
+
 	// Test-sized networks for the data sets tiny (3×16×16) cannot take:
 	// tiny1 for MNIST-style grey images (28×28 padded to 32×32) and tiny32
 	// for CIFAR-10 (3×32×32). Used by the reliability tests, which train
@@ -102,6 +114,7 @@ func ConfigByName(name string) (Config, error) {
 	}
 	c.ChMult = slices.Clone(c.ChMult)
 	c.AttnRes = slices.Clone(c.AttnRes)
+	c.LevelBlocks = slices.Clone(c.LevelBlocks)
 	return c, nil
 }
 
@@ -113,7 +126,17 @@ func (c Config) Normalized() Config {
 	}
 	c.ChMult = slices.Clone(c.ChMult)
 	c.AttnRes = slices.Clone(c.AttnRes)
+	c.LevelBlocks = slices.Clone(c.LevelBlocks)
 	return c
+}
+
+// Blocks is the number of residual blocks of level i on the way down (the
+// way up has one more): LevelBlocks[i] when set, else NumResBlocks.
+func (c Config) Blocks(i int) int {
+	if c.LevelBlocks != nil {
+		return c.LevelBlocks[i]
+	}
+	return c.NumResBlocks
 }
 
 // Validate reports the first reason the network cannot be built. The checks
@@ -136,6 +159,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("unet: config: ch_mult is empty")
 	case c.NumResBlocks < 1:
 		return fmt.Errorf("unet: config: num_res_blocks = %d, need ≥ 1", c.NumResBlocks)
+	case c.LevelBlocks != nil && len(c.LevelBlocks) != len(c.ChMult):
+		return fmt.Errorf("unet: config: level_blocks has %d entries for %d levels", len(c.LevelBlocks), len(c.ChMult))
 	case c.Groups < 1:
 		return fmt.Errorf("unet: config: groups = %d, need ≥ 1", c.Groups)
 	case !(c.Dropout >= 0 && c.Dropout < 1):
@@ -149,6 +174,11 @@ func (c Config) Validate() error {
 	}
 	if c.Ch%c.Groups != 0 {
 		return fmt.Errorf("unet: config: ch = %d is not divisible by groups = %d", c.Ch, c.Groups)
+	}
+	for i, b := range c.LevelBlocks {
+		if b < 1 || b > 64 {
+			return fmt.Errorf("unet: config: level_blocks[%d] = %d, need 1…64", i, b)
+		}
 	}
 	for i, m := range c.ChMult {
 		if m < 1 {

@@ -34,7 +34,7 @@ func ForwardFLOPs(cfg Config) float64 {
 	chans := []int{cfg.Ch}
 	cur, r := cfg.Ch, cfg.Res
 	for i, m := range cfg.ChMult {
-		for range cfg.NumResBlocks {
+		for range cfg.Blocks(i) {
 			res(cur, cfg.Ch*m, r)
 			cur = cfg.Ch * m
 			if cfg.hasAttn(r) {
@@ -52,7 +52,7 @@ func ForwardFLOPs(cfg Config) float64 {
 	attn(cur, r)
 	res(cur, cur, r)
 	for i := len(cfg.ChMult) - 1; i >= 0; i-- {
-		for range cfg.NumResBlocks + 1 {
+		for range cfg.Blocks(i) + 1 {
 			skip := chans[len(chans)-1]
 			chans = chans[:len(chans)-1]
 			res(cur+skip, cfg.Ch*cfg.ChMult[i], r)

@@ -181,7 +181,7 @@ func New(cfg Config) (*UNet, error) {
 	u.skipShape = [][2]int{{cfg.Ch, cfg.Res}}
 	cur, r := cfg.Ch, cfg.Res
 	for i, mult := range cfg.ChMult {
-		for range cfg.NumResBlocks {
+		for range cfg.Blocks(i) {
 			e := &entry{h: r, cin: cur, cout: cfg.Ch * mult}
 			e.res = newResBlock(cur, e.cout, u.tembCh, cfg.Groups, cfg.Dropout)
 			prefix := fmt.Sprintf("down.%d.", len(u.down))
@@ -213,7 +213,7 @@ func New(cfg Config) (*UNet, error) {
 
 	for i := len(cfg.ChMult) - 1; i >= 0; i-- {
 		mult := cfg.ChMult[i]
-		for range cfg.NumResBlocks + 1 {
+		for range cfg.Blocks(i) + 1 {
 			skip := len(chans) - 1
 			e := &entry{h: r, cin: cur + chans[skip], cout: cfg.Ch * mult, skip: skip}
 			chans = chans[:skip]

@@ -251,6 +251,8 @@ func TestConfigValidation(t *testing.T) {
 		"dropout":    func(c *Config) { c.Dropout = 1 },
 		"in_ch":      func(c *Config) { c.InCh = 0 },
 		"res blocks": func(c *Config) { c.NumResBlocks = 0 },
+		"level len":  func(c *Config) { c.LevelBlocks = []int{1, 1} },
+		"level zero": func(c *Config) { c.LevelBlocks = []int{1, 0, 1} },
 	}
 	for name, f := range bad {
 		c := good.Normalized()
@@ -284,6 +286,79 @@ func TestConfigValidation(t *testing.T) {
 	c.ChMult[0] = 99
 	if Configs["mnist"].ChMult[0] != 1 {
 		t.Fatal("ConfigByName aliases Configs")
+	}
+	// level_blocks: copied by ConfigByName, kept by JSON, and absent from
+	// the JSON of configs without it (checkpoints written before it read
+	// and write the same).
+	d, _ := ConfigByName("mnist-deeper")
+	if b, _ := json.Marshal(d); json.Unmarshal(b, &back) != nil || !slices.Equal(back.LevelBlocks, d.LevelBlocks) {
+		t.Fatalf("JSON round trip of level_blocks: %s -> %v", b, back.LevelBlocks)
+	}
+	d.LevelBlocks[0] = 99
+	if Configs["mnist-deeper"].LevelBlocks[0] != 2 {
+		t.Fatal("ConfigByName aliases Configs' level_blocks")
+	}
+	if strings.Contains(string(b), "level_blocks") {
+		t.Fatalf("a config without level_blocks writes it: %s", b)
+	}
+}
+
+// TestLevelBlocks checks that level_blocks only generalizes
+// num_res_blocks: the same count at every level builds the same network
+// (names, shapes, FLOPs, outputs), and a deeper level adds exactly its
+// blocks' parameters.
+func TestLevelBlocks(t *testing.T) {
+	base := Configs["tiny"]
+	same := base.Normalized()
+	same.LevelBlocks = []int{1, 1, 1}
+	a, _ := New(base)
+	b, err := New(same)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(a.Params()) != len(b.Params()) || ForwardFLOPs(base) != ForwardFLOPs(same) {
+		t.Fatalf("level_blocks [1 1 1]: %d params, %v FLOPs; num_res_blocks 1: %d, %v",
+			len(b.Params()), ForwardFLOPs(same), len(a.Params()), ForwardFLOPs(base))
+	}
+	for i, p := range a.Params() {
+		if q := b.Params()[i]; q.Name != p.Name || !slices.Equal(q.Shape, p.Shape) {
+			t.Fatalf("param %d: %s %v against %s %v", i, q.Name, q.Shape, p.Name, p.Shape)
+		}
+	}
+	a.Init(rand.New(rand.NewPCG(1, 2)))
+	copy(b.Weights(), a.Weights())
+	const n = 2
+	x := make([]float32, n*3*16*16)
+	for i := range x {
+		x[i] = float32(i%7) - 3
+	}
+	ya, yb := make([]float32, len(x)), make([]float32, len(x))
+	a.Forward(ya, x, []int{5, 700}, n, false, nil)
+	b.Forward(yb, x, []int{5, 700}, n, false, nil)
+	if !slices.Equal(ya, yb) {
+		t.Fatal("level_blocks [1 1 1] computes another function than num_res_blocks 1")
+	}
+
+	// One more block at the middle level (8×8, 32 channels, with attention):
+	// one residual block and one attention block more on each path, the
+	// up path's new block taking 32+32 channels in.
+	deeper := base.Normalized()
+	deeper.LevelBlocks = []int{1, 2, 1}
+	d, err := New(deeper)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, tc := 32, 4*base.Ch
+	res := func(cin, cout int) int {
+		n := 2*cin + cin*cout*9 + cout + tc*cout + cout + 2*cout + cout*cout*9 + cout
+		if cin != cout {
+			n += cin*cout + cout
+		}
+		return n
+	}
+	attn := 2*c + 4*(c*c+c)
+	if got, want := d.NumParams()-a.NumParams(), res(c, c)+res(2*c, c)+2*attn; got != want {
+		t.Fatalf("level_blocks [1 2 1] adds %d parameters, want %d", got, want)
 	}
 }
 
@@ -410,6 +485,15 @@ func TestStateDictRoundTrip(t *testing.T) {
 // buffer-reuse path).
 func TestGradCheckDropout(t *testing.T) {
 	cfg := Config{InCh: 2, Res: 8, Ch: 8, ChMult: []int{1, 2}, NumResBlocks: 1, AttnRes: []int{4}, Groups: 4, Dropout: 0.3}
+	t.Run("uniform", func(t *testing.T) { gradCheck(t, cfg) })
+	// Per-level depth (level_blocks): two blocks and their attention at the
+	// low resolution, one at the high.
+	cfg.LevelBlocks = []int{1, 2}
+	t.Run("level_blocks", func(t *testing.T) { gradCheck(t, cfg) })
+}
+
+// gradCheck is TestGradCheckDropout for one config.
+func gradCheck(t *testing.T, cfg Config) {
 	u, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
