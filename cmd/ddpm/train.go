@@ -147,9 +147,9 @@ func runTrain(args []string) error {
 		return err
 	}
 	defer release()
-	fmt.Fprintf(os.Stderr, "training %s (%d params) on %s (%d images), batch %d, %s/%s/%s, T=%d\n",
+	fmt.Fprintf(os.Stderr, "training %s (%d params) on %s (%d images), batch %d, %s/%s/%s, T=%d, %s schedule\n",
 		tr.Opt.Config, tr.Model.NumParams(), tr.Data.Name, tr.Data.N, tr.Opt.Batch,
-		tr.DCfg.Mean, tr.DCfg.Var, tr.DCfg.Loss, tr.DCfg.T)
+		tr.DCfg.Mean, tr.DCfg.Var, tr.DCfg.Loss, tr.DCfg.T, tr.DCfg.Schedule)
 
 	// The first SIGINT/SIGTERM cancels ctx and Run writes a checkpoint;
 	// stop then restores the default action, so a second signal ends the
