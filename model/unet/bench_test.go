@@ -119,6 +119,11 @@ func BenchmarkSampleStepMNISTFast(b *testing.B) {
 // mnist-fast in twice the layers), the shipped MNIST model's network.
 func BenchmarkSampleStepMNISTDeep(b *testing.B) { sampleStep(b, "mnist-deep", 64) }
 
+// BenchmarkSampleStepMNISTDeeper: the same for mnist-deeper (mnist-deep with
+// a third residual block at 7×7), the embedded MNIST model's network: one
+// step of `ddpm sample --n 64`, which runs 1000 of them.
+func BenchmarkSampleStepMNISTDeeper(b *testing.B) { sampleStep(b, "mnist-deeper", 64) }
+
 // BenchmarkSampleStepWider prices more capacity at 7×7, where a better
 // MNIST model would add it: mnist-deep's sampling step beside trial
 // networks with 96 channels at 7×7, three blocks per level, or both wider
