@@ -60,14 +60,16 @@ const winoMinC = 8
 // 0.82 ms), while 14×14 gains 1.75×.
 const winoMinPixels = 100
 
-// winoBytes bounds the GEMM operands V and M of one batch of images
-// (16 or 36·(Cin+Cout)·4 bytes per tile): well inside the L2 cache (2 MiB a
-// core here), so that the transforms' writes, the GEMMs' reads and the
-// layer's input and output planes all stay on the core. Measured on the
-// U-Net's sampling step at batch 64 (BenchmarkSampleStepMNISTDeeper and
-// mnist-fast, two cores): 768 KiB ran 1.24× (mnist-deeper) and 1.19×
-// (mnist-fast) faster than 2 MiB, which spilled the transforms' stores to
-// L3; 512 KiB–1 MiB were within 3 % of it, 256 KiB 1.2× slower.
+// winoBytes bounds the GEMM operands V and M of one batch of images (16 or
+// 36 planes · (Cin+Cout) · 4 bytes per tile), in the forward, the input
+// gradient and the weight gradient: well inside the L2 cache (2 MiB a core
+// on the Intel VM it was measured on), so that the transforms' writes, the
+// GEMMs' reads and the layer's input and output planes all stay on the
+// core. One sweep at batch 64 on two cores: 768 KiB ran a sampling step
+// 1.24× (mnist-deeper) and 1.19× (mnist-fast) and a training step 1.13×
+// (mnist-deeper) faster than 2 MiB, under which the input transform took
+// 3.6× as long per call as alone (V, M and the planes spilled out of L2); 512 KiB–1 MiB
+// were within 5 % of 768 KiB, 256 KiB 1.2× slower.
 const winoBytes = 768 << 10
 
 // winograd reports whether Forward uses the Winograd path on h×w planes:

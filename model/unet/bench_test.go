@@ -116,7 +116,8 @@ func BenchmarkSampleStepMNISTFast(b *testing.B) {
 }
 
 // BenchmarkSampleStepMNISTDeep: the same for mnist-deep (the same FLOPs as
-// mnist-fast in twice the layers), the shipped MNIST model's network.
+// mnist-fast in twice the layers), the previous embedded MNIST model's
+// network.
 func BenchmarkSampleStepMNISTDeep(b *testing.B) { sampleStep(b, "mnist-deep", 64) }
 
 // BenchmarkSampleStepMNISTDeeper: the same for mnist-deeper (mnist-deep with
