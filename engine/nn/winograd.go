@@ -68,8 +68,8 @@ const winoMinPixels = 100
 // core. One sweep at batch 64 on two cores: 768 KiB ran a sampling step
 // 1.24× (mnist-deeper) and 1.19× (mnist-fast) and a training step 1.13×
 // (mnist-deeper) faster than 2 MiB, under which the input transform took
-// 3.6× as long per call as alone (V, M and the planes spilled out of L2); 512 KiB–1 MiB
-// were within 5 % of 768 KiB, 256 KiB 1.2× slower.
+// 3.6× as long per call as alone (V, M and the planes spilled out of L2);
+// 512 KiB–1 MiB were within 5 % of 768 KiB, 256 KiB 1.2× slower.
 const winoBytes = 768 << 10
 
 // winograd reports whether Forward uses the Winograd path on h×w planes:
