@@ -1,7 +1,9 @@
 package imgio
 
 import (
+	"errors"
 	"image"
+	"image/jpeg"
 	"image/png"
 	"math"
 	"os"
@@ -46,7 +48,7 @@ func TestSaveGridRoundTrip(t *testing.T) {
 	for i := range x {
 		x[i] = float32(i%256)/127.5 - 1
 	}
-	path := filepath.Join(dir, "sub", "grid.png")
+	path := filepath.Join(dir, "grid.png")
 	if err := SaveGrid(path, x, n, c, h, w, 2); err != nil {
 		t.Fatal(err)
 	}
@@ -115,14 +117,14 @@ func TestSaveEach(t *testing.T) {
 		t.Fatal(err)
 	}
 	ents, err := os.ReadDir(dir)
-	if err != nil || len(ents) != n || ents[0].Name() != "s_00.png" || ents[10].Name() != "s_10.png" {
+	if err != nil || len(ents) != n || ents[0].Name() != "s_01.png" || ents[10].Name() != "s_11.png" {
 		t.Fatalf("files: %v %v", ents, err)
 	}
-	img := readPNG(t, filepath.Join(dir, "s_07.png")).(*image.Gray)
+	img := readPNG(t, filepath.Join(dir, "s_08.png")).(*image.Gray) // image 7
 	if img.Bounds().Dx() != 2 || img.GrayAt(1, 1).Y != 140 {
-		t.Errorf("s_07.png: %v, pixel %d", img.Bounds(), img.GrayAt(1, 1).Y)
+		t.Errorf("s_08.png: %v, pixel %d", img.Bounds(), img.GrayAt(1, 1).Y)
 	}
-	if fi, _ := os.Stat(filepath.Join(dir, "s_07.png")); fi.Mode().Perm() != 0o644 {
+	if fi, _ := os.Stat(filepath.Join(dir, "s_08.png")); fi.Mode().Perm() != 0o644 {
 		t.Errorf("mode %v", fi.Mode())
 	}
 }
@@ -155,5 +157,174 @@ func TestErrors(t *testing.T) {
 		if strings.Contains(e.Name(), ".tmp") {
 			t.Errorf("temporary file %s left behind", e.Name())
 		}
+	}
+}
+
+func TestEachName(t *testing.T) {
+	for _, c := range []struct {
+		i, n int
+		want string
+	}{
+		{0, 1, "sample-1.png"}, {8, 9, "sample-9.png"}, {0, 10, "sample-01.png"}, {9, 10, "sample-10.png"},
+		{0, 1000, "sample-0001.png"}, {999, 1000, "sample-1000.png"}, {41, 1001, "sample-0042.png"},
+	} {
+		if got := EachName("sample-", c.i, c.n); got != c.want {
+			t.Errorf("EachName(%d, %d) = %s, want %s", c.i, c.n, got, c.want)
+		}
+	}
+}
+
+// A missing directory is an error, not created: neither for a grid nor
+// for SaveEach's parent.
+func TestNoDirectoryCreated(t *testing.T) {
+	dir := t.TempDir()
+	x := make([]float32, 4)
+	missing := filepath.Join(dir, "missing")
+	err := SaveGrid(filepath.Join(missing, "g.png"), x, 1, 1, 2, 2, 1)
+	if err == nil || !strings.Contains(err.Error(), "directory "+missing+" does not exist") {
+		t.Errorf("grid in a missing directory: %v", err)
+	}
+	if err := SaveEach(filepath.Join(missing, "each"), "p", x, 1, 1, 2, 2); err == nil {
+		t.Error("SaveEach created a directory two levels deep")
+	}
+	if _, err := os.Stat(missing); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("%s was created", missing)
+	}
+}
+
+func TestWriteImageFormats(t *testing.T) {
+	dir := t.TempDir()
+	n, c, h, w := 2, 3, 8, 8
+	x := make([]float32, n*c*h*w)
+	for i := range x {
+		x[i] = float32(i%7)/3 - 1
+	}
+	for _, name := range []string{"g.jpg", "g.JPEG", "g.PNG"} {
+		path := filepath.Join(dir, name)
+		if err := SaveGrid(path, x, n, c, h, w, 0); err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		f, err := os.Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, format, err := image.Decode(f)
+		f.Close()
+		want := "jpeg"
+		if strings.HasSuffix(name, ".PNG") {
+			want = "png"
+		}
+		if err != nil || format != want {
+			t.Errorf("%s decoded as %q (%v), want %s", name, format, err, want)
+		}
+	}
+	// Grey JPEG: values survive within JPEG's error at quality 95.
+	g := make([]float32, 16*16)
+	for i := range g {
+		g[i] = float32(i/16)/7.5 - 1 // rows 0..15 → pixels 0..255 in steps of 17
+	}
+	path := filepath.Join(dir, "grey.jpg")
+	if err := SaveGrid(path, g, 1, 1, 16, 16, 1); err != nil {
+		t.Fatal(err)
+	}
+	f, _ := os.Open(path)
+	img, err := jpeg.Decode(f)
+	f.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for y := range 16 {
+		r, _, _, _ := img.At(8, y).RGBA()
+		if d := int(r>>8) - 17*y; d < -4 || d > 4 {
+			t.Errorf("row %d: pixel %d, want %d ± 4", y, r>>8, 17*y)
+		}
+	}
+	for _, bad := range []string{"g.gif", "g", "g.png.tmp"} {
+		err := SaveGrid(filepath.Join(dir, bad), x, n, c, h, w, 0)
+		if !errors.Is(err, ErrFormat) || !strings.Contains(err.Error(), ".png, .jpg or .jpeg") {
+			t.Errorf("%s: err = %v, want ErrFormat naming the extensions", bad, err)
+		}
+	}
+}
+
+func TestCheckOutput(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "file")
+	os.WriteFile(file, nil, 0o644)
+	os.Mkdir(filepath.Join(dir, "d.png"), 0o755)
+	for _, c := range []struct {
+		path   string
+		exts   []string
+		want   string // "" for no error
+		format bool   // the error wraps ErrFormat
+	}{
+		{filepath.Join(dir, "a.png"), nil, "", false},
+		{filepath.Join(dir, "a.JPG"), nil, "", false},
+		{filepath.Join(dir, "a.jpeg"), nil, "", false},
+		{file, nil, "no file extension; name a .png, .jpg or .jpeg file", true},
+		{filepath.Join(dir, "a.gif"), nil, `unsupported image format ".gif"; name a .png, .jpg or .jpeg file`, true},
+		{filepath.Join(dir, "a.jpg"), []string{".png"}, `".jpg"; name a .png file`, true},
+		{"", nil, "no file named", true},
+		{"/nonexistent-ddpm-dir/x.png", nil, "/nonexistent-ddpm-dir/x.png: directory /nonexistent-ddpm-dir does not exist", false},
+		{filepath.Join(file, "x.png"), nil, file + " is not a directory", false},
+		{filepath.Join(dir, "d.png"), nil, "is a directory", false},
+	} {
+		err := CheckOutput(c.path, c.exts...)
+		switch {
+		case c.want == "" && err != nil:
+			t.Errorf("CheckOutput(%q): %v", c.path, err)
+		case c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)):
+			t.Errorf("CheckOutput(%q, %v) = %v, want it to say %q", c.path, c.exts, err, c.want)
+		case c.want != "" && errors.Is(err, ErrFormat) != c.format:
+			t.Errorf("CheckOutput(%q): errors.Is(ErrFormat) = %v", c.path, !c.format)
+		}
+	}
+	if err := CheckFile(filepath.Join(dir, "w.safetensors")); err != nil {
+		t.Errorf("CheckFile: %v", err)
+	}
+	ents, _ := os.ReadDir(dir)
+	if len(ents) != 2 {
+		t.Errorf("the checks left files behind: %v", ents)
+	}
+}
+
+func TestCheckOutputDir(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "file")
+	os.WriteFile(file, nil, 0o644)
+	for _, c := range []struct{ dir, want string }{
+		{dir, ""},
+		{filepath.Join(dir, "new"), ""}, // created by SaveEach
+		{filepath.Join(dir, "new") + "/", ""},
+		{filepath.Join(dir, "a", "b"), "directory " + filepath.Join(dir, "a") + " does not exist"},
+		{file, "is a file, not a directory"},
+		{filepath.Join(file, "sub"), file + " is not a directory"},
+		{"", "no directory named"},
+	} {
+		err := CheckOutputDir(c.dir)
+		if c.want == "" && err != nil || c.want != "" && (err == nil || !strings.Contains(err.Error(), c.want)) {
+			t.Errorf("CheckOutputDir(%q) = %v, want %q", c.dir, err, c.want)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "new")); !errors.Is(err, os.ErrNotExist) {
+		t.Error("CheckOutputDir created the directory")
+	}
+}
+
+func TestCheckUnwritable(t *testing.T) {
+	if os.Geteuid() == 0 {
+		t.Skip("root writes into read-only directories")
+	}
+	dir := filepath.Join(t.TempDir(), "ro")
+	os.Mkdir(dir, 0o555)
+	t.Cleanup(func() { os.Chmod(dir, 0o755) })
+	if err := CheckOutput(filepath.Join(dir, "x.png")); err == nil || !strings.Contains(err.Error(), "not writable") {
+		t.Errorf("read-only directory: %v", err)
+	}
+	if err := CheckOutputDir(filepath.Join(dir, "sub")); err == nil || !strings.Contains(err.Error(), "not writable") {
+		t.Errorf("new directory in a read-only one: %v", err)
+	}
+	if err := CheckOutputDir(dir); err == nil || !strings.Contains(err.Error(), "not writable") {
+		t.Errorf("read-only directory: %v", err)
 	}
 }

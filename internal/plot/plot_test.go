@@ -9,7 +9,7 @@ import (
 
 func TestSave(t *testing.T) {
 	dir := t.TempDir()
-	path := filepath.Join(dir, "sub", "fig.png")
+	path := filepath.Join(dir, "fig.png") // the directory must exist (imgio creates none)
 	x := []float64{1, 2, 3, 4}
 	panels := []Panel{
 		{Title: "a", XLabel: "x", YLabel: "y", Series: []Series{{Name: "one", X: x, Y: []float64{1, 4, 9, 16}}, {Name: "two", X: x, Y: x, Dots: true}}},
