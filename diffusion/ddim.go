@@ -1,6 +1,7 @@
 package diffusion
 
 import (
+	"context"
 	"math"
 	"math/rand/v2"
 )
@@ -81,8 +82,8 @@ func (d *Diffusion) predict(m Model, x []float32, n, i int, buf *StepBuffers) {
 // [Diffusion.DDIMStep] per kept index down to the end of the chain. eta is η
 // (0: deterministic, 1: the DDPM posterior variance). progress (may be nil)
 // is called after each step; observe (may be nil) sees x_t and x̂0 before
-// each update.
-func (d *Diffusion) SampleDDIM(m Model, x []float32, n int, keep []int, eta float64, rng *rand.Rand, progress func(step, total int), observe Observer) error {
+// each update. It stops between steps once ctx is cancelled, returning ctx.Err().
+func (d *Diffusion) SampleDDIM(ctx context.Context, m Model, x []float32, n int, keep []int, eta float64, rng *rand.Rand, h Hooks) error {
 	if err := checkKeep(keep, d.T); err != nil {
 		return err
 	}
@@ -93,10 +94,11 @@ func (d *Diffusion) SampleDDIM(m Model, x []float32, n int, keep []int, eta floa
 		if s > 0 {
 			prev = keep[s-1]
 		}
-		d.ddimStep(m, x, n, keep[s], prev, eta, rng, &buf, observe)
-		if progress != nil {
-			progress(K-s, K)
+		if err := ctx.Err(); err != nil {
+			return err
 		}
+		d.ddimStep(m, x, n, keep[s], prev, eta, rng, &buf, h.Observe)
+		h.progress(K-s, K)
 	}
 	return nil
 }

@@ -156,6 +156,14 @@ func dstOr(dst []float32, n int) []float32 {
 	return dst
 }
 
+// checkIndex reports a timestep index outside [0, T).
+func (d *Diffusion) checkIndex(i int) error {
+	if i < 0 || i >= d.T {
+		return fmt.Errorf("diffusion: timestep index %d outside [0, %d)", i, d.T)
+	}
+	return nil
+}
+
 func (d *Diffusion) checkT(t []int) {
 	for _, i := range t {
 		if i < 0 || i >= d.T {

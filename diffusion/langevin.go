@@ -1,6 +1,7 @@
 package diffusion
 
 import (
+	"context"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -76,10 +77,10 @@ func (l Langevin) Evaluations(T int) int {
 //
 // x holds x_T (fill it with [FillNormal]) for n images and is overwritten
 // with the samples. Each update draws len(x) normals from rng, in order.
-// progress (may be nil) is called after each of the c.Evaluations(T)
-// network evaluations; observe (may be nil) sees x_t and x̂0 at the first
+// h.Progress is called after each of the c.Evaluations(T)
+// network evaluations; h.Observe sees x_t and x̂0 at the first
 // update of each level.
-func (d *Diffusion) SampleLangevin(m Model, x []float32, n int, c Langevin, rng *rand.Rand, progress func(step, total int), observe Observer) error {
+func (d *Diffusion) SampleLangevin(ctx context.Context, m Model, x []float32, n int, c Langevin, rng *rand.Rand, h Hooks) error {
 	if err := c.Validate(d.T); err != nil {
 		return err
 	}
@@ -95,9 +96,7 @@ func (d *Diffusion) SampleLangevin(m Model, x []float32, n int, c Langevin, rng 
 	total, done := c.Evaluations(d.T), 0
 	tick := func() {
 		done++
-		if progress != nil {
-			progress(done, total)
-		}
+		h.progress(done, total)
 	}
 	var buf StepBuffers
 	eps := make([]float32, len(x))
@@ -119,13 +118,16 @@ func (d *Diffusion) SampleLangevin(m Model, x []float32, n int, c Langevin, rng 
 		i := keep[s]
 		sigma := d.SqrtRecipM1AlphasCumprod[i] // √((1−ᾱ)/ᾱ)
 		for step := range c.Steps {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
 			toXt(i)
 			d.predict(m, xt, n, i, &buf)
 			d.ModelEps(eps, buf.out, xt, buf.t)
-			if observe != nil && step == 0 {
+			if h.Observe != nil && step == 0 {
 				buf.xStart = grow(buf.xStart, len(x))
 				d.PMeanVarianceInto(nil, nil, buf.xStart, buf.out, xt, buf.t)
-				observe(i, xt, buf.xStart)
+				h.Observe(i, xt, buf.xStart)
 			}
 			for k := range x {
 				x[k] = float32(float64(x[k]) - 0.5*r*sigma*float64(eps[k]) + sr*sigma*rng.NormFloat64())

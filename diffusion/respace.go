@@ -9,8 +9,7 @@ import (
 // increasing order, always including 0 (the last reverse step, the decoder)
 // and T−1 (where sampling starts from N(0, I)): index s is
 // round(s·(T−1)/(K−1)) (halves rounded away from zero), improved-diffusion's
-// space_timesteps with one section. K = 1 gives {T−1}. The fast samplers ([Diffusion.SampleDDIM],
-// [Diffusion.Respace], [Diffusion.SampleLangevin]) visit these indices.
+// space_timesteps with one section. K = 1 gives {T−1}. The fast samplers ([DDIM], [Respaced], [Langevin]) visit these indices.
 func SpacedIndices(T, K int) ([]int, error) {
 	if T < 1 {
 		return nil, fmt.Errorf("diffusion: cannot space %d timesteps", T)
@@ -46,15 +45,16 @@ func checkKeep(keep []int, T int) error {
 	return nil
 }
 
-// Respaced is a diffusion over a subsequence of another's timesteps
+// SpacedDiffusion is a diffusion over a subsequence of another's timesteps
 // (Nichol & Dhariwal 2021, Section 4; improved-diffusion's respace.py):
 // sampling it takes K steps instead of T. Its own schedule has T = K steps
 // with β'_s = 1 − ᾱ_{Keep[s]}/ᾱ_{Keep[s−1]} (ᾱ before the first kept step
 // is 1), so that its ᾱ'_s equals the base's ᾱ at Keep[s]: x_t has the same
 // marginal q(x_t | x0) in both, and a network trained on the base process
-// can be reused unchanged. Wrap the network with [Respaced.Model] so that it
-// sees the ORIGINAL timestep index Keep[s].
-type Respaced struct {
+// can be reused unchanged. Wrap the network with [SpacedDiffusion.Model] so
+// that it sees the ORIGINAL timestep index Keep[s]; the [Respaced] sampler
+// does both.
+type SpacedDiffusion struct {
 	*Diffusion            // the K-step process; sample it with Sample, SampleFrom, …
 	Base       *Diffusion // the process the network was trained on
 	Keep       []int      // Keep[s] is the base index of respaced index s
@@ -64,7 +64,7 @@ type Respaced struct {
 // increasing, in [0, T), at least two), with d's parameterisation. Keep
 // [SpacedIndices](d.T, K) for K evenly spaced steps; keep = 0..T−1 gives
 // back d's schedule (up to rounding).
-func (d *Diffusion) Respace(keep []int) (*Respaced, error) {
+func (d *Diffusion) Respace(keep []int) (*SpacedDiffusion, error) {
 	if err := checkKeep(keep, d.T); err != nil {
 		return nil, err
 	}
@@ -83,7 +83,7 @@ func (d *Diffusion) Respace(keep []int) (*Respaced, error) {
 		return nil, fmt.Errorf("respacing: %w", err)
 	}
 	r := &Diffusion{Schedule: s, Mean: d.Mean, Var: d.Var, Loss: d.Loss, Clip: d.Clip, Fit: d.Fit.respace(keep)}
-	return &Respaced{Diffusion: r, Base: d, Keep: append([]int(nil), keep...)}, nil
+	return &SpacedDiffusion{Diffusion: r, Base: d, Keep: append([]int(nil), keep...)}, nil
 }
 
 // Model wraps a network trained on the base process for use with the
@@ -103,10 +103,10 @@ func (d *Diffusion) Respace(keep []int) (*Respaced, error) {
 //
 // The wrapper allocates its index slice per call and is as safe for
 // concurrent use as m.
-func (r *Respaced) Model(m Model) Model { return &respacedModel{r: r, m: m} }
+func (r *SpacedDiffusion) Model(m Model) Model { return &respacedModel{r: r, m: m} }
 
 type respacedModel struct {
-	r *Respaced
+	r *SpacedDiffusion
 	m Model
 }
 

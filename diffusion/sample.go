@@ -1,6 +1,7 @@
 package diffusion
 
 import (
+	"context"
 	"math"
 	"math/rand/v2"
 )
@@ -96,26 +97,24 @@ func (d *Diffusion) sampleStep(m Model, x []float32, n, i int, rng *rand.Rand, b
 	return buf.xStart
 }
 
-// Sample is Algorithm 2: x holds x_T (fill it with [FillNormal]) for n
-// images and is overwritten with x_0. Steps run for i = T−1 down to 0;
-// progress (may be nil) is called after each with step = 1..T. The result is
-// a deterministic function of x and the rng state.
-func (d *Diffusion) Sample(m Model, x []float32, n int, rng *rand.Rand, progress func(step, total int)) {
-	d.SampleFrom(m, x, n, d.T-1, rng, progress, nil)
-}
-
-// SampleFrom runs the reverse chain from index from down to 0: x holds x_t
-// with t = from+1 (e.g. a q_sample of data, for Figs. 7–9) and is
-// overwritten with x_0. progress(step, total) counts the from+1 steps;
-// observe (may be nil) sees x_t and x̂0 at every step (Fig. 6).
-func (d *Diffusion) SampleFrom(m Model, x []float32, n, from int, rng *rand.Rand, progress func(step, total int), observe Observer) {
-	d.checkT([]int{from})
+// SampleFrom runs Algorithm 2's reverse chain from index from down to 0: x
+// holds x_t with t = from+1 for n images (x_T from [FillNormal] when from is
+// T−1; a q_sample of data for Figs. 7–9) and is overwritten with x_0. It
+// checks ctx before each network evaluation and returns ctx.Err() once it is
+// cancelled, x then holding the chain's state at that step. The result is a
+// deterministic function of x and the rng state.
+func (d *Diffusion) SampleFrom(ctx context.Context, m Model, x []float32, n, from int, rng *rand.Rand, h Hooks) error {
+	if err := d.checkIndex(from); err != nil {
+		return err
+	}
 	var buf StepBuffers
 	total := from + 1
 	for i := from; i >= 0; i-- {
-		d.sampleStep(m, x, n, i, rng, &buf, observe)
-		if progress != nil {
-			progress(from-i+1, total)
+		if err := ctx.Err(); err != nil {
+			return err
 		}
+		d.sampleStep(m, x, n, i, rng, &buf, h.Observe)
+		h.progress(from-i+1, total)
 	}
+	return nil
 }

@@ -1,6 +1,7 @@
 package diffusion
 
 import (
+	"context"
 	"math"
 	"slices"
 	"testing"
@@ -20,7 +21,7 @@ func TestSamplePointDataset(t *testing.T) {
 				x := make([]float32, n*D)
 				rng := newRNG(6)
 				FillNormal(x, rng)
-				d.Sample(m, x, n, rng, nil)
+				Ancestral{}.Sample(context.Background(), d, m, x, n, rng, Hooks{})
 				for k, got := range x {
 					if math.Abs(float64(got)-target[k%D]) > 1e-4 {
 						t.Errorf("%v/%v clip=%v: x0[%d] = %g, want %g", mean, v, clip, k, got, target[k%D])
@@ -41,7 +42,7 @@ func TestSampleGaussianData(t *testing.T) {
 	x := make([]float32, n*D)
 	rng := newRNG(7)
 	FillNormal(x, rng)
-	d.Sample(m, x, n, rng, nil)
+	Ancestral{}.Sample(context.Background(), d, m, x, n, rng, Hooks{})
 	var s, s2 float64
 	for _, v := range x {
 		s += float64(v)
@@ -64,12 +65,12 @@ func TestSampleLoop(t *testing.T) {
 		x := make([]float32, n*D)
 		FillNormal(x, rng)
 		var steps, observed []int
-		d.SampleFrom(m, x, n, d.T-1, rng, func(step, total int) {
+		d.SampleFrom(context.Background(), m, x, n, d.T-1, rng, Hooks{Progress: func(step, total int) {
 			if total != d.T {
 				t.Fatalf("total %d", total)
 			}
 			steps = append(steps, step)
-		}, func(i int, xt, xs []float32) {
+		}, Observe: func(i int, xt, xs []float32) {
 			if len(xt) != n*D || len(xs) != n*D {
 				t.Fatalf("observer lengths %d %d", len(xt), len(xs))
 			}
@@ -79,7 +80,7 @@ func TestSampleLoop(t *testing.T) {
 				}
 			}
 			observed = append(observed, i)
-		})
+		}})
 		return x, m, steps, observed
 	}
 	x1, m, steps, observed := run(8)
@@ -103,7 +104,7 @@ func TestSampleLoop(t *testing.T) {
 	rng := newRNG(8)
 	x := make([]float32, n*D)
 	FillNormal(x, rng)
-	d.Sample(&x0Model{d: d, xStart: func(_, _ int, x float64, i int) float64 { return 0.5 * x }}, x, n, rng, nil)
+	Ancestral{}.Sample(context.Background(), d, &x0Model{d: d, xStart: func(_, _ int, x float64, i int) float64 { return 0.5 * x }}, x, n, rng, Hooks{})
 	if !slices.Equal(x, x1) {
 		t.Error("Sample differs from SampleFrom(T−1)")
 	}
@@ -133,7 +134,7 @@ func TestSampleLoop(t *testing.T) {
 	// SampleFrom a middle index runs from+1 steps.
 	m2 := &x0Model{d: d, record: true, xStart: func(_, _ int, x float64, i int) float64 { return 0 }}
 	x = make([]float32, n*D)
-	d.SampleFrom(m2, x, n, 9, newRNG(1), nil, nil)
+	d.SampleFrom(context.Background(), m2, x, n, 9, newRNG(1), Hooks{})
 	if !slices.Equal(m2.calls, []int{9, 8, 7, 6, 5, 4, 3, 2, 1, 0}) {
 		t.Errorf("SampleFrom(9) calls %v", m2.calls)
 	}

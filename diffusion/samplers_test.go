@@ -1,6 +1,7 @@
 package diffusion_test
 
 import (
+	"context"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -101,11 +102,11 @@ func TestPointDataAllSamplers(t *testing.T) {
 	}{
 		{"ddim η=0 K=10", func(d *diffusion.Diffusion, m diffusion.Model, x []float32, g *rand.Rand) error {
 			keep, _ := diffusion.SpacedIndices(d.T, 10)
-			return d.SampleDDIM(m, x, n, keep, 0, g, nil, nil)
+			return d.SampleDDIM(context.Background(), m, x, n, keep, 0, g, diffusion.Hooks{})
 		}},
 		{"ddim η=0.7 K=50", func(d *diffusion.Diffusion, m diffusion.Model, x []float32, g *rand.Rand) error {
 			keep, _ := diffusion.SpacedIndices(d.T, 50)
-			return d.SampleDDIM(m, x, n, keep, 0.7, g, nil, nil)
+			return d.SampleDDIM(context.Background(), m, x, n, keep, 0.7, g, diffusion.Hooks{})
 		}},
 		{"respaced K=10", func(d *diffusion.Diffusion, m diffusion.Model, x []float32, g *rand.Rand) error {
 			keep, _ := diffusion.SpacedIndices(d.T, 10)
@@ -113,11 +114,11 @@ func TestPointDataAllSamplers(t *testing.T) {
 			if err != nil {
 				return err
 			}
-			r.Sample(r.Model(m), x, n, g, nil)
+			r.SampleFrom(context.Background(), r.Model(m), x, n, r.T-1, g, diffusion.Hooks{})
 			return nil
 		}},
 		{"langevin 20×3", func(d *diffusion.Diffusion, m diffusion.Model, x []float32, g *rand.Rand) error {
-			return d.SampleLangevin(m, x, n, diffusion.Langevin{Levels: 20, Steps: 3, StepScale: 1}, g, nil, nil)
+			return d.SampleLangevin(context.Background(), m, x, n, diffusion.Langevin{Levels: 20, Steps: 3, StepScale: 1}, g, diffusion.Hooks{})
 		}},
 	}
 	for _, mean := range means {
@@ -160,7 +161,7 @@ func TestDDIMDeterministic(t *testing.T) {
 	for seed := range uint64(3) {
 		x := slices.Clone(xT)
 		g, ref := rng(seed+10), rng(seed+10)
-		if err := d.SampleDDIM(m, x, n, keep, 0, g, nil, nil); err != nil {
+		if err := d.SampleDDIM(context.Background(), m, x, n, keep, 0, g, diffusion.Hooks{}); err != nil {
 			t.Fatal(err)
 		}
 		if g.Uint64() != ref.Uint64() {
@@ -173,14 +174,14 @@ func TestDDIMDeterministic(t *testing.T) {
 	}
 	// With η > 0 the generator matters.
 	a, b := slices.Clone(xT), slices.Clone(xT)
-	_ = d.SampleDDIM(m, a, n, keep, 1, rng(1), nil, nil)
-	_ = d.SampleDDIM(m, b, n, keep, 1, rng(2), nil, nil)
+	_ = d.SampleDDIM(context.Background(), m, a, n, keep, 1, rng(1), diffusion.Hooks{})
+	_ = d.SampleDDIM(context.Background(), m, b, n, keep, 1, rng(2), diffusion.Hooks{})
 	if slices.Equal(a, b) {
 		t.Error("DDIM with η = 1 ignored the generator")
 	}
 	// Bad index lists are errors.
 	for _, bad := range [][]int{nil, {5, 3}, {0, 1000}, {-1, 4}} {
-		if err := d.SampleDDIM(m, slices.Clone(xT), n, bad, 0, rng(1), nil, nil); err == nil {
+		if err := d.SampleDDIM(context.Background(), m, slices.Clone(xT), n, bad, 0, rng(1), diffusion.Hooks{}); err == nil {
 			t.Errorf("keep %v: no error", bad)
 		}
 	}
@@ -204,10 +205,10 @@ func TestDDIMEta1IsAncestralSmall(t *testing.T) {
 				b := slices.Clone(a)
 				ga, gb := rng(6), rng(6)
 				var obs []int
-				if err := d.SampleDDIM(md, a, n, keep, 1, ga, nil, func(i int, _, _ []float32) { obs = append(obs, i) }); err != nil {
+				if err := d.SampleDDIM(context.Background(), md, a, n, keep, 1, ga, diffusion.Hooks{Observe: func(i int, _, _ []float32) { obs = append(obs, i) }}); err != nil {
 					t.Fatal(err)
 				}
-				small.Sample(ms, b, n, gb, nil)
+				diffusion.Ancestral{}.Sample(context.Background(), small, ms, b, n, gb, diffusion.Hooks{})
 				if diff := maxAbsDiff(a, b); diff > 1e-4 {
 					t.Errorf("%v/%v clip=%v: DDIM η=1 differs from ancestral fixedsmall by %g", mean, v, clip, diff)
 				}
@@ -255,7 +256,7 @@ func TestDDIMGaussianData(t *testing.T) {
 		xT := make([]float32, 400)
 		diffusion.FillNormal(xT, rng(uint64(K)))
 		x := slices.Clone(xT)
-		if err := d.SampleDDIM(g, x, 4, keep, 0, nil, nil, nil); err != nil {
+		if err := d.SampleDDIM(context.Background(), g, x, 4, keep, 0, nil, diffusion.Hooks{}); err != nil {
 			t.Fatal(err)
 		}
 		for j := range x {
@@ -295,8 +296,8 @@ func TestRespaceFullIsPlain(t *testing.T) {
 			a := make([]float32, n*4)
 			diffusion.FillNormal(a, rng(9))
 			b := slices.Clone(a)
-			d.Sample(m, a, n, rng(10), nil)
-			r.Sample(r.Model(m), b, n, rng(10), nil)
+			diffusion.Ancestral{}.Sample(context.Background(), d, m, a, n, rng(10), diffusion.Hooks{})
+			diffusion.Ancestral{}.Sample(context.Background(), r.Diffusion, r.Model(m), b, n, rng(10), diffusion.Hooks{})
 			if diff := maxAbsDiff(a, b); diff > 1e-4 {
 				t.Errorf("%v/%v: respaced K=T differs from plain by %g", mean, v, diff)
 			}
@@ -434,12 +435,12 @@ func TestLangevinDistribution(t *testing.T) {
 	diffusion.FillNormal(x, g)
 	rec := &recorder{m: pm}
 	steps := 0
-	if err := d.SampleLangevin(rec, x, n, def, g, func(step, total int) {
+	if err := d.SampleLangevin(context.Background(), rec, x, n, def, g, diffusion.Hooks{Progress: func(step, total int) {
 		steps++
 		if total != def.Evaluations(d.T) || step != steps {
 			t.Fatalf("progress %d/%d after %d calls", step, total, steps)
 		}
-	}, nil); err != nil {
+	}}); err != nil {
 		t.Fatal(err)
 	}
 	if len(rec.calls) != def.Evaluations(d.T) || def.Evaluations(d.T) != 1001 {
@@ -464,7 +465,7 @@ func TestLangevinDistribution(t *testing.T) {
 	}
 	gm := &analytic.Gaussian{D: d, Mean: 0.1, Std: 0.5}
 	diffusion.FillNormal(x, g)
-	if err := d.SampleLangevin(gm, x, n, def, g, nil, nil); err != nil {
+	if err := d.SampleLangevin(context.Background(), gm, x, n, def, g, diffusion.Hooks{}); err != nil {
 		t.Fatal(err)
 	}
 	var s, s2 float64
@@ -479,7 +480,7 @@ func TestLangevinDistribution(t *testing.T) {
 	}
 	for _, bad := range []diffusion.Langevin{{Levels: -1, Steps: 1, StepScale: 1}, {Levels: 1001, Steps: 1, StepScale: 1},
 		{Levels: 10, Steps: 0, StepScale: 1}, {Levels: 10, Steps: 1, StepScale: 0}, {Levels: 10, Steps: 1, StepScale: 4}} {
-		if err := d.SampleLangevin(gm, x, n, bad, g, nil, nil); err == nil {
+		if err := d.SampleLangevin(context.Background(), gm, x, n, bad, g, diffusion.Hooks{}); err == nil {
 			t.Errorf("%+v: no error", bad)
 		}
 	}

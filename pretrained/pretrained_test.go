@@ -1,6 +1,7 @@
 package pretrained
 
 import (
+	"context"
 	"math"
 	"math/rand/v2"
 	"testing"
@@ -97,7 +98,7 @@ func TestShippedModelsDrawClasses(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if err := d.SampleDDIM(m, x, n, keep, 0, rng, nil, nil); err != nil {
+			if err := d.SampleDDIM(context.Background(), m, x, n, keep, 0, rng, diffusion.Hooks{}); err != nil {
 				t.Fatal(err)
 			}
 			cls, _, err := classifier.Embedded(name)

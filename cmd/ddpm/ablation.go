@@ -144,18 +144,12 @@ func lenetFD(dataset string, n, refN, batch int, seed uint64, quiet bool) *ablat
 			}
 			cfg := m.Config()
 			D := cfg.InCh * cfg.Res * cfg.Res
-			x := make([]float32, n*D)
 			rng := rand.New(rand.NewPCG(seed, 0x71756c74))
 			chunks := (n + batch - 1) / batch
 			bar := progress.New(chunks*d.T, fmt.Sprintf("sampling %d images for FD", n), "step", quiet)
-			for lo := 0; lo < n; lo += batch {
-				if err := ctx.Err(); err != nil {
-					return 0, err
-				}
-				hi := min(lo+batch, n)
-				xb := x[lo*D : hi*D]
-				diffusion.FillNormal(xb, rng)
-				d.Sample(m, xb, hi-lo, rng, func(step, total int) { bar.Add(1) })
+			x, err := diffusion.Generate(ctx, d, m, diffusion.Ancestral{}, n, D, batch, rng, diffusion.Hooks{Progress: func(done, _ int) { bar.Set(done) }})
+			if err != nil {
+				return 0, err
 			}
 			bar.Finish()
 			in, err := classifier.Prepare(x, n, cfg.InCh, cfg.Res, cfg.Res)

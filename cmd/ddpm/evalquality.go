@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"flag"
 	"fmt"
@@ -214,7 +215,7 @@ func sampleForQuality(path string, raw bool, fs *flag.FlagSet, dc diffusion.Conf
 	if err != nil {
 		return nil, 0, 0, err
 	}
-	sample, evals, desc, err := sf.build(fs, d)
+	sampler, err := sf.build(fs, d)
 	if err != nil {
 		return nil, 0, 0, err
 	}
@@ -223,18 +224,13 @@ func sampleForQuality(path string, raw bool, fs *flag.FlagSet, dc diffusion.Conf
 		return nil, 0, 0, fmt.Errorf("model %s: %w", path, err)
 	}
 	D := cfg.InCh * cfg.Res * cfg.Res
-	x := make([]float32, n*D)
 	rng := rand.New(rand.NewPCG(seed, 0x73616d70))
 	chunks := (n + batch - 1) / batch
-	bar := progress.New(chunks*evals, fmt.Sprintf("sampling %d images (%s)", n, desc), "eval", quiet)
+	bar := progress.New(chunks*sampler.Evaluations(d.T), fmt.Sprintf("sampling %d images (%s)", n, sampler), "eval", quiet)
 	start := time.Now()
-	for c := 0; c < chunks; c++ {
-		lo, hi := c*batch, min((c+1)*batch, n)
-		xc := x[lo*D : hi*D]
-		diffusion.FillNormal(xc, rng)
-		if err := sample(m, xc, hi-lo, rng, func() { bar.Add(1) }); err != nil {
-			return nil, 0, 0, err
-		}
+	x, err := diffusion.Generate(context.Background(), d, m, sampler, n, D, batch, rng, diffusion.Hooks{Progress: func(done, _ int) { bar.Set(done) }})
+	if err != nil {
+		return nil, 0, 0, err
 	}
 	bar.Finish()
 	if !quiet {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"math"
@@ -91,7 +92,7 @@ func progressiveCommand(args []string, w io.Writer) error {
 		xT := make([]float32, *n*D)
 		diffusion.FillNormal(xT, rng)
 		bar := progress.New(d.T, fmt.Sprintf("%d sampling chains", *n), "step", *quiet)
-		ch, err := progressive.Run(d, m, xT, *n, record, rng, func(int, int) { bar.Add(1) })
+		ch, err := progressive.Run(context.Background(), d, m, xT, *n, record, rng, func(int, int) { bar.Add(1) })
 		if err != nil {
 			return err
 		}
@@ -167,13 +168,13 @@ func progressiveCommand(args []string, w io.Writer) error {
 	if latents == nil {
 		xT := make([]float32, D)
 		diffusion.FillNormal(xT, rng)
-		latents, ref, err = progressive.ChainLatents(d, m, xT, idx, rng, func(int, int) { bar.Add(1) })
+		latents, ref, err = progressive.ChainLatents(context.Background(), d, m, xT, idx, rng, func(int, int) { bar.Add(1) })
 		if err != nil {
 			return err
 		}
 		done = d.T
 	}
-	rows, err := progressive.Shared(d, m, latents, idx, *per, rng, func(step, _ int) { bar.Set(done + step) })
+	rows, err := progressive.Shared(context.Background(), d, m, latents, idx, *per, rng, func(step, _ int) { bar.Set(done + step) })
 	if err != nil {
 		return err
 	}

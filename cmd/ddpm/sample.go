@@ -1,9 +1,9 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
-	"math"
 	"math/rand/v2"
 	"os"
 	"time"
@@ -40,22 +40,17 @@ func addSamplerFlags(fs *flag.FlagSet) *samplerFlags {
 	return s
 }
 
-// sampleFunc turns x_T (n images in x) into samples, calling tick after each
-// network evaluation.
-type sampleFunc func(m diffusion.Model, x []float32, n int, rng *rand.Rand, tick func()) error
-
-// build checks the flags against the process d and returns the sampler, the
-// network evaluations per image and a description for the log line.
-func (s *samplerFlags) build(fs *flag.FlagSet, d *diffusion.Diffusion) (sampleFunc, int, string, error) {
+// build checks the flags against the process d and returns the sampler.
+func (s *samplerFlags) build(fs *flag.FlagSet, d *diffusion.Diffusion) (diffusion.Sampler, error) {
 	for _, only := range []struct{ flag, samplers string }{
 		{"eta", "ddim"}, {"langevin-steps", "langevin"}, {"langevin-step", "langevin"},
 	} {
 		if flagSet(fs, only.flag) && s.name != only.samplers {
-			return nil, 0, "", usageErr("--%s applies to --sampler %s only", only.flag, only.samplers)
+			return nil, usageErr("--%s applies to --sampler %s only", only.flag, only.samplers)
 		}
 	}
 	if flagSet(fs, "steps") && s.name == "ancestral" {
-		return nil, 0, "", usageErr("--steps applies to ddim, respaced and langevin; ancestral sampling takes all T = %d steps", d.T)
+		return nil, usageErr("--steps applies to ddim, respaced and langevin; ancestral sampling takes all T = %d steps", d.T)
 	}
 	steps := s.steps
 	if !flagSet(fs, "steps") {
@@ -64,53 +59,23 @@ func (s *samplerFlags) build(fs *flag.FlagSet, d *diffusion.Diffusion) (sampleFu
 			steps = min(diffusion.DefaultLangevin().Levels, d.T)
 		}
 	}
+	var sm diffusion.Sampler
 	switch s.name {
 	case "ancestral":
-		return func(m diffusion.Model, x []float32, n int, rng *rand.Rand, tick func()) error {
-			d.Sample(m, x, n, rng, func(int, int) { tick() })
-			return nil
-		}, d.T, fmt.Sprintf("ancestral, %d steps", d.T), nil
+		sm = diffusion.Ancestral{}
 	case "ddim":
-		if steps < 1 || steps > d.T {
-			return nil, 0, "", usageErr("--steps %d out of range 1..%d (T)", steps, d.T)
-		}
-		if !(s.eta >= 0) || math.IsInf(s.eta, 0) {
-			return nil, 0, "", usageErr("--eta must be ≥ 0, got %g", s.eta)
-		}
-		keep, err := diffusion.SpacedIndices(d.T, steps)
-		if err != nil {
-			return nil, 0, "", usageErr("%v", err)
-		}
-		return func(m diffusion.Model, x []float32, n int, rng *rand.Rand, tick func()) error {
-			return d.SampleDDIM(m, x, n, keep, s.eta, rng, func(int, int) { tick() }, nil)
-		}, steps, fmt.Sprintf("ddim, %d steps, η = %g", steps, s.eta), nil
+		sm = diffusion.DDIM{Steps: steps, Eta: s.eta}
 	case "respaced":
-		if steps < 2 || steps > d.T {
-			return nil, 0, "", usageErr("--steps %d out of range 2..%d (T)", steps, d.T)
-		}
-		keep, err := diffusion.SpacedIndices(d.T, steps)
-		if err != nil {
-			return nil, 0, "", usageErr("%v", err)
-		}
-		r, err := d.Respace(keep)
-		if err != nil {
-			return nil, 0, "", err
-		}
-		return func(m diffusion.Model, x []float32, n int, rng *rand.Rand, tick func()) error {
-			r.Sample(r.Model(m), x, n, rng, func(int, int) { tick() })
-			return nil
-		}, steps, fmt.Sprintf("respaced, %d steps, %s variance", steps, d.Var), nil
+		sm = diffusion.Respaced{Steps: steps}
 	case "langevin":
-		c := diffusion.Langevin{Levels: steps, Steps: s.lSteps, StepScale: s.lScale}
-		if err := c.Validate(d.T); err != nil {
-			return nil, 0, "", usageErr("%v", err)
-		}
-		return func(m diffusion.Model, x []float32, n int, rng *rand.Rand, tick func()) error {
-				return d.SampleLangevin(m, x, n, c, rng, func(int, int) { tick() }, nil)
-			}, c.Evaluations(d.T),
-			fmt.Sprintf("langevin, %d levels × %d steps, r = %g", steps, c.Steps, c.StepScale), nil
+		sm = diffusion.Langevin{Levels: steps, Steps: s.lSteps, StepScale: s.lScale}
+	default:
+		return nil, usageErr("unknown --sampler %q (have %s)", s.name, samplerNames)
 	}
-	return nil, 0, "", usageErr("unknown --sampler %q (have %s)", s.name, samplerNames)
+	if err := sm.Validate(d.T); err != nil {
+		return nil, usageErr("%v", err)
+	}
+	return sm, nil
 }
 
 func runSample(args []string) error {
@@ -137,24 +102,21 @@ func runSample(args []string) error {
 	if err != nil {
 		return err
 	}
-	sample, evals, desc, err := sf.build(fs, d)
+	sampler, err := sf.build(fs, d)
 	if err != nil {
 		return err
 	}
 	cfg := m.Config()
 	D := cfg.InCh * cfg.Res * cfg.Res
-	all := make([]float32, *n*D)
+	evals := sampler.Evaluations(d.T)
+	desc := sampler.String()
 	rng := rand.New(rand.NewPCG(*seed, 0x73616d70))
 	chunks := (*n + *batch - 1) / *batch
 	bar := progress.New(chunks*evals, fmt.Sprintf("sampling %d images (%s)", *n, desc), "eval", *quiet)
 	start := time.Now()
-	for c := 0; c < chunks; c++ {
-		lo, hi := c**batch, min((c+1)**batch, *n)
-		x := all[lo*D : hi*D]
-		diffusion.FillNormal(x, rng)
-		if err := sample(m, x, hi-lo, rng, func() { bar.Add(1) }); err != nil {
-			return err
-		}
+	all, err := diffusion.Generate(context.Background(), d, m, sampler, *n, D, *batch, rng, diffusion.Hooks{Progress: func(done, _ int) { bar.Set(done) }})
+	if err != nil {
+		return err
 	}
 	bar.Finish()
 	if err := imgio.SaveGrid(*out, all, *n, cfg.InCh, cfg.Res, cfg.Res, *cols); err != nil {

@@ -10,6 +10,7 @@
 package progressive
 
 import (
+	"context"
 	"fmt"
 	"math"
 	"math/rand/v2"
@@ -45,7 +46,7 @@ type Chain struct {
 // Run runs Algorithm 2 on the n images of xT (x_T; they are not modified)
 // and records x̂0 (clipped when d clips) and x_t at each index in record
 // (each in [0, T), distinct). progress (may be nil) counts the T steps.
-func Run(d *diffusion.Diffusion, m diffusion.Model, xT []float32, n int, record []int, rng *rand.Rand, progress func(step, total int)) (*Chain, error) {
+func Run(ctx context.Context, d *diffusion.Diffusion, m diffusion.Model, xT []float32, n int, record []int, rng *rand.Rand, progress func(step, total int)) (*Chain, error) {
 	if n <= 0 || len(xT) == 0 || len(xT)%n != 0 {
 		return nil, fmt.Errorf("progressive: %d values are not %d images", len(xT), n)
 	}
@@ -61,12 +62,15 @@ func Run(d *diffusion.Diffusion, m diffusion.Model, xT []float32, n int, record 
 	}
 	ch := &Chain{Record: slices.Clone(record), XStart: make([][]float32, len(record)), Xt: make([][]float32, len(record))}
 	x := slices.Clone(xT)
-	d.SampleFrom(m, x, n, d.T-1, rng, progress, func(i int, xt, xs []float32) {
+	err := d.SampleFrom(ctx, m, x, n, d.T-1, rng, diffusion.Hooks{Progress: progress, Observe: func(i int, xt, xs []float32) {
 		if c, ok := pos[i]; ok {
 			ch.XStart[c] = slices.Clone(xs)
 			ch.Xt[c] = slices.Clone(xt)
 		}
-	})
+	}})
+	if err != nil {
+		return nil, err
+	}
 	ch.Final = x
 	return ch, nil
 }
@@ -98,8 +102,8 @@ func Encode(d *diffusion.Diffusion, x0, eps []float32, idx []int) [][]float32 {
 // ChainLatents runs one sampling chain from the one image xT and returns
 // its x_t at every index of idx (in idx's order) and its final sample: the
 // latents of a generated image.
-func ChainLatents(d *diffusion.Diffusion, m diffusion.Model, xT []float32, idx []int, rng *rand.Rand, progress func(step, total int)) ([][]float32, []float32, error) {
-	ch, err := Run(d, m, xT, 1, idx, rng, progress)
+func ChainLatents(ctx context.Context, d *diffusion.Diffusion, m diffusion.Model, xT []float32, idx []int, rng *rand.Rand, progress func(step, total int)) ([][]float32, []float32, error) {
+	ch, err := Run(ctx, d, m, xT, 1, idx, rng, progress)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -110,7 +114,7 @@ func ChainLatents(d *diffusion.Diffusion, m diffusion.Model, xT []float32, idx [
 // is one image x_t at index idx[r], and row r of the result holds per
 // images decoded from it by Algorithm 2 with independent noise. progress
 // (may be nil) counts the Σ_r (idx[r]+1) reverse steps.
-func Shared(d *diffusion.Diffusion, m diffusion.Model, latents [][]float32, idx []int, per int, rng *rand.Rand, progress func(step, total int)) ([][]float32, error) {
+func Shared(ctx context.Context, d *diffusion.Diffusion, m diffusion.Model, latents [][]float32, idx []int, per int, rng *rand.Rand, progress func(step, total int)) ([][]float32, error) {
 	if len(latents) != len(idx) {
 		return nil, fmt.Errorf("progressive: %d latents for %d indices", len(latents), len(idx))
 	}
@@ -132,11 +136,14 @@ func Shared(d *diffusion.Diffusion, m diffusion.Model, latents [][]float32, idx 
 		for s := range per {
 			copy(x[s*D:], latents[r])
 		}
-		d.SampleFrom(m, x, per, i, rng, func(step, _ int) {
+		err := d.SampleFrom(ctx, m, x, per, i, rng, diffusion.Hooks{Progress: func(step, _ int) {
 			if progress != nil {
 				progress(done+step, total)
 			}
-		}, nil)
+		}})
+		if err != nil {
+			return nil, err
+		}
 		done += i + 1
 		rows[r] = x
 	}

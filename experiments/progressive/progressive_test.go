@@ -1,6 +1,7 @@
 package progressive
 
 import (
+	"context"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -63,7 +64,7 @@ func TestRun(t *testing.T) {
 	diffusion.FillNormal(xT, rng(1))
 	keep := slices.Clone(xT)
 	cols, _ := Columns(d.T, 10)
-	ch, err := Run(d, m, xT, n, cols, rng(2), nil)
+	ch, err := Run(context.Background(), d, m, xT, n, cols, rng(2), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,7 +73,7 @@ func TestRun(t *testing.T) {
 	}
 	// Same seed, plain Sample: same final images.
 	x := slices.Clone(xT)
-	d.Sample(m, x, n, rng(2), nil)
+	diffusion.Ancestral{}.Sample(context.Background(), d, m, x, n, rng(2), diffusion.Hooks{})
 	if !slices.Equal(x, ch.Final) {
 		t.Error("recording changed the samples")
 	}
@@ -97,11 +98,11 @@ func TestRun(t *testing.T) {
 		t.Errorf("x_1 differs from the sample by %g", e)
 	}
 	for _, bad := range [][]int{{-1}, {d.T}, {3, 3}} {
-		if _, err := Run(d, m, xT, n, bad, rng(1), nil); err == nil {
+		if _, err := Run(context.Background(), d, m, xT, n, bad, rng(1), nil); err == nil {
 			t.Errorf("record %v: no error", bad)
 		}
 	}
-	if _, err := Run(d, m, xT[:5], n, cols, rng(1), nil); err == nil {
+	if _, err := Run(context.Background(), d, m, xT[:5], n, cols, rng(1), nil); err == nil {
 		t.Error("ragged x_T: no error")
 	}
 }
@@ -125,13 +126,13 @@ func TestSharedVarianceFalls(t *testing.T) {
 			lat = Encode(d, imgs[16:32], eps, idx)
 		} else {
 			var err error
-			lat, _, err = ChainLatents(d, m, eps, idx, rng(6), nil)
+			lat, _, err = ChainLatents(context.Background(), d, m, eps, idx, rng(6), nil)
 			if err != nil {
 				t.Fatal(err)
 			}
 		}
 		steps := 0
-		rows, err := Shared(d, m, lat, idx, per, rng(7), func(step, total int) {
+		rows, err := Shared(context.Background(), d, m, lat, idx, per, rng(7), func(step, total int) {
 			steps++
 			if step != steps || total != 999+749+499+249+4 {
 				t.Fatalf("progress %d/%d at call %d", step, total, steps)
@@ -149,10 +150,10 @@ func TestSharedVarianceFalls(t *testing.T) {
 			t.Errorf("%s: variance at t = 250 %g, at t = 1000 %g", source, v[3], v[0])
 		}
 	}
-	if _, err := Shared(d, m, [][]float32{eps}, []int{1, 2}, 2, rng(1), nil); err == nil {
+	if _, err := Shared(context.Background(), d, m, [][]float32{eps}, []int{1, 2}, 2, rng(1), nil); err == nil {
 		t.Error("mismatched latents: no error")
 	}
-	if _, err := Shared(d, m, [][]float32{eps}, []int{1}, 0, rng(1), nil); err == nil {
+	if _, err := Shared(context.Background(), d, m, [][]float32{eps}, []int{1}, 0, rng(1), nil); err == nil {
 		t.Error("zero samples: no error")
 	}
 }
