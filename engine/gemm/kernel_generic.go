@@ -1,10 +1,9 @@
 package gemm
 
 // genericKern is the portable pure-Go micro-kernel: a 4×4 tile computed as
-// 2×2 register blocks. Larger register tiles were measured (amd64, Go 1.26)
-// and lose: the compiler schedules all products before the adds, spills
-// accumulators to the stack and serialises the loop on store-to-load
-// forwarding (4×4: 3.7, 2×4: 4.2, 2×2 blocks: 10.4 GFLOP per CPU-second).
+// 2×2 register blocks. Larger register blocks are slower: the compiler
+// spills their accumulators to the stack (BenchmarkSgemm with
+// DDPM_PUREGO=1).
 // Its B panels are packed column-major (each of the 4 columns is kc
 // contiguous floats) so that every operand stream is indexed by p alone and
 // the compiler drops all bounds checks in the inner loops.

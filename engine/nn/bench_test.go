@@ -73,7 +73,6 @@ func BenchmarkConvForward(b *testing.B) {
 // Winograd forward with the direct (GEMM) conv it replaces; GFLOP/s counts
 // the direct conv's flops for both, so the ratio is the speed-up.
 func BenchmarkConvForwardWinograd(b *testing.B) {
-	defer func() { DisableWinograd, DisableWinograd4 = false, false }()
 	for i, c := range benchConvs {
 		l := NewConv2d(c.cin, c.cout, c.k, c.stride, c.pad)
 		if !l.winograd(c.h, c.w) {
@@ -84,8 +83,8 @@ func BenchmarkConvForwardWinograd(b *testing.B) {
 			off, only2 bool
 		}{{"direct", true, false}, {"winograd2", false, true}, {"winograd", false, false}} {
 			b.Run(c.name+"/"+v.name, func(b *testing.B) {
-				DisableWinograd, DisableWinograd4 = v.off, v.only2
 				l, in, out, _, flops := setupConv(b, i)
+				l.NoWinograd, l.NoWinograd4 = v.off, v.only2
 				l.Forward(out, in, benchBatch, c.h, c.w)
 				b.ResetTimer()
 				for b.Loop() {

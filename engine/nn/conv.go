@@ -31,6 +31,14 @@ type Conv2d struct {
 	Weight                    *Param // [Cout, Cin, K, K]
 	Bias                      *Param // [Cout]
 
+	// Path choices for 3×3, stride-1, padding-1 layers. The zero values
+	// take the fastest path for the plane (Winograd where it pays, see
+	// winograd.go); the others compare the paths or give the direct conv's
+	// rounding.
+	NoWinograd         bool // im2col + GEMM, forward and backward
+	NoWinograd4        bool // Winograd F(2×2, 3×3) on every plane, never F(4×4, 3×3)
+	NoWinogradBackward bool // input and weight gradients on the GEMM path; the forward unchanged
+
 	slots   []convSlot
 	flipped []float32        // [Cin, Cout, K, K]: W transposed and rotated 180°, for Backward
 	rowW    []float32        // [K, Cout, Cin, K]: W split by kernel row, for forwardRowTaps
@@ -123,12 +131,10 @@ func (l *Conv2d) ForwardBias(out, in, extra []float32, n, h, w int) {
 }
 
 // groupCols is the GEMM width Forward aims for on output planes of fewer
-// than groupMaxPixels pixels, by lowering several images into one GEMM. A
-// 7×7 plane alone is 49 GEMM columns, too few for the kernel's 12-column
-// panels and its packing to pay off: grouped, the mnist-fast U-Net's 7×7
-// convs ran 7–22 % faster (BenchmarkConvForward, batch 32, 2 cores, two
-// interleaved runs). A 14×14 output (the stride-2 28×28 conv) ran slower
-// grouped in the one run measured, hence the bound.
+// than groupMaxPixels pixels, by lowering several images into one GEMM: a
+// 7×7 plane alone is 49 columns, too few for the kernel's panels and its
+// packing to pay off. 14×14 outputs gain nothing, hence the bound
+// (BenchmarkConvForward, the 7×7 and 14×14 shapes).
 const (
 	groupCols      = 512
 	groupMaxPixels = 128
@@ -228,11 +234,10 @@ func copyPlanes(col []float32, ld int, x []float32, c, howo int) {
 
 // gemmWidth returns the width Np a conv forward multiplies its N GEMM
 // columns over, N rounded up to whole panels of the GEMM kernel, and a
-// row stride ld ≥ Np for its operands. A ragged last panel would be packed,
-// computed into a scratch tile and copied out (7 % of a sampling step's
-// time, measured with DDPM_CPUPROFILE), while the columns past N cost the
-// same multiplies either way: the forwards zero them in B (zeroColumns)
-// and never read their results. Rows start on 64-byte lines (if the buffer
+// row stride ld ≥ Np for its operands. A ragged last panel would be
+// packed, computed into a scratch tile and copied out, while the columns
+// past N cost the same multiplies either way: the forwards zero them in B
+// (zeroColumns) and never read their results. Rows start on 64-byte lines (if the buffer
 // does), since the GEMM reads B in place and split lines cost double
 // loads, but are not a multiple of 512 bytes apart, which would put them
 // all into the same few L1 sets to evict each other.
@@ -354,11 +359,11 @@ func (l *Conv2d) backward(dIn, dOut, in []float32, n, h, w int, accumulate bool)
 	// On F(4×4) planes the weight gradient comes from the Winograd
 	// transforms too (weightGradWinograd), in the plain [Cout, Cin, 3, 3]
 	// layout.
-	winoDW := !accumulate && l.winograd(h, w) && w >= wino4MinWidth && winoTileFor(h, w) == 4 && !DisableWinogradBackward
+	winoDW := !accumulate && l.winograd(h, w) && w >= wino4MinWidth && l.winoTile(h, w) == 4 && !l.NoWinogradBackward
 	if winoDW {
 		rowTaps = false
 	}
-	if dIn != nil && !accumulate && l.winograd(h, w) && !DisableWinogradBackward {
+	if dIn != nil && !accumulate && l.winograd(h, w) && !l.NoWinogradBackward {
 		// dIn is a "same" 3×3 conv of dOut: the Winograd forward's
 		// transforms with the flipped kernel, before the weight gradient.
 		l.backwardDataWinograd(dIn, dOut, n, h, w)
@@ -524,10 +529,10 @@ func (l *Conv2d) flipKernel() {
 	}
 }
 
-// blockPixels is about how many output pixels one lowering block covers.
-// Measured on the U-Net's shapes (Zen 5): 1024 — a whole 32×32 image —
-// beat 128–512, whose smaller GEMMs cost more than keeping the block in L2
-// saves, and matched 4096; the blocks bound the scratch for large images.
+// blockPixels is about how many output pixels one lowering block covers: a
+// whole 32×32 image, since smaller blocks' GEMMs cost more than keeping the
+// block in L2 saves (BenchmarkConvForward); the blocks bound the scratch for
+// large images.
 const blockPixels = 1024
 
 // blockRows is the number of output rows (of width wo) per im2col block.

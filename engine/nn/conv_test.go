@@ -173,11 +173,10 @@ func TestConv2dForwardBias(t *testing.T) {
 
 // TestWinogradMatchesDirect: the Winograd forward — F(4×4, 3×3) on planes at
 // least 13 pixels wide, F(2×2, 3×3) on narrower ones or everywhere with
-// DisableWinograd4 — and the GEMM conv it replaces agree to float32
+// NoWinograd4 — and the GEMM conv it replaces agree to float32
 // rounding on the shipped model's shapes, with enough images that a slot
 // runs several GEMM batches.
 func TestWinogradMatchesDirect(t *testing.T) {
-	defer func() { DisableWinograd, DisableWinograd4 = false, false }()
 	for _, only2 := range []bool{false, true} {
 		for _, c := range []struct{ n, cin, cout, h, w int }{
 			{40, 24, 24, 28, 28}, {70, 48, 48, 7, 7}, {9, 96, 48, 14, 14}, {3, 8, 8, 33, 35},
@@ -194,11 +193,11 @@ func TestWinogradMatchesDirect(t *testing.T) {
 			direct, wino := make([]float32, c.n*c.cout*c.h*c.w), make([]float32, c.n*c.cout*c.h*c.w)
 			check := func(when string) {
 				t.Helper()
-				DisableWinograd = true
+				l.NoWinograd = true
 				l.Forward(direct, in, c.n, c.h, c.w)
-				DisableWinograd, DisableWinograd4 = false, only2
+				l.NoWinograd, l.NoWinograd4 = false, only2
 				l.forwardWinograd(wino, in, nil, c.n, c.h, c.w)
-				DisableWinograd4 = false
+				l.NoWinograd4 = false
 				var scale float64
 				for _, v := range direct {
 					scale = max(scale, float64(abs32(v)))
@@ -212,8 +211,9 @@ func TestWinogradMatchesDirect(t *testing.T) {
 			l.Weight.W[len(l.Weight.W)/2] += 1
 			check("after a weight update, ")
 			// So is the tile size: switching it must re-transform.
-			DisableWinograd4 = !only2
+			l.NoWinograd4 = !only2
 			l.forwardWinograd(wino, in, nil, c.n, c.h, c.w)
+			l.NoWinograd4 = false
 			check("after the other tile size, ")
 		}
 	}
@@ -224,7 +224,6 @@ func TestWinogradMatchesDirect(t *testing.T) {
 // with the GEMM path's to float32 rounding, the bias gradient is untouched
 // by the choice, and a weight update reaches the cached transformed kernel.
 func TestWinogradBackwardMatchesGEMM(t *testing.T) {
-	defer func() { DisableWinogradBackward, DisableWinograd4 = false, false }()
 	for _, only2 := range []bool{false, true} {
 		for _, c := range []struct{ n, cin, cout, h, w int }{
 			{5, 24, 24, 28, 28}, {3, 96, 48, 14, 14}, {4, 8, 12, 13, 15}, {3, 9, 8, 10, 11}, {6, 48, 48, 7, 7},
@@ -235,8 +234,8 @@ func TestWinogradBackwardMatchesGEMM(t *testing.T) {
 			in := randn(rng, c.n*c.cin*c.h*c.w, 1)
 			dOut := randn(rng, c.n*c.cout*c.h*c.w, 1)
 			run := func(gemmPath bool) (dIn, gW, gB []float32) {
-				DisableWinogradBackward, DisableWinograd4 = gemmPath, only2
-				defer func() { DisableWinogradBackward, DisableWinograd4 = false, false }()
+				l.NoWinogradBackward, l.NoWinograd4 = gemmPath, only2
+				defer func() { l.NoWinogradBackward, l.NoWinograd4 = false, false }()
 				clear(l.Weight.G)
 				clear(l.Bias.G)
 				dIn = randn(rng, len(in), 1) // garbage: must be overwritten

@@ -99,10 +99,9 @@ func forSlots(n int, fn func(slot, lo, hi int)) {
 
 // balancer splits a forward pass's batch over two workers in proportion to
 // the speed each half ran at in the layer's previous calls, instead of in
-// halves. On the 2-vCPU VMs the helper's half of a conv ran 3–13 % slower
-// than the caller's, whichever images it held (measured by timing the two
-// ranges with the halves swapped), and the caller waited out the
-// difference, ≈ 6–11 ms of a 100 ms mnist-fast forward. A forward's result
+// halves: on a 2-vCPU machine the helper's half can run several per cent
+// slower than the caller's, and the caller would wait out the difference
+// (BenchmarkSampleStepMNISTFast). A forward's result
 // does not depend on where the batch is cut (every image's output is
 // computed by the same arithmetic in any GEMM column), so only the forward
 // passes use it; the backward keeps the fixed split its per-slot gradient

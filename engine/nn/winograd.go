@@ -28,11 +28,10 @@ import (
 //     hold 4, 5 and 8 (Bᵀ, Aᵀ) and sixths and twenty-fourths (G), so it
 //     loses about a digit more: on the U-Net's shapes its largest error is
 //     5–7e-6 of the largest output (F(2×2): 2–3e-7), its rms error 1–2e-6
-//     of the outputs' rms; tests hold both to 1e-5. Used on planes 13–64 pixels
-//     wide (the mnist-fast U-Net's 28×28 and 14×14 convs, 1.16–1.32× faster
-//     than F(2×2), BenchmarkConvForwardWinograd) and on narrow planes whose
-//     calls can hold whole images' tile rows (its 7×7 convs, four images a
-//     call, 2× faster than the direct conv they replace).
+//     of the outputs' rms; tests hold both to 1e-5. Used on planes 13–64
+//     pixels wide and on narrow planes whose calls can hold whole images'
+//     tile rows (7×7: four images a call), where it beats F(2×2) and the
+//     direct conv (BenchmarkConvForwardWinograd).
 //
 // Layout. An h×w image has th·tw tiles (th = ⌈h/m⌉, tw = ⌈w/m⌉), one GEMM
 // column each; the transforms put one tile in each SIMD lane
@@ -54,22 +53,15 @@ import (
 // channel, conv_out one output channel) and the transforms dominate.
 const winoMinC = 8
 
-// winoMinPixels is the smallest plane the Winograd forward is used on: on a
-// 7×7 plane (16 tiles) the transforms cost more than the multiplies saved
-// (measured at batch 32 on two cores: 1.03 ms against the direct conv's
-// 0.82 ms), while 14×14 gains 1.75×.
+// winoMinPixels is the smallest plane F(2×2, 3×3) is used on: on a 7×7
+// plane (16 tiles) its transforms cost more than the multiplies they save
+// (BenchmarkConvForwardWinograd, the 7×7 shapes).
 const winoMinPixels = 100
 
 // winoBytes bounds the GEMM operands V and M of one batch of images (16 or
-// 36 planes · (Cin+Cout) · 4 bytes per tile), in the forward, the input
-// gradient and the weight gradient: well inside the L2 cache (2 MiB a core
-// on the Intel VM it was measured on), so that the transforms' writes, the
-// GEMMs' reads and the layer's input and output planes all stay on the
-// core. One sweep at batch 64 on two cores: 768 KiB ran a sampling step
-// 1.24× (mnist-deeper) and 1.19× (mnist-fast) and a training step 1.13×
-// (mnist-deeper) faster than 2 MiB, under which the input transform took
-// 3.6× as long per call as alone (V, M and the planes spilled out of L2);
-// 512 KiB–1 MiB were within 5 % of 768 KiB, 256 KiB 1.2× slower.
+// 36 planes · (Cin+Cout) · 4 bytes per tile), in the forward and both
+// gradients: 768 KiB keeps V and M plus the layer's planes in a 2 MiB L2;
+// see BenchmarkSampleStepMNISTDeeper and BenchmarkTrainStepMNISTFast.
 const winoBytes = 768 << 10
 
 // winograd reports whether Forward uses the Winograd path on h×w planes:
@@ -77,20 +69,8 @@ const winoBytes = 768 << 10
 // planes of at least winoMinPixels.
 func (l *Conv2d) winograd(h, w int) bool {
 	return l.K == 3 && l.Stride == 1 && l.Pad == 1 && l.Cin >= winoMinC && l.Cout >= winoMinC &&
-		(winoTileFor(h, w) == 4 || h*w >= winoMinPixels) && !DisableWinograd
+		!l.NoWinograd && (l.winoTile(h, w) == 4 || h*w >= winoMinPixels)
 }
-
-// DisableWinograd turns the Winograd forward off (tests and benchmarks
-// compare it with the direct conv).
-var DisableWinograd bool
-
-// DisableWinograd4 keeps the Winograd forward at F(2×2, 3×3) on every plane
-// (tests and benchmarks compare the two).
-var DisableWinograd4 bool
-
-// DisableWinogradBackward keeps the input and weight gradients on the GEMM
-// path (tests and benchmarks compare the two).
-var DisableWinogradBackward bool
 
 // wino4MinWidth is the narrowest plane the F(4×4, 3×3) forward is used on:
 // vec.Wino4Plan needs four tiles a row.
@@ -203,7 +183,7 @@ func (l *Conv2d) wino4PlanFor(h, w, cin, cout int) *vec.Wino4Plan {
 		p, err = vec.NewWino4Plan(h, w)
 	}
 	if err != nil {
-		panic(err) // winoTileFor chose F(4×4) for a shape it cannot take: a bug
+		panic(err) // winoTile chose F(4×4) for a shape it cannot take: a bug
 	}
 	l.wino4 = append(l.wino4, p)
 	return p
@@ -223,13 +203,14 @@ type winoSlot struct {
 	v, m []float32
 }
 
-// winoTileFor is the output tile of the Winograd forward on h×w planes:
+// winoTile is the output tile of the Winograd forward on h×w planes:
 // F(4×4, 3×3) (4) on planes 13–64 pixels wide (a call's lanes hold tile
 // rows of one plane) and on narrow planes whose calls can hold whole images'
 // tile rows (5–12 wide: the 7×7 planes, four images a call), F(2×2, 3×3)
 // (2) elsewhere.
-func winoTileFor(h, w int) int {
-	if DisableWinograd4 {
+// NoWinograd4 makes it 2 everywhere.
+func (l *Conv2d) winoTile(h, w int) int {
+	if l.NoWinograd4 {
 		return 2
 	}
 	if w >= wino4MinWidth && w <= 64 {
@@ -243,7 +224,7 @@ func winoTileFor(h, w int) int {
 
 // forwardWinograd is ForwardBias for a layer with winograd(h, w) true.
 func (l *Conv2d) forwardWinograd(out, in, extra []float32, n, h, w int) {
-	tile := winoTileFor(h, w)
+	tile := l.winoTile(h, w)
 	l.winoU.update(l.Weight.W, l.Cout, l.Cin, tile)
 	l.winogradConv(out, in, n, h, w, l.Cin, l.Cout, &l.winoU, func(i, o int) float32 { return l.outBias(extra, i, o) }, l.eachSlotForward)
 }
@@ -254,7 +235,7 @@ func (l *Conv2d) forwardWinograd(out, in, extra []float32, n, h, w int) {
 // 180°, the channels swapped), another "same" 3×3 conv, so it runs through
 // the forward's Winograd transforms.
 func (l *Conv2d) backwardDataWinograd(dIn, dOut []float32, n, h, w int) {
-	tile := winoTileFor(h, w)
+	tile := l.winoTile(h, w)
 	l.flipKernel()
 	l.winoD.update(l.flipped, l.Cin, l.Cout, tile)
 	l.winogradConv(dIn, dOut, n, h, w, l.Cout, l.Cin, &l.winoD, func(int, int) float32 { return 0 }, l.eachSlot)

@@ -24,9 +24,8 @@ type task struct {
 // on it for a while before it parks on wake: on a virtual machine a parked
 // thread's CPU halts, and waking it again goes through the hypervisor and
 // can take tens to hundreds of microseconds, every time, on each of the
-// ~120 loops of a U-Net forward. Spinning made the batch-64 mnist-fast
-// forward ≈ 10 % faster on a 2-core VM (BenchmarkSampleStepMNISTFast,
-// interleaved runs). OpenMP runtimes spin for the same reason.
+// ~120 loops of a U-Net forward (BenchmarkSampleStepMNISTFast). OpenMP
+// runtimes spin for the same reason.
 type worker struct {
 	task   atomic.Pointer[task]
 	parked atomic.Bool

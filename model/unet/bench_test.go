@@ -2,6 +2,7 @@ package unet
 
 import (
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"github.com/ddpm-go/ddpm/engine/nn"
@@ -66,16 +67,16 @@ func BenchmarkTrainStepMNISTFast(b *testing.B) {
 			name = "gemm-backward"
 		}
 		b.Run(name, func(b *testing.B) {
-			nn.DisableWinogradBackward = gemmPath
-			defer func() { nn.DisableWinogradBackward = false }()
-			trainStep(b, "mnist-fast", 64)
+			trainStep(b, "mnist-fast", 64, func(l *nn.Conv2d) { l.NoWinogradBackward = gemmPath })
 		})
 	}
 }
 
-// trainStep times forward + MSE + backward + Adam of config name at batch n.
-func trainStep(b *testing.B, name string, n int) {
+// trainStep times forward + MSE + backward + Adam of config name at batch n,
+// with the model's convs set up by the optional convPath.
+func trainStep(b *testing.B, name string, n int, convPath ...func(*nn.Conv2d)) {
 	u, x, eps, t, rng := benchSetup(b, name, n)
+	u.eachConv(convPath...)
 	out, dOut := make([]float32, len(x)), make([]float32, len(x))
 	opt := optim.NewAdam(u.NumParams(), 2e-4)
 	step := func() {
@@ -108,9 +109,7 @@ func BenchmarkSampleStepMNISTFast(b *testing.B) {
 			name = "direct"
 		}
 		b.Run(name, func(b *testing.B) {
-			nn.DisableWinograd = direct
-			defer func() { nn.DisableWinograd = false }()
-			sampleStep(b, "mnist-fast", 64)
+			sampleStep(b, "mnist-fast", 64, func(l *nn.Conv2d) { l.NoWinograd = direct })
 		})
 	}
 }
@@ -159,11 +158,14 @@ func BenchmarkSampleStepWider(b *testing.B) {
 }
 
 // sampleStep times one eval-mode forward pass of config name at batch n.
-func sampleStep(b *testing.B, name string, n int) { sampleStepConfig(b, benchConfig(b, name), n) }
+func sampleStep(b *testing.B, name string, n int, convPath ...func(*nn.Conv2d)) {
+	sampleStepConfig(b, benchConfig(b, name), n, convPath...)
+}
 
 // sampleStepConfig is sampleStep for a config that has no name.
-func sampleStepConfig(b *testing.B, cfg Config, n int) {
+func sampleStepConfig(b *testing.B, cfg Config, n int, convPath ...func(*nn.Conv2d)) {
 	u, x, _, t, _ := benchSetupConfig(b, cfg, n)
+	u.eachConv(convPath...)
 	out := make([]float32, len(x))
 	u.Forward(out, x, t, n, false, nil)
 	b.ReportAllocs()
@@ -172,4 +174,35 @@ func sampleStepConfig(b *testing.B, cfg Config, n int) {
 		u.Forward(out, x, t, n, false, nil)
 	}
 	report(b, ForwardFLOPs(u.Config())*float64(n))
+}
+
+// eachConv applies each of fns to every conv layer of the model outside the
+// attention blocks (theirs are 1×1, which no path choice affects): the
+// benchmarks that compare conv paths set the layers' choices with it.
+func (u *UNet) eachConv(fns ...func(*nn.Conv2d)) {
+	if len(fns) == 0 {
+		return
+	}
+	convs := []*nn.Conv2d{u.convIn, u.convOut}
+	res := func(b *resBlock) {
+		if b != nil {
+			convs = append(convs, b.conv1, b.conv2)
+			if b.nin != nil {
+				convs = append(convs, b.nin)
+			}
+		}
+	}
+	res(u.mid1)
+	res(u.mid2)
+	for _, e := range append(slices.Clone(u.down), u.up...) {
+		res(e.res)
+		if e.conv != nil {
+			convs = append(convs, e.conv)
+		}
+	}
+	for _, l := range convs {
+		for _, fn := range fns {
+			fn(l)
+		}
+	}
 }
