@@ -66,8 +66,8 @@ func (o Options) Validate() error {
 		return fmt.Errorf("lr must be positive and finite, got %g", o.LR)
 	case o.Warmup < 0:
 		return fmt.Errorf("warmup must be ≥ 0, got %d", o.Warmup)
-	case o.Decay != "" && !slices.Contains(optim.LRDecays, o.Decay):
-		return fmt.Errorf("lr decay must be one of %s, got %q", strings.Join(optim.LRDecays, ", "), o.Decay)
+	case o.Decay != "" && !slices.Contains(optim.LRDecays(), o.Decay):
+		return fmt.Errorf("lr decay must be one of %s, got %q", strings.Join(optim.LRDecays(), ", "), o.Decay)
 	case o.GradClip < 0 || math.IsNaN(o.GradClip):
 		return fmt.Errorf("grad-clip must be ≥ 0, got %g", o.GradClip)
 	case !(o.EMADecay >= 0 && o.EMADecay < 1):

@@ -97,8 +97,9 @@ func ScheduledLR(base float64, step, warmup, total int, decay string) float64 {
 	return lr
 }
 
-// LRDecays are the decays ScheduledLR knows.
-var LRDecays = []string{"constant", "cosine", "linear"}
+// LRDecays returns the names of the decays ScheduledLR knows, a fresh slice
+// each call.
+func LRDecays() []string { return []string{"constant", "cosine", "linear"} }
 
 // EMA keeps an exponential moving average of the weights, the copy DDPM
 // samples with (decay 0.9999 in the paper): W = decay·W + (1−decay)·w.
