@@ -445,7 +445,8 @@ func TestBadInputs(t *testing.T) {
 		ts[p.Name] = weights.F32Tensor(tm.Weights()[off:off+p.Size()], p.Shape...)
 		off += p.Size()
 	}
-	smallJSON, _ := json.Marshal(unet.Configs["small"])
+	smallCfg, _ := unet.ConfigByName("small")
+	smallJSON, _ := json.Marshal(smallCfg)
 	wrongShape := filepath.Join(tmp, "wrongshape.safetensors")
 	if err := weights.Save(wrongShape, ts, map[string]string{"unet": string(smallJSON)}); err != nil {
 		t.Fatal(err)

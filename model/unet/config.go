@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"slices"
 	"sort"
+
+	"github.com/ddpm-go/ddpm/internal/text"
 )
 
 // Config describes a DDPM U-Net. The field names and JSON keys mirror the
@@ -30,92 +32,119 @@ type Config struct {
 // reference (not PyTorch's default 1e-5).
 const GNEps = 1e-6
 
-// Configs are the named configurations. tiny, small and cifar are exactly the
-// reference script's CONFIGS (tiny exists for the golden test vectors; cifar
-// is the paper's 35.7M-parameter CIFAR-10 network); mnist is a 28×28
-// variant (28→14→7 with stride-2 convs) with attention at 14×14.
-var Configs = map[string]Config{
-	"tiny": {InCh: 3, Res: 16, Ch: 16, ChMult: []int{1, 2, 2}, NumResBlocks: 1,
+// configs are the named configurations, for --config. tiny, small and cifar
+// are exactly the reference script's CONFIGS (tiny exists for the golden
+// test vectors; cifar is the paper's CIFAR-10 network). The 28×28 ones
+// downsample 28→14→7 with stride-2 convs. ConfigNames lists them;
+// ConfigByName also finds the retired ones, so that the commands recorded
+// with the models trained on them still run.
+var configs = map[string]namedConfig{
+	"tiny": {cfg: Config{InCh: 3, Res: 16, Ch: 16, ChMult: []int{1, 2, 2}, NumResBlocks: 1,
 		AttnRes: []int{8}, Groups: 4, Dropout: 0},
-	"small": {InCh: 1, Res: 32, Ch: 32, ChMult: []int{1, 2, 2}, NumResBlocks: 1,
+		params: 280755, note: "the reference script's golden-test network"},
+	"small": {cfg: Config{InCh: 1, Res: 32, Ch: 32, ChMult: []int{1, 2, 2}, NumResBlocks: 1,
 		AttnRes: []int{16}, Groups: 8, Dropout: 0},
-	"cifar": {InCh: 3, Res: 32, Ch: 128, ChMult: []int{1, 2, 2, 2}, NumResBlocks: 2,
+		params: 1112801, note: "the reference script's small network (MNIST padded to 32×32)"},
+	"cifar": {cfg: Config{InCh: 3, Res: 32, Ch: 128, ChMult: []int{1, 2, 2, 2}, NumResBlocks: 2,
 		AttnRes: []int{16}, Groups: 32, Dropout: 0.1},
-	"mnist": {InCh: 1, Res: 28, Ch: 32, ChMult: []int{1, 2, 2}, NumResBlocks: 2,
+		params: 35746307, note: "the paper's CIFAR-10 network"},
+	// rgb32 is cifar at half the width and one level fewer: a quarter of
+	// its work per image, for RGB data sets on a CPU budget.
+	"rgb32": {cfg: Config{InCh: 3, Res: 32, Ch: 64, ChMult: []int{1, 2, 2}, NumResBlocks: 2,
+		AttnRes: []int{16}, Groups: 32, Dropout: 0.1},
+		params: 6472195, note: "mid-size RGB network, between tiny32 and cifar"},
+	"mnist": {cfg: Config{InCh: 1, Res: 28, Ch: 32, ChMult: []int{1, 2, 2}, NumResBlocks: 2,
 		AttnRes: []int{14}, Groups: 8, Dropout: 0.1},
+		params: 1623169, note: "small at 28×28 with two blocks per level"},
 	// mnist-small is small at MNIST's own 28×28 (no padding): a quarter less
-	// work per image, and bits/dim over the data's real dimensions; the
-	// Table 2 ablation's default.
-	"mnist-small": {InCh: 1, Res: 28, Ch: 32, ChMult: []int{1, 2, 2}, NumResBlocks: 1,
+	// work per image, and bits/dim over the data's real dimensions.
+	"mnist-small": {cfg: Config{InCh: 1, Res: 28, Ch: 32, ChMult: []int{1, 2, 2}, NumResBlocks: 1,
 		AttnRes: []int{14}, Groups: 8, Dropout: 0},
-	// mnist-fast is the embedded Fashion-MNIST model's network (and was the
-	// MNIST model's until mnist-deep): 24/48/48 channels, one block per
-	// level and attention only at 7×7, 0.21 GFLOP per image — about half of
-	// mnist-small — so that the full 1000-step chain for a 64-image grid
-	// takes about a minute and a half on two cores. Also the scaled-down
-	// Table 2 ablation's network.
-	"mnist-fast": {InCh: 1, Res: 28, Ch: 24, ChMult: []int{1, 2, 2}, NumResBlocks: 1,
+		params: 1112801, note: "small at 28×28; the Table 2 ablation's default"},
+	// mnist-fast halves mnist-small's work (24/48/48 channels, attention
+	// only at 7×7) so that a 64-image, 1000-step chain takes minutes.
+	"mnist-fast": {cfg: Config{InCh: 1, Res: 28, Ch: 24, ChMult: []int{1, 2, 2}, NumResBlocks: 1,
 		AttnRes: []int{7}, Groups: 8, Dropout: 0},
-
-	// mnist-fast2 moves mnist-fast's capacity down the resolutions: 16/48/64
-	// channels, so fewer at 28×28 and more at 7×7 (with the attention),
-	// 812k parameters (1.3×) for 0.20 GFLOP per image (0.94×). A candidate
-	// to replace the shipped MNIST network: the shipped one's samples are
-	// limited by ambiguous digits (classifier doubt), a matter of global
-	// shape, which the low resolutions carry.
-	"mnist-fast2": {InCh: 1, Res: 28, Ch: 16, ChMult: []int{1, 3, 4}, NumResBlocks: 1,
-		AttnRes: []int{7}, Groups: 8, Dropout: 0},
-
-	// mnist-deep tries depth where mnist-fast2 tried width: 16/32/64
-	// channels with two residual blocks per level (three on the way up), so
-	// twice the layers between the pixels and the 7×7 attention, 0.99M
-	// parameters for 0.21 GFLOP per image (mnist-fast's work).
-	// mnist-fast2's samples the classifier doubted as often as mnist-fast's;
-	// mnist-deep's (20 000 steps) less (doubt 0.050 on 10 000 respaced-100
-	// samples; mnist-fast 0.058 on 2000), so it is the embedded MNIST
-	// model's network. It samples 1.2–1.3× slower than mnist-fast: more,
-	// thinner layers.
-	"mnist-deep": {InCh: 1, Res: 28, Ch: 16, ChMult: []int{1, 2, 4}, NumResBlocks: 2,
-		AttnRes: []int{7}, Groups: 8, Dropout: 0},
-
-	// mnist-deeper is mnist-deep with a third residual block (and its
-	// attention) at 7×7 on each path, where global shape is decided:
-	// 1.12× mnist-deep's sampling time. A candidate for the shipped MNIST
-	// model, whose IS is limited by digits the classifier doubts.
-	"mnist-deeper": {InCh: 1, Res: 28, Ch: 16, ChMult: []int{1, 2, 4}, NumResBlocks: 2,
+		params: 627433, note: "the shipped Fashion-MNIST model's network"},
+	// mnist-deeper spends mnist-fast's work on depth: 16/32/64 channels, two
+	// residual blocks per level and three at 7×7, where a digit's global
+	// shape is decided.
+	"mnist-deeper": {cfg: Config{InCh: 1, Res: 28, Ch: 16, ChMult: []int{1, 2, 4}, NumResBlocks: 2,
 		LevelBlocks: []int{2, 2, 3}, AttnRes: []int{7}, Groups: 8, Dropout: 0},
+		params: 1224545, note: "the shipped MNIST model's network (with the cosine schedule)"},
+	// Test-sized networks for the data sets tiny (3×16×16) cannot take,
+	// which the reliability tests train for a handful of steps.
+	"tiny1": {cfg: Config{InCh: 1, Res: 32, Ch: 8, ChMult: []int{1, 2}, NumResBlocks: 1,
+		AttnRes: []int{16}, Groups: 4, Dropout: 0},
+		params: 44969, note: "test-sized, for grey images (MNIST padded to 32×32)"},
+	"tiny32": {cfg: Config{InCh: 3, Res: 32, Ch: 8, ChMult: []int{1, 2}, NumResBlocks: 1,
+		AttnRes: []int{16}, Groups: 4, Dropout: 0},
+		params: 45259, note: "test-sized, for CIFAR-10"},
 
-	// Test-sized networks for the data sets tiny (3×16×16) cannot take:
-	// tiny1 for MNIST-style grey images (28×28 padded to 32×32) and tiny32
-	// for CIFAR-10 (3×32×32). Used by the reliability tests, which train
-	// them for a handful of steps in child processes.
-	"tiny1": {InCh: 1, Res: 32, Ch: 8, ChMult: []int{1, 2}, NumResBlocks: 1,
-		AttnRes: []int{16}, Groups: 4, Dropout: 0},
-	"tiny32": {InCh: 3, Res: 32, Ch: 8, ChMult: []int{1, 2}, NumResBlocks: 1,
-		AttnRes: []int{16}, Groups: 4, Dropout: 0},
+	// Retired: not listed, loadable by name. Model files record their
+	// whole config, so they load without these.
+	"mnist-deep": {cfg: Config{InCh: 1, Res: 28, Ch: 16, ChMult: []int{1, 2, 4}, NumResBlocks: 2,
+		AttnRes: []int{7}, Groups: 8, Dropout: 0},
+		params: 989217, note: "the MNIST network before mnist-deeper", retired: true},
+	"mnist-fast2": {cfg: Config{InCh: 1, Res: 28, Ch: 16, ChMult: []int{1, 3, 4}, NumResBlocks: 1,
+		AttnRes: []int{7}, Groups: 8, Dropout: 0},
+		params: 811921, note: "a wider-at-7×7 mnist-fast, no better", retired: true},
 }
 
-// ConfigNames lists the named configurations in sorted order (for help text).
+// namedConfig is a configs entry.
+type namedConfig struct {
+	cfg     Config
+	params  int    // parameter count (TestConfigDescriptions checks it)
+	note    string // what the config is for
+	retired bool   // left out of ConfigNames
+}
+
+// ConfigNames lists the named configurations a user should pick from, in
+// sorted order (for help text). Retired names are left out.
 func ConfigNames() []string {
-	names := make([]string, 0, len(Configs))
-	for n := range Configs {
-		names = append(names, n)
+	names := make([]string, 0, len(configs))
+	for n, c := range configs {
+		if !c.retired {
+			names = append(names, n)
+		}
 	}
 	sort.Strings(names)
 	return names
 }
 
 // ConfigByName returns a copy of a named configuration (the slices are
-// copied too, so the caller may modify the result freely).
+// copied too, so the caller may modify the result freely). It also finds
+// the retired names ConfigNames leaves out.
 func ConfigByName(name string) (Config, error) {
-	c, ok := Configs[name]
+	c, ok := configs[name]
 	if !ok {
 		return Config{}, fmt.Errorf("unet: unknown config %q (have %v)", name, ConfigNames())
 	}
+	return c.cfg.clone(), nil
+}
+
+// ConfigDescription is a one-line description of a named configuration:
+// resolution, image channels, parameter count and what it is for, e.g.
+// "28×28, 1 channel, 1.22M parameters: …". It is "" for an unknown name.
+func ConfigDescription(name string) string {
+	c, ok := configs[name]
+	if !ok {
+		return ""
+	}
+	note := c.note
+	if c.retired {
+		note = "retired: " + note
+	}
+	return fmt.Sprintf("%d×%d, %s, %s parameters: %s", c.cfg.Res, c.cfg.Res,
+		text.Plural(c.cfg.InCh, "channel"), text.Count(c.params), note)
+}
+
+// clone returns c with its slices copied.
+func (c Config) clone() Config {
 	c.ChMult = slices.Clone(c.ChMult)
 	c.AttnRes = slices.Clone(c.AttnRes)
 	c.LevelBlocks = slices.Clone(c.LevelBlocks)
-	return c, nil
+	return c
 }
 
 // Normalized returns the config with defaults filled in (OutCh = InCh when
@@ -124,10 +153,7 @@ func (c Config) Normalized() Config {
 	if c.OutCh == 0 {
 		c.OutCh = c.InCh
 	}
-	c.ChMult = slices.Clone(c.ChMult)
-	c.AttnRes = slices.Clone(c.AttnRes)
-	c.LevelBlocks = slices.Clone(c.LevelBlocks)
-	return c
+	return c.clone()
 }
 
 // Blocks is the number of residual blocks of level i on the way down (the

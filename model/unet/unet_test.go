@@ -2,6 +2,7 @@ package unet
 
 import (
 	"encoding/json"
+	"fmt"
 	"math"
 	"math/rand/v2"
 	"path/filepath"
@@ -59,7 +60,7 @@ func goldenConfig(t *testing.T, meta map[string]string) Config {
 	a, _ := json.Marshal(fromMeta)
 	b, _ := json.Marshal(cfg)
 	if string(a) != string(b) {
-		t.Fatalf("golden metadata %s disagrees with Configs[%q] %s", a, meta["config"], b)
+		t.Fatalf("golden metadata %s disagrees with config %q %s", a, meta["config"], b)
 	}
 	if eps, _ := strconv.ParseFloat(meta["gn_eps"], 64); eps != GNEps {
 		t.Fatalf("golden gn_eps %v, ours %v", eps, GNEps)
@@ -177,7 +178,7 @@ func TestParamNames(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	u, _ := New(Configs["tiny"])
+	u, _ := New(configs["tiny"].cfg)
 	seen := map[string]bool{}
 	for _, p := range u.Params() {
 		g, ok := ts["param/"+p.Name]
@@ -240,8 +241,49 @@ func TestParamCountsAndFLOPs(t *testing.T) {
 	}
 }
 
+// TestConfigDescriptions checks the named configs: each builds, has the
+// parameter count its description gives, and the retired ones are
+// loadable by name but not listed.
+func TestConfigDescriptions(t *testing.T) {
+	listed := ConfigNames()
+	if !slices.IsSorted(listed) {
+		t.Errorf("ConfigNames not sorted: %v", listed)
+	}
+	for name, c := range configs {
+		if slices.Contains(listed, name) == c.retired {
+			t.Errorf("%s: retired %v, listed %v", name, c.retired, !c.retired)
+		}
+		cfg, err := ConfigByName(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		u, err := New(cfg)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if u.NumParams() != c.params {
+			t.Errorf("%s: %d parameters, its entry says %d", name, u.NumParams(), c.params)
+		}
+		d := ConfigDescription(name)
+		want := fmt.Sprintf("%d×%d, %d channel", cfg.Res, cfg.Res, cfg.InCh)
+		if !strings.HasPrefix(d, want) || strings.Contains(d, "\n") || c.note == "" {
+			t.Errorf("%s: description %q, want it to start %q and be one line", name, d, want)
+		}
+	}
+	if ConfigDescription("nope") != "" {
+		t.Error("a description for an unknown name")
+	}
+	if d := ConfigDescription("mnist-deeper"); d != "28×28, 1 channel, 1.22M parameters: the shipped MNIST model's network (with the cosine schedule)" {
+		t.Errorf("mnist-deeper: %q", d)
+	}
+	// rgb32 sits between tiny32 and cifar.
+	if p := configs["rgb32"].params; p < 3e6 || p > 8e6 {
+		t.Errorf("rgb32 has %d parameters", p)
+	}
+}
+
 func TestConfigValidation(t *testing.T) {
-	good := Configs["small"]
+	good := configs["small"].cfg
 	bad := map[string]func(c *Config){
 		"res":        func(c *Config) { c.Res = 30 },
 		"groups":     func(c *Config) { c.Groups = 5 },
@@ -282,10 +324,10 @@ func TestConfigValidation(t *testing.T) {
 	if got := u.Params()[len(u.Params())-1].Shape; got[0] != 2 {
 		t.Fatalf("learned-variance head: conv_out.bias shape %v", got)
 	}
-	// ConfigByName copies: editing the result leaves Configs alone.
+	// ConfigByName copies: editing the result leaves the registry alone.
 	c.ChMult[0] = 99
-	if Configs["mnist"].ChMult[0] != 1 {
-		t.Fatal("ConfigByName aliases Configs")
+	if configs["mnist"].cfg.ChMult[0] != 1 {
+		t.Fatal("ConfigByName aliases the registry")
 	}
 	// level_blocks: copied by ConfigByName, kept by JSON, and absent from
 	// the JSON of configs without it (checkpoints written before it read
@@ -295,8 +337,8 @@ func TestConfigValidation(t *testing.T) {
 		t.Fatalf("JSON round trip of level_blocks: %s -> %v", b, back.LevelBlocks)
 	}
 	d.LevelBlocks[0] = 99
-	if Configs["mnist-deeper"].LevelBlocks[0] != 2 {
-		t.Fatal("ConfigByName aliases Configs' level_blocks")
+	if configs["mnist-deeper"].cfg.LevelBlocks[0] != 2 {
+		t.Fatal("ConfigByName aliases the registry's level_blocks")
 	}
 	if strings.Contains(string(b), "level_blocks") {
 		t.Fatalf("a config without level_blocks writes it: %s", b)
@@ -308,7 +350,7 @@ func TestConfigValidation(t *testing.T) {
 // (names, shapes, FLOPs, outputs), and a deeper level adds exactly its
 // blocks' parameters.
 func TestLevelBlocks(t *testing.T) {
-	base := Configs["tiny"]
+	base := configs["tiny"].cfg
 	same := base.Normalized()
 	same.LevelBlocks = []int{1, 1, 1}
 	a, _ := New(base)
@@ -363,7 +405,7 @@ func TestLevelBlocks(t *testing.T) {
 }
 
 func TestInit(t *testing.T) {
-	u, _ := New(Configs["tiny"])
+	u, _ := New(configs["tiny"].cfg)
 	u.Init(rand.New(rand.NewPCG(1, 1)))
 	for _, p := range u.Params() {
 		switch {
@@ -414,7 +456,7 @@ func TestInit(t *testing.T) {
 // TestStateDictRoundTrip saves a state dict with package weights and loads
 // it into a fresh model.
 func TestStateDictRoundTrip(t *testing.T) {
-	cfg := Configs["tiny"]
+	cfg := configs["tiny"].cfg
 	u, _ := New(cfg)
 	u.Init(rand.New(rand.NewPCG(7, 7)))
 	// Give the zero-initialised tensors real values too.
@@ -569,7 +611,7 @@ func gradCheck(t *testing.T, cfg Config) {
 // TestOverfit trains the tiny model on one fixed batch with Adam; the loss
 // must fall at least 10×.
 func TestOverfit(t *testing.T) {
-	u, _ := New(Configs["tiny"])
+	u, _ := New(configs["tiny"].cfg)
 	rng := rand.New(rand.NewPCG(11, 12))
 	u.Init(rng)
 	const n = 4
@@ -607,7 +649,7 @@ func TestOverfit(t *testing.T) {
 // TestBatchConsistency: an image's output does not depend on the rest of
 // its batch or on the batch size the buffers were sized for.
 func TestBatchConsistency(t *testing.T) {
-	u, _ := New(Configs["tiny"])
+	u, _ := New(configs["tiny"].cfg)
 	u.Init(rand.New(rand.NewPCG(1, 2)))
 	for i := range u.Weights() {
 		u.Weights()[i] += float32(i%5) * 1e-3
