@@ -17,7 +17,7 @@ import (
 // FitFormat names the layout of a variance-fit file in its metadata.
 //
 // A fit file holds a diffusion.VarianceFit (`--var fitted`), measured once
-// and read back instead of re-measured (≈ 1.5 min for the shipped models):
+// and read back instead of re-measured (minutes for the shipped models):
 //
 //	x_start_mse               [T, bins] F32, VarianceFit.XStartMSE
 //	pooled_mse                [T] F32
@@ -78,7 +78,7 @@ func SaveFit(path string, f *diffusion.VarianceFit, info FitInfo) error {
 
 func encodeFit(f *diffusion.VarianceFit, info FitInfo) (map[string]weights.Tensor, map[string]string, error) {
 	T := len(f.XStartMSE)
-	if T == 0 || len(f.PooledMSE) != T || len(f.DecoderLogScale) != len(diffusion.FitBins)+1 {
+	if T == 0 || len(f.PooledMSE) != T || len(f.DecoderLogScale) != diffusion.NumFitBins {
 		return nil, nil, fmt.Errorf("an incomplete fit (%d steps, %d pooled, %d decoder bins)", T, len(f.PooledMSE), len(f.DecoderLogScale))
 	}
 	bins := len(f.DecoderLogScale)
@@ -95,7 +95,7 @@ func encodeFit(f *diffusion.VarianceFit, info FitInfo) (map[string]weights.Tenso
 		"decoder_log_scale":        weights.F32Tensor(f32s(f.DecoderLogScale), bins),
 		"pooled_decoder_log_scale": weights.F32Tensor([]float32{float32(f.PooledDecoderLogScale)}, 1),
 	}
-	edges, err := json.Marshal(diffusion.FitBins)
+	edges, err := json.Marshal(diffusion.FitBinEdges())
 	if err != nil {
 		return nil, nil, err
 	}
@@ -140,7 +140,7 @@ func DecodeFit(data []byte, name string) (*diffusion.VarianceFit, FitInfo, error
 }
 
 // fitFrom checks a decoded fit file and rebuilds its VarianceFit: the
-// format, the checksum, bins that match this build's diffusion.FitBins,
+// format, the checksum, bins that match this build's diffusion.FitBinEdges,
 // and tensors of consistent shapes (the values themselves are checked by
 // Diffusion.WithFit against the process they are used with).
 func fitFrom(tensors map[string]weights.Tensor, meta map[string]string, name string) (*diffusion.VarianceFit, FitInfo, error) {
@@ -157,12 +157,13 @@ func fitFrom(tensors map[string]weights.Tensor, meta map[string]string, name str
 	if err := json.Unmarshal([]byte(meta["fit_bins"]), &edges); err != nil {
 		return bad("unreadable bins %q: %v", meta["fit_bins"], err)
 	}
-	if len(edges) != len(diffusion.FitBins) {
-		return bad("fitted in %d bins, this build uses %d", len(edges)+1, len(diffusion.FitBins)+1)
+	want := diffusion.FitBinEdges()
+	if len(edges) != len(want) {
+		return bad("fitted in %d bins, this build uses %d", len(edges)+1, len(want)+1)
 	}
 	for i, e := range edges {
-		if float64(float32(e)) != float64(float32(diffusion.FitBins[i])) {
-			return bad("bin edge %d is %g, this build uses %g", i, e, diffusion.FitBins[i])
+		if float64(float32(e)) != float64(float32(want[i])) {
+			return bad("bin edge %d is %g, this build uses %g", i, e, want[i])
 		}
 	}
 	images, err := strconv.Atoi(meta["images"])

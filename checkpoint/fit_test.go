@@ -15,7 +15,7 @@ import (
 
 // testFit is a fit of T steps with distinct, float32-exact values.
 func testFit(T int) *diffusion.VarianceFit {
-	bins := len(diffusion.FitBins) + 1
+	bins := diffusion.NumFitBins
 	f := &diffusion.VarianceFit{XStartMSE: make([][]float64, T), PooledMSE: make([]float64, T),
 		DecoderLogScale: make([]float64, bins), PooledDecoderLogScale: -4.75, Images: 7}
 	for i := range T {

@@ -33,7 +33,7 @@ const (
 	// Fitted: σ² = β̃_t + c₁²·E(x̂0 − x0)², the variance that minimises the
 	// expected L_{t−1} for a trained network's own mean, with the error
 	// measured on held-out images per step and per bin of the predicted x̂0
-	// ([FitBins]); the decoder's σ_1 per bin minimises their mean L_0. It
+	// ([FitBinEdges]); the decoder's σ_1 per bin minimises their mean L_0. It
 	// needs a [VarianceFit] (see [Diffusion.WithFit]) and is chosen after
 	// training, never trained with.
 	Fitted

@@ -8,15 +8,26 @@ import (
 	"sort"
 )
 
-// FitBins are the edges of the bins of predicted-x̂0 values in which the
-// Fitted variance is measured: a value whose x̂0 is at most FitBins[0] is in
-// bin 0, one above the last edge in bin len(FitBins). They are finest near
+// NumFitBins is the number of bins of predicted-x̂0 values in which the
+// Fitted variance is measured (see [FitBinEdges]).
+const NumFitBins = 12
+
+// fitBins are the edges of the bins of predicted-x̂0 values in which the
+// Fitted variance is measured: a value whose x̂0 is at most fitBins[0] is in
+// bin 0, one above the last edge in bin len(fitBins). They are finest near
 // ±1, where the background and the saturated strokes of MNIST-like images
 // sit and where a network is surest of itself.
-var FitBins = []float64{-0.9995, -0.995, -0.98, -0.9, -0.6, 0, 0.6, 0.9, 0.98, 0.995, 0.9995}
+var fitBins = [NumFitBins - 1]float64{-0.9995, -0.995, -0.98, -0.9, -0.6, 0, 0.6, 0.9, 0.98, 0.995, 0.9995}
 
-// fitBin is the FitBins bin of an x̂0 value.
-func fitBin(xs float64) int { return sort.SearchFloat64s(FitBins, xs) }
+// FitBinEdges returns the edges of the NumFitBins bins of predicted-x̂0
+// values in which the Fitted variance is measured, a fresh slice each call:
+// a value whose x̂0 is at most edge 0 is in bin 0, one above the last edge
+// in bin NumFitBins−1. Fit files record them, so that a fit made with other
+// bins is refused.
+func FitBinEdges() []float64 { return slices.Clone(fitBins[:]) }
+
+// fitBin is the bin of an x̂0 value.
+func fitBin(xs float64) int { return sort.SearchFloat64s(fitBins[:], xs) }
 
 // VarianceFit is what the Fitted reverse variance is made of: how wrong a
 // trained network's x̂0 is at each step, measured on held-out images, per
@@ -32,7 +43,7 @@ func fitBin(xs float64) int { return sort.SearchFloat64s(FitBins, xs) }
 // Bao et al. (2022, Analytic-DPM) derive the same optimum per step and
 // estimate the error from E‖ε_θ‖², assuming the network is optimal; here the
 // error is measured, and measured separately for values whose x̂0 falls in
-// different [FitBins] — a function of x_t, so σ² stays a valid choice of
+// different bins ([FitBinEdges]) — a function of x_t, so σ² stays a valid choice of
 // p_θ(x_{t−1} | x_t) — because a network is far surer of a background pixel
 // than of a stroke's edge. It is a per-value variance like Table 2's learned
 // diagonal Σ, fitted after training instead of learned. The decoder L_0 is
@@ -77,8 +88,8 @@ func (f *VarianceFit) check(T int) error {
 	}
 	bad := func(v float64) bool { return !(v >= 0) || math.IsInf(v, 0) }
 	for i, row := range f.XStartMSE {
-		if len(row) != len(FitBins)+1 {
-			return fmt.Errorf("diffusion: variance fitted in %d bins at index %d, want %d", len(row), i, len(FitBins)+1)
+		if len(row) != NumFitBins {
+			return fmt.Errorf("diffusion: variance fitted in %d bins at index %d, want %d", len(row), i, NumFitBins)
 		}
 		for _, v := range append(row, f.PooledMSE[i]) {
 			if bad(v) {
@@ -86,8 +97,8 @@ func (f *VarianceFit) check(T int) error {
 			}
 		}
 	}
-	if len(f.DecoderLogScale) != len(FitBins)+1 {
-		return fmt.Errorf("diffusion: decoder scale fitted in %d bins, want %d", len(f.DecoderLogScale), len(FitBins)+1)
+	if len(f.DecoderLogScale) != NumFitBins {
+		return fmt.Errorf("diffusion: decoder scale fitted in %d bins, want %d", len(f.DecoderLogScale), NumFitBins)
 	}
 	for _, v := range append(f.DecoderLogScale, f.PooledDecoderLogScale) {
 		if math.IsNaN(v) || math.IsInf(v, 0) {
@@ -173,7 +184,7 @@ func (d *Diffusion) NewVarianceFitter(minBin int) (*VarianceFitter, error) {
 	if d.Var == Learned {
 		return nil, fmt.Errorf("diffusion: cannot fit a variance for a network that learns its own")
 	}
-	K := len(FitBins) + 1
+	K := NumFitBins
 	f := &VarianceFitter{d: d, minBin: max(minBin, 1), sum: make([][]float64, d.T), count: make([][]int, d.T), images: map[int]bool{},
 		decX0: make([][]float32, K), decMu: make([][]float32, K)}
 	for i := range f.sum {
@@ -216,7 +227,7 @@ func (f *VarianceFitter) Add(modelOut, x0, xt []float32, t, img []int) {
 
 // Fit returns the fitted variance, or an error if some index saw no pair.
 func (f *VarianceFitter) Fit() (*VarianceFit, error) {
-	T, K := len(f.sum), len(FitBins)+1
+	T, K := len(f.sum), NumFitBins
 	r := &VarianceFit{XStartMSE: make([][]float64, T), PooledMSE: make([]float64, T), DecoderLogScale: make([]float64, K), Images: len(f.images)}
 	for i := range T {
 		var s float64

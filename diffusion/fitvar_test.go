@@ -2,6 +2,7 @@ package diffusion_test
 
 import (
 	"math"
+	"slices"
 	"strings"
 	"testing"
 
@@ -172,12 +173,12 @@ func pooledOnly(fit *diffusion.VarianceFit) *diffusion.VarianceFit {
 	p := *fit
 	p.XStartMSE = make([][]float64, len(fit.XStartMSE))
 	for i := range p.XStartMSE {
-		p.XStartMSE[i] = make([]float64, len(diffusion.FitBins)+1)
+		p.XStartMSE[i] = make([]float64, diffusion.NumFitBins)
 		for k := range p.XStartMSE[i] {
 			p.XStartMSE[i][k] = fit.PooledMSE[i]
 		}
 	}
-	p.DecoderLogScale = make([]float64, len(diffusion.FitBins)+1)
+	p.DecoderLogScale = make([]float64, diffusion.NumFitBins)
 	for k := range p.DecoderLogScale {
 		p.DecoderLogScale[k] = fit.PooledDecoderLogScale
 	}
@@ -225,12 +226,12 @@ func flatFit(T int, mse, ls float64) *diffusion.VarianceFit {
 	f := &diffusion.VarianceFit{XStartMSE: make([][]float64, T), PooledMSE: make([]float64, T), PooledDecoderLogScale: ls}
 	for i := range f.XStartMSE {
 		f.PooledMSE[i] = mse
-		f.XStartMSE[i] = make([]float64, len(diffusion.FitBins)+1)
+		f.XStartMSE[i] = make([]float64, diffusion.NumFitBins)
 		for k := range f.XStartMSE[i] {
 			f.XStartMSE[i][k] = mse
 		}
 	}
-	f.DecoderLogScale = make([]float64, len(diffusion.FitBins)+1)
+	f.DecoderLogScale = make([]float64, diffusion.NumFitBins)
 	for k := range f.DecoderLogScale {
 		f.DecoderLogScale[k] = ls
 	}
@@ -320,7 +321,7 @@ func TestFittedVarianceRespaced(t *testing.T) {
 	// The bins are used: at index 20 the values near −1 (bin 0) and at 0.3
 	// (bin 6) get their own variances, and the decoder its own scale.
 	c := fd.PosteriorMeanCoef1[20]
-	for xs, k := range map[float32]int{-1: 0, 0.3: 6, 1: len(diffusion.FitBins)} {
+	for xs, k := range map[float32]int{-1: 0, 0.3: 6, 1: diffusion.NumFitBins - 1} {
 		want := math.Log(fd.PosteriorVariance[20] + c*c*fit.XStartMSE[20][k])
 		if got := probe(fd, 20, xs); !close(float64(got), want, 1e-6) {
 			t.Errorf("x̂0 %g at index 20: log σ² %.8g, want bin %d's %.8g", xs, got, k, want)
@@ -343,3 +344,16 @@ func TestFittedVarianceRespaced(t *testing.T) {
 }
 
 func close(a, b, rel float64) bool { return math.Abs(a-b) <= rel*math.Max(math.Abs(a), math.Abs(b)) }
+
+// TestFitBinEdges: NumFitBins bins need NumFitBins−1 increasing edges, and
+// the caller gets its own copy.
+func TestFitBinEdges(t *testing.T) {
+	e := diffusion.FitBinEdges()
+	if len(e) != diffusion.NumFitBins-1 || !slices.IsSorted(e) {
+		t.Fatalf("edges %v for %d bins", e, diffusion.NumFitBins)
+	}
+	e[0] = 5
+	if diffusion.FitBinEdges()[0] == 5 {
+		t.Fatal("FitBinEdges returns the package's own slice")
+	}
+}
