@@ -89,7 +89,7 @@ func runAblation(args []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	fmt.Fprintf(os.Stderr, "Table 2 ablation: %d rows × %d steps (config %s, batch %d, T = %d) on %s, bits/dim on %d test images → %s\n",
-		len(ablation.Table2), o.Steps, o.Config, o.Batch, dc.T, o.Data, *evalN, *out)
+		len(ablation.Table2()), o.Steps, o.Config, o.Batch, dc.T, o.Data, *evalN, *out)
 	start := time.Now()
 	results, err := ablation.Run(ctx, opt)
 	if errors.Is(err, context.Canceled) {

@@ -36,7 +36,7 @@ type Options struct {
 	Out       string           // directory: one run directory per row, table.md, results.json
 	Train     train.Options    // data, config, steps, batch, lr, … shared by all rows
 	Diffusion diffusion.Config // schedule, T, clip; Mean/Var/Loss come from the row
-	Rows      []Row            // nil: Table2
+	Rows      []Row            // nil: Table2()
 
 	EvalN     int    // test images whose bound is measured (the first EvalN of the split)
 	EvalBatch int    // network inputs per forward pass while measuring
@@ -110,7 +110,7 @@ func (o Options) Validate() error {
 
 func (o Options) rows() []Row {
 	if o.Rows == nil {
-		return Table2
+		return Table2()
 	}
 	return o.Rows
 }

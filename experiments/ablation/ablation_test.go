@@ -119,11 +119,11 @@ func TestTrainLoop(t *testing.T) {
 }
 
 func TestRows(t *testing.T) {
-	if len(Table2) != 6 {
-		t.Fatalf("%d rows", len(Table2))
+	if len(Table2()) != 6 {
+		t.Fatalf("%d rows", len(Table2()))
 	}
 	names := map[string]bool{}
-	for _, r := range Table2 {
+	for _, r := range Table2() {
 		if names[r.Name()] {
 			t.Errorf("duplicate row %s", r.Name())
 		}
@@ -135,8 +135,8 @@ func TestRows(t *testing.T) {
 	want := []string{"xprev-learned-vlb", "xprev-fixedlarge-vlb", "xprev-fixedlarge-mse-mu",
 		"eps-learned-vlb", "eps-fixedlarge-vlb", "eps-fixedlarge-simple"}
 	for i, w := range want {
-		if Table2[i].Name() != w {
-			t.Errorf("row %d is %s, want %s", i+1, Table2[i].Name(), w)
+		if Table2()[i].Name() != w {
+			t.Errorf("row %d is %s, want %s", i+1, Table2()[i].Name(), w)
 		}
 	}
 }
@@ -165,7 +165,7 @@ func TestRunSmoke(t *testing.T) {
 		t.Fatalf("%d results", len(results))
 	}
 	for i, r := range results {
-		if r.Row != Table2[i].Name() || r.Status != StatusOK || r.Steps != 3 || r.BPD == nil || r.FinalLoss == nil {
+		if r.Row != Table2()[i].Name() || r.Status != StatusOK || r.Steps != 3 || r.BPD == nil || r.FinalLoss == nil {
 			t.Fatalf("row %d: %+v", i, r)
 		}
 		if len(r.BPD.PerTBPD) != 8 || !(r.BPD.TotalBPD > 0) || r.BPD.N != 2 {
@@ -179,7 +179,7 @@ func TestRunSmoke(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if c.Step != 3 || c.Diffusion != Table2[i].Config(opt.Diffusion) {
+		if c.Step != 3 || c.Diffusion != Table2()[i].Config(opt.Diffusion) {
 			t.Errorf("row %s: checkpoint at step %d with %+v", r.Row, c.Step, c.Diffusion)
 		}
 		if l, err := readLosses(dir, 100); err != nil || len(l) != 3 {
@@ -229,7 +229,7 @@ func TestRunSmoke(t *testing.T) {
 	// loss history.
 	ext := opt
 	ext.Train.Steps = 5
-	ext.Rows = Table2[4:]
+	ext.Rows = Table2()[4:]
 	before, _ := readLosses(filepath.Join(out, ext.Rows[0].Name()), 100)
 	log.Reset()
 	longer, err := Run(context.Background(), ext)
@@ -246,7 +246,7 @@ func TestRunSmoke(t *testing.T) {
 
 	other := opt
 	other.Train.LR *= 2
-	other.Rows = Table2[:1]
+	other.Rows = Table2()[:1]
 	if _, err := Run(context.Background(), other); err == nil || !strings.Contains(err.Error(), "other settings") {
 		t.Errorf("other settings in the same directory: err %v", err)
 	}
@@ -255,7 +255,7 @@ func TestRunSmoke(t *testing.T) {
 func TestRunRecordsUnstable(t *testing.T) {
 	out := t.TempDir()
 	opt := smokeOptions(out)
-	opt.Rows = Table2[5:]
+	opt.Rows = Table2()[5:]
 	// An Adam step of 1e40 overflows the weights: train.ErrDiverged on the
 	// first step, which must become an "unstable" row, not an error.
 	opt.Train.LR, opt.Train.Warmup, opt.Train.GradClip = 1e40, 0, 0

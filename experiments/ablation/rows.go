@@ -13,6 +13,7 @@ package ablation
 
 import (
 	"fmt"
+	"slices"
 
 	"github.com/ddpm-go/ddpm/diffusion"
 )
@@ -28,11 +29,14 @@ type Row struct {
 	PaperIS, PaperFID string
 }
 
-// Table2 lists the six rows of the paper's Table 2 in its order. The fixed
+// Table2 returns the six rows of the paper's Table 2 in its order, a fresh
+// slice each call. The fixed
 // isotropic Σ is σ_t² = β_t (fixedlarge), the paper's CIFAR-10 choice; the
 // ‖μ̃ − μ̃_θ‖² and L_simple rows do not train the variance, so they use it
 // too when sampling and evaluating the bound.
-var Table2 = []Row{
+func Table2() []Row { return slices.Clone(table2[:]) }
+
+var table2 = [...]Row{
 	{diffusion.XPrev, diffusion.Learned, diffusion.VLB, "7.28 ± 0.10", "23.69"},
 	{diffusion.XPrev, diffusion.FixedLarge, diffusion.VLB, "8.06 ± 0.09", "13.22"},
 	{diffusion.XPrev, diffusion.FixedLarge, diffusion.MSEMu, "unstable", "unstable"},
