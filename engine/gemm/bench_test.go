@@ -63,7 +63,7 @@ func BenchmarkSgemm(b *testing.B) {
 		kernels = Kernels()
 	}
 	prev := Kernel()
-	defer SetKernel(prev)
+	defer setKernel(prev)
 	for _, s := range benchShapes {
 		a, bm, c, lda, ldb := benchData(s)
 		flops := 2 * float64(s.m) * float64(s.n) * float64(s.k)
@@ -72,7 +72,7 @@ func BenchmarkSgemm(b *testing.B) {
 				continue // too slow to be worth the wait
 			}
 			b.Run(fmt.Sprintf("%s/%s", s.name, kn), func(b *testing.B) {
-				if err := SetKernel(kn); err != nil {
+				if err := setKernel(kn); err != nil {
 					b.Fatal(err)
 				}
 				for b.Loop() {
@@ -84,7 +84,7 @@ func BenchmarkSgemm(b *testing.B) {
 		// Single-threaded, as when a layer parallelises over the batch and
 		// calls Sgemm per image: inside parallel.For the call runs serially.
 		b.Run(s.name+"/"+prev+"_1thread", func(b *testing.B) {
-			if err := SetKernel(prev); err != nil {
+			if err := setKernel(prev); err != nil {
 				b.Fatal(err)
 			}
 			for b.Loop() {

@@ -103,9 +103,9 @@ func Kernels() []string {
 	return s
 }
 
-// SetKernel selects the micro-kernel by name (one of Kernels()). It exists
+// setKernel selects the micro-kernel by name (one of Kernels()). It exists
 // for tests and benchmarks; it must not be called concurrently with Sgemm.
-func SetKernel(name string) error {
+func setKernel(name string) error {
 	for _, k := range available {
 		if k.name == name {
 			active = k

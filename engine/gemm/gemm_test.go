@@ -15,12 +15,12 @@ import (
 func withKernel(t testing.TB, f func(name string)) {
 	prev := Kernel()
 	defer func() {
-		if err := SetKernel(prev); err != nil {
+		if err := setKernel(prev); err != nil {
 			t.Fatal(err)
 		}
 	}()
 	for _, name := range Kernels() {
-		if err := SetKernel(name); err != nil {
+		if err := setKernel(name); err != nil {
 			t.Fatal(err)
 		}
 		f(name)
@@ -285,8 +285,8 @@ func TestKernelSelection(t *testing.T) {
 	if ks[len(ks)-1] != "generic" {
 		t.Fatalf("Kernels() = %v, want generic last", ks)
 	}
-	if err := SetKernel("nope"); err == nil {
-		t.Fatal("SetKernel(nope) succeeded")
+	if err := setKernel("nope"); err == nil {
+		t.Fatal("setKernel(nope) succeeded")
 	}
 	t.Logf("kernels %v, active %s", ks, Kernel())
 }
@@ -305,9 +305,9 @@ func TestDefaultKernel(t *testing.T) {
 // kernel, and multiplying over it (B's extra columns zero) leaves the first
 // n columns of C exactly as the unrounded call does.
 func TestRoundUpN(t *testing.T) {
-	defer SetKernel(Kernel())
+	defer setKernel(Kernel())
 	for _, name := range Kernels() {
-		if err := SetKernel(name); err != nil {
+		if err := setKernel(name); err != nil {
 			t.Fatal(err)
 		}
 		for _, n := range []int{1, 4, 31, 32, 33, 196, 539} {
