@@ -100,7 +100,7 @@ func trainStep(b *testing.B, name string, n int, convPath ...func(*nn.Conv2d)) {
 func BenchmarkSampleStepSmall(b *testing.B) { sampleStep(b, "small", 32) }
 
 // BenchmarkSampleStepMNISTFast: one forward pass of mnist-fast (the
-// Fashion-MNIST and previous MNIST models' network) at batch 64, the unit
+// shipped Fashion-MNIST model's network) at batch 64, the unit
 // of `ddpm sample --n 64`, with the Winograd convolutions and without.
 func BenchmarkSampleStepMNISTFast(b *testing.B) {
 	for _, direct := range []bool{true, false} {
@@ -114,20 +114,20 @@ func BenchmarkSampleStepMNISTFast(b *testing.B) {
 	}
 }
 
-// BenchmarkSampleStepMNISTDeep: the same for mnist-deep (the same FLOPs as
-// mnist-fast in twice the layers), the previous embedded MNIST model's
-// network.
+// BenchmarkSampleStepMNISTDeep: the same for the retired mnist-deep (the
+// same FLOPs as mnist-fast in twice the layers), the baseline of
+// BenchmarkSampleStepWider.
 func BenchmarkSampleStepMNISTDeep(b *testing.B) { sampleStep(b, "mnist-deep", 64) }
 
 // BenchmarkSampleStepMNISTDeeper: the same for mnist-deeper (mnist-deep with
-// a third residual block at 7×7), the embedded MNIST model's network: one
+// a third residual block at 7×7), the shipped MNIST model's network: one
 // step of `ddpm sample --n 64`, which runs 1000 of them.
 func BenchmarkSampleStepMNISTDeeper(b *testing.B) { sampleStep(b, "mnist-deeper", 64) }
 
 // BenchmarkSampleStepWider prices more capacity at 7×7, where a better
 // MNIST model would add it: mnist-deep's sampling step beside trial
-// networks with 96 channels at 7×7, three blocks per level, or both wider
-// levels (see the README's "Not yet here"). Compare within one run.
+// networks with 96 channels at 7×7, three blocks per level, or deeper
+// levels (blocks-2-2-3 is mnist-deeper). Compare within one run.
 func BenchmarkSampleStepWider(b *testing.B) {
 	deep := benchConfig(b, "mnist-deep")
 	trial := func(mult []int, blocks int) Config {
