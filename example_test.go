@@ -4,8 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log"
-	"path/filepath"
 	"os"
+	"path/filepath"
 
 	"github.com/ddpm-go/ddpm"
 )
