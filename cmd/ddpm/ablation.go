@@ -61,6 +61,9 @@ func runAblation(args []string) error {
 	if *out == "" {
 		return usageErr("--out DIR is required")
 	}
+	if err := checkDirOut("out", *out); err != nil {
+		return err
+	}
 	opt := ablation.Options{
 		Out: *out, Train: o, Diffusion: dc,
 		EvalN: *evalN, EvalBatch: *evalBatch, EvalSeed: *evalSeed,

@@ -36,7 +36,7 @@ func autoregressiveCommand(args []string, w io.Writer) error {
 	predictor := fs.String("predictor", "exact", "the reverse model's x̂0: exact (E[x0 | x_t] of the data, a perfectly trained network) or mismatched (E[x0 | x_t] of the points shifted by +0.05 with equal weights)")
 	grid := fs.Int("grid", 241, "Simpson points per mixture component for the integrals over x_t (odd)")
 	nodes := fs.Int("nodes", 16, "Gauss–Hermite nodes for the entropies of q(x_{t−1} | x_t)")
-	out := fs.String("out", "autoregressive.png", "PNG of the per-t terms and the accumulated bound of both forms")
+	out := fs.String("out", "autoregressive.png", "PNG of the per-t terms and the accumulated bound of both forms (.png)")
 	asJSON := fs.Bool("json", false, "print one JSON object with every t instead of the table")
 	quiet := fs.Bool("quiet", false, "no progress bar")
 	dc := diffusion.DefaultConfig()
@@ -54,6 +54,9 @@ func autoregressiveCommand(args []string, w io.Writer) error {
 	}
 	if *out == "" {
 		return usageErr("--out must name a PNG file")
+	}
+	if err := checkImageOut("out", *out, ".png"); err != nil {
+		return err
 	}
 	lv, err := parseInts(*levels, "levels")
 	if err != nil {

@@ -62,6 +62,9 @@ func runClassifierTrain(args []string) error {
 	if err := o.Validate(); err != nil {
 		return usageErr("%v", err)
 	}
+	if err := checkFileOut("out", *out); err != nil {
+		return err
+	}
 	train, test, err := loadSplits(*spec)
 	if err != nil {
 		return err

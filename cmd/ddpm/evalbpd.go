@@ -54,7 +54,7 @@ func evalBPD(args []string, w io.Writer) error {
 	batch := fs.Int("batch", 64, "network inputs per forward pass: (image, t) pairs, many images at one t or many t of one image")
 	seed := fs.Uint64("seed", 0, "seed of the x_t draws")
 	asJSON := fs.Bool("json", false, "print one JSON object instead of the table")
-	plotPath := fs.String("plot", "", "also write a PNG of the per-t terms to this file")
+	plotPath := fs.String("plot", "", "also write a PNG of the per-t terms to this file (.png)")
 	quiet := fs.Bool("quiet", false, "no progress bar")
 	if err := mf.parse(args); err != nil {
 		return err
@@ -66,6 +66,9 @@ func evalBPD(args []string, w io.Writer) error {
 		return usageErr("--batch must be positive, got %d", *batch)
 	case *split != "train" && *split != "test":
 		return usageErr("--split must be train or test, got %q", *split)
+	}
+	if err := checkImageOut("plot", *plotPath, ".png"); err != nil {
+		return err
 	}
 	m, d, err := mf.load()
 	if err != nil {
@@ -85,6 +88,7 @@ func evalBPD(args []string, w io.Writer) error {
 		return err
 	}
 	D := cfg.InCh * cfg.Res * cfg.Res
+	announceBPD(m, d, count, *batch, D, d.OutChannels(cfg.InCh)*cfg.Res*cfg.Res, *split)
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -147,4 +151,24 @@ func printBPD(w io.Writer, r bpdReport, res, h, wd int) {
 	}
 	evals := float64(r.N * r.T)
 	fmt.Fprintf(w, "%s, %.1f network evaluations/s\n", time.Duration(r.Seconds*float64(time.Second)).Round(time.Millisecond), evals/r.Seconds)
+}
+
+// announceBPD says up front how long the bound of count images takes when
+// that is long: count·T (image, t) pairs in passes of batch, timed on the
+// network (dim values in, outDim out per pair). The whole test split is
+// hours; the documented runs use --n 1000.
+func announceBPD(m diffusion.Model, d *diffusion.Diffusion, count, batch, dim, outDim int, split string) {
+	pairs := count * d.T
+	b := min(batch, pairs)
+	passes := (pairs + b - 1) / b
+	e, ok := estimatePasses(m, passes, b, dim, outDim, d.T/2)
+	if !ok {
+		return
+	}
+	const few = 1000
+	hint := ""
+	if count > 2*few {
+		hint = fmt.Sprintf("--n %d takes %s", few, approx(e.scaled((few*d.T+b-1)/b)))
+	}
+	announce(fmt.Sprintf("bits/dim of %d %s images × %d timesteps, %d network passes of %d", count, split, d.T, passes, b), e, hint)
 }

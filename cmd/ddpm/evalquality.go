@@ -3,24 +3,19 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
-	"image"
-	_ "image/jpeg" // DecodeConfig of --ref folders
-	_ "image/png"
 	"math/rand/v2"
 	"os"
-	"path/filepath"
-	"slices"
-	"strings"
+	"os/signal"
+	"syscall"
 	"time"
 
-	"github.com/ddpm-go/ddpm/classifier"
-	"github.com/ddpm-go/ddpm/data"
 	"github.com/ddpm-go/ddpm/diffusion"
 	"github.com/ddpm-go/ddpm/imgio"
 	"github.com/ddpm-go/ddpm/internal/progress"
-	"github.com/ddpm-go/ddpm/metrics"
+	"github.com/ddpm-go/ddpm/metrics/quality"
 	"github.com/ddpm-go/ddpm/pretrained"
 )
 
@@ -28,29 +23,16 @@ func init() {
 	registerEval("quality", "sample quality on classifier features: FD, KID, IS, precision/recall, beside the real-data floor", runEvalQuality)
 }
 
-// minQualityN is the fewest images the metrics accept: KID needs ten
-// subsets of at least two, the Inception Score ten splits.
-const minQualityN = 2 * metrics.KIDMinSubsets
-
 // maxGrid caps the --samples grid: 10 000 tiles would be a picture nobody
 // can look at.
 const maxGrid = 256
 
-// doubtedGrid is how many images the --doubted grid shows (8×8).
-const doubtedGrid = 64
-
 // qualityReport is what --json prints: the scores of the images (flat at
 // the top level) and the real-data floor computed the same way.
-type qualityReport struct {
-	Data     string `json:"data"`
-	Source   string `json:"source"`
-	N        int    `json:"n"`
-	Seed     uint64 `json:"seed"`
-	Features string `json:"features"`
-	metrics.Scores
-	Floor metrics.Scores `json:"floor"`
-}
+type qualityReport = quality.Report
 
+// runEvalQuality is `ddpm eval quality`: parse the flags, sample from a
+// model or read a folder, score with package quality, print.
 func runEvalQuality(args []string) error {
 	fs := newFlags("eval quality", "[--model mnist|fashion-mnist|DIR|FILE | --ref DIR] [--n 1000] [--sampler ancestral|ddim|respaced|langevin] [flags]")
 	modelPath := fs.String("model", "", "model to sample from: "+modelHelp+" (default "+pretrained.Default+" unless --ref is given)")
@@ -60,8 +42,8 @@ func runEvalQuality(args []string) error {
 	batch := fs.Int("batch", 64, "images denoised together while sampling")
 	seed := fs.Uint64("seed", 0, "random seed (samples, real subsets, KID subsets)")
 	asJSON := fs.Bool("json", false, "print the scores as JSON")
-	samples := fs.String("samples", "", fmt.Sprintf("also save a PNG grid of (the first %d of) the scored images", maxGrid))
-	doubted := fs.String("doubted", "", fmt.Sprintf("also save a PNG grid of the %d scored images the classifier is least sure of, least sure first", doubtedGrid))
+	samples := fs.String("samples", "", fmt.Sprintf("also save a grid of (the first %d of) the scored images (.png, .jpg or .jpeg)", maxGrid))
+	doubted := fs.String("doubted", "", fmt.Sprintf("also save a grid of the %d scored images the classifier is least sure of, least sure first (.png, .jpg or .jpeg)", quality.DoubtedN))
 	clsPath := fs.String("classifier", "", "feature classifier weights (default: the one shipped for the data set)")
 	raw := fs.Bool("raw", false, "sample with the raw weights instead of the EMA weights")
 	quiet := fs.Bool("quiet", false, "no progress bars")
@@ -80,11 +62,17 @@ func runEvalQuality(args []string) error {
 	if *refDir != "" && *spec == "" {
 		return usageErr("--ref needs --data (which data set the images imitate)")
 	}
-	if *n < minQualityN {
-		return usageErr("--n must be at least %d, got %d", minQualityN, *n)
+	if *n < quality.MinN {
+		return usageErr("--n must be at least %d, got %d", quality.MinN, *n)
 	}
 	if *batch <= 0 {
 		return usageErr("--batch must be positive")
+	}
+	if err := checkImageOut("samples", *samples); err != nil {
+		return err
+	}
+	if err := checkImageOut("doubted", *doubted); err != nil {
+		return err
 	}
 	if *spec == "" {
 		var err error
@@ -92,93 +80,56 @@ func runEvalQuality(args []string) error {
 			return err
 		}
 	}
-	cls, err := loadClassifier(*spec, *clsPath)
-	if err != nil {
+	// The classifier and the real images first: a bad --n or data set is
+	// an error before the sampling starts, not after.
+	opt := quality.Options{Data: *spec, Seed: *seed}
+	var err error
+	if opt.Classifier, err = loadClassifier(*spec, *clsPath); err != nil {
 		return err
 	}
-	train, test, err := loadSplits(*spec)
-	if err != nil {
+	if err := opt.Load(); err != nil {
 		return err
 	}
-	if *n > test.N || *n > train.N {
-		return usageErr("--n %d exceeds the %d test images the real-data floor needs", *n, min(test.N, train.N))
+	if *n > opt.MaxN() {
+		return usageErr("--n %d exceeds the %d test images the real-data floor needs", *n, opt.MaxN())
 	}
 
-	// The images to score, NCHW in [−1, 1], with their own shape.
-	var (
-		x       []float32
-		c, side int
-		source  string
-	)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	var gen quality.Images
 	if *modelPath != "" {
-		source = "model " + *modelPath + ", " + sf.name + " sampler"
-		if flagSet(fs, "var") {
-			source += ", " + dc.Var.String() + " variance"
-		}
-		if x, c, side, err = sampleForQuality(*modelPath, *raw, fs, dc, sf, *n, *batch, *seed, *quiet); err != nil {
-			return err
+		if gen, opt.Source, err = sampleForQuality(ctx, *modelPath, *raw, fs, dc, sf, *n, *batch, *seed, *quiet); err != nil {
+			return interrupted(err)
 		}
 	} else {
-		source = "folder " + *refDir
-		if x, c, side, err = loadRef(*refDir, n); err != nil {
+		opt.Source = "folder " + *refDir
+		if gen, err = quality.ReadFolder(*refDir, *n); err != nil {
 			return err
 		}
-	}
-	in, err := classifier.Prepare(x, *n, c, side, side)
-	if err != nil {
-		return err
+		if gen.N < *n {
+			fmt.Fprintf(os.Stderr, "%s holds %d images: scoring all of them (and %d real ones for the floor)\n", *refDir, gen.N, gen.N)
+		}
 	}
 	if *samples != "" {
-		k := min(*n, maxGrid)
-		if err := imgio.SaveGrid(*samples, x[:k*c*side*side], k, c, side, side, 0); err != nil {
+		g := gen.First(maxGrid)
+		if err := imgio.SaveGrid(*samples, g.X, g.N, g.C, g.H, g.W, 0); err != nil {
 			return err
 		}
 	}
 
-	// Features of the scored images, of N random train images (the
-	// reference) and of N random test images (the floor: real data that
-	// the reference has not seen, scored exactly like the samples).
-	pick := rand.New(rand.NewPCG(*seed, 0x7265616c)) // "real"
-	trainIdx, testIdx := pick.Perm(train.N)[:*n], pick.Perm(test.N)[:*n]
-	bar := progress.New(3**n, "classifier features", "img", *quiet)
-	gen, err := cls.Apply(in, *n, func(done int) { bar.Set(done) })
+	bars := newQualityBars(*quiet)
+	opt.Progress = bars.update
+	r, err := quality.Evaluate(ctx, gen, opt)
 	if err != nil {
-		return err
+		return interrupted(err)
 	}
+	bars.finish()
 	if *doubted != "" {
-		if err := saveDoubted(*doubted, x, gen.Probs, c, side); err != nil {
+		d := gen.Subset(r.Doubted)
+		if err := imgio.SaveGrid(*doubted, d.X, d.N, d.C, d.H, d.W, 8); err != nil {
 			return err
 		}
 	}
-	ref, err := cls.ApplyDataset(train, trainIdx, func(done int) { bar.Set(*n + done) })
-	if err != nil {
-		return err
-	}
-	floor, err := cls.ApplyDataset(test, testIdx, func(done int) { bar.Set(2**n + done) })
-	if err != nil {
-		return err
-	}
-	bar.Finish()
-
-	// Compare names each measure as it starts: the bar counts the finished
-	// ones (4 for the images, 4 for the floor).
-	stages := progress.New(8, "metrics", "stage", *quiet)
-	started := 0
-	stage := func(name string) {
-		stages.Set(started)
-		started++
-		stages.Describe(name)
-	}
-	kid := rand.New(rand.NewPCG(*seed, 0x6b6964)) // "kid"
-	r := qualityReport{Data: *spec, Source: source, N: *n, Seed: *seed,
-		Features: fmt.Sprintf("%s classifier, %d-d penultimate layer", *spec, classifier.FeatureDim)}
-	if r.Scores, err = metrics.Compare(ref.Features, gen.Features, gen.Probs, kid, stage); err != nil {
-		return fmt.Errorf("scoring the images (non-finite pixels from a diverged model?): %w", err)
-	}
-	if r.Floor, err = metrics.Compare(ref.Features, floor.Features, floor.Probs, kid, stage); err != nil {
-		return fmt.Errorf("scoring the real-data floor: %w", err)
-	}
-	stages.Finish()
 
 	if *asJSON {
 		b, err := json.MarshalIndent(r, "", "  ")
@@ -188,134 +139,96 @@ func runEvalQuality(args []string) error {
 		fmt.Println(string(b))
 		return nil
 	}
-	printQuality(r)
-	return nil
+	return r.WriteTable(os.Stdout)
 }
 
-// saveDoubted saves the doubtedGrid images of x (n×c×side×side) whose
-// classifier probabilities probs have the lowest top class, least sure
-// first: what a model gets wrong, to look at beside the doubt it scores.
-func saveDoubted(path string, x []float32, probs [][]float64, c, side int) error {
-	D := c * side * side
-	idx := classifier.LeastSure(probs, doubtedGrid)
-	grid := make([]float32, 0, len(idx)*D)
-	for _, i := range idx {
-		grid = append(grid, x[i*D:(i+1)*D]...)
+// interrupted turns a cancellation by Ctrl-C into one line that says so.
+func interrupted(err error) error {
+	if errors.Is(err, context.Canceled) {
+		return errors.New("interrupted: no scores")
 	}
-	return imgio.SaveGrid(path, grid, len(idx), c, side, side, 8)
+	return err
+}
+
+// qualityBars draws quality.Evaluate's progress: a bar over the images the
+// classifier has seen, then one over the measures, named as each starts.
+type qualityBars struct {
+	quiet          bool
+	features, meas *progress.Bar
+}
+
+func newQualityBars(quiet bool) *qualityBars { return &qualityBars{quiet: quiet} }
+
+func (b *qualityBars) update(p quality.Progress) {
+	switch p.Stage {
+	case quality.StageFeatures:
+		if b.features == nil {
+			b.features = progress.New(p.Total, "classifier features", "img", b.quiet)
+		}
+		b.features.Set(p.Done)
+	case quality.StageMetrics:
+		if b.meas == nil {
+			if b.features != nil {
+				b.features.Finish()
+			}
+			b.meas = progress.New(p.Total, "metrics", "stage", b.quiet)
+		}
+		b.meas.Set(p.Done)
+		if p.Measure != "" {
+			b.meas.Describe(p.Measure)
+		}
+	}
+}
+
+func (b *qualityBars) finish() {
+	if b.meas != nil {
+		b.meas.Finish()
+	}
 }
 
 // sampleForQuality draws n images from the model with the sampler the flags
 // choose (ancestral by default), batch by batch with one generator seeded
 // like `ddpm sample`, so the same seed, batch and sampler give the same
 // images as that command. The shape is checked against the classifier
-// before hours of sampling start.
-func sampleForQuality(path string, raw bool, fs *flag.FlagSet, dc diffusion.Config, sf *samplerFlags, n, batch int, seed uint64, quiet bool) ([]float32, int, int, error) {
+// before the sampling starts, and a long sampling run is announced with an
+// estimate of its duration. source says where the images came from.
+func sampleForQuality(ctx context.Context, path string, raw bool, fs *flag.FlagSet, dc diffusion.Config, sf *samplerFlags, n, batch int, seed uint64, quiet bool) (gen quality.Images, source string, err error) {
+	source = "model " + path + ", " + sf.name + " sampler"
+	if flagSet(fs, "var") {
+		source += ", " + dc.Var.String() + " variance"
+	}
 	m, d, err := loadModel(path, raw, fs, dc)
 	if err != nil {
-		return nil, 0, 0, err
+		return gen, "", err
 	}
 	sampler, err := sf.build(fs, d)
 	if err != nil {
-		return nil, 0, 0, err
+		return gen, "", err
 	}
 	cfg := m.Config()
-	if _, err := classifier.Prepare(nil, 0, cfg.InCh, cfg.Res, cfg.Res); err != nil {
-		return nil, 0, 0, fmt.Errorf("model %s: %w", path, err)
+	if err := quality.CheckShape(cfg.InCh, cfg.Res, cfg.Res); err != nil {
+		return gen, "", fmt.Errorf("model %s: %w", path, err)
 	}
 	D := cfg.InCh * cfg.Res * cfg.Res
-	rng := rand.New(rand.NewPCG(seed, 0x73616d70))
 	chunks := (n + batch - 1) / batch
-	bar := progress.New(chunks*sampler.Evaluations(d.T), fmt.Sprintf("sampling %d images (%s)", n, sampler), "eval", quiet)
+	evals := sampler.Evaluations(d.T)
+	if e, ok := estimatePasses(m, chunks*evals, min(batch, n), D, d.OutChannels(cfg.InCh)*cfg.Res*cfg.Res, d.T/2); ok {
+		hint := ""
+		if fast := min(50, d.T); evals > 2*fast {
+			hint = fmt.Sprintf("--sampler ddim --steps %d takes %s", fast, approx(e.scaled(chunks*fast)))
+		}
+		announce(fmt.Sprintf("sampling %d images × %d network evaluations (%s)", n, evals, sampler), e, hint)
+	}
+	rng := rand.New(rand.NewPCG(seed, 0x73616d70))
+	bar := progress.New(chunks*evals, fmt.Sprintf("sampling %d images (%s)", n, sampler), "eval", quiet)
 	start := time.Now()
-	x, err := diffusion.Generate(context.Background(), d, m, sampler, n, D, batch, rng, diffusion.Hooks{Progress: func(done, _ int) { bar.Set(done) }})
+	x, err := diffusion.Generate(ctx, d, m, sampler, n, D, batch, rng, diffusion.Hooks{Progress: func(done, _ int) { bar.Set(done) }})
 	if err != nil {
-		return nil, 0, 0, err
+		return gen, "", err
 	}
 	bar.Finish()
 	if !quiet {
 		fmt.Fprintf(os.Stderr, "sampled %d images in %s\n", n, time.Since(start).Round(time.Second))
 	}
-	return x, cfg.InCh, cfg.Res, nil
-}
-
-// loadRef reads up to *n images of dir as grey pictures. Their side is
-// the first image's when it is square and at least 28 pixels (a 32×32
-// sample of a padded model is then centre-cropped by classifier.Prepare,
-// not shrunk); other images are resized to 28×28. With fewer than *n
-// images in dir, all of them are scored and *n shrinks to match, so that
-// the floor uses as many real images.
-func loadRef(dir string, n *int) ([]float32, int, int, error) {
-	side, err := firstImageSide(dir)
-	if err != nil {
-		return nil, 0, 0, err
-	}
-	ds, err := data.Load("folder:"+dir, "", data.WithSize(side), data.WithChannels(1), data.WithLimit(*n))
-	if err != nil {
-		return nil, 0, 0, err
-	}
-	if ds.N < *n {
-		if ds.N < minQualityN {
-			return nil, 0, 0, fmt.Errorf("folder %s holds %d images; the metrics need at least %d", dir, ds.N, minQualityN)
-		}
-		fmt.Fprintf(os.Stderr, "%s holds %d images: scoring all of them (and %d real ones for the floor)\n", dir, ds.N, ds.N)
-		*n = ds.N
-	}
-	idx := make([]int, ds.N)
-	for i := range idx {
-		idx[i] = i
-	}
-	x := make([]float32, ds.N*side*side)
-	ds.ToFloat(x, idx, 0)
-	return x, 1, side, nil
-}
-
-// firstImageSide is the side of the first (by name) image in dir if it is
-// square and at least classifier.Size, else classifier.Size.
-func firstImageSide(dir string) (int, error) {
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return 0, fmt.Errorf("--ref: %w", err)
-	}
-	names := []string{}
-	for _, e := range entries {
-		switch strings.ToLower(filepath.Ext(e.Name())) {
-		case ".png", ".jpg", ".jpeg":
-			names = append(names, e.Name())
-		}
-	}
-	if len(names) == 0 {
-		return 0, fmt.Errorf("--ref: %s holds no .png, .jpg or .jpeg images", dir)
-	}
-	slices.Sort(names)
-	f, err := os.Open(filepath.Join(dir, names[0]))
-	if err != nil {
-		return 0, fmt.Errorf("--ref: %w", err)
-	}
-	defer f.Close()
-	cfg, _, err := image.DecodeConfig(f)
-	if err != nil {
-		return 0, fmt.Errorf("--ref: %s: %w", filepath.Join(dir, names[0]), err)
-	}
-	if cfg.Width == cfg.Height && cfg.Width >= classifier.Size && cfg.Width <= 64 {
-		return cfg.Width, nil
-	}
-	return classifier.Size, nil
-}
-
-func printQuality(r qualityReport) {
-	fmt.Printf("sample quality of %d images (%s) against %d random %s train images\n", r.N, r.Source, r.N, r.Data)
-	fmt.Printf("features: %s (not Inception: not comparable with published FID/IS)\n\n", r.Features)
-	row := func(name, a, b string) { fmt.Printf("%-28s %-22s %s\n", name, a, b) }
-	row("", "images", "real floor (test vs train)")
-	s, f := r.Scores, r.Floor
-	row("FD (LeNet features)", fmt.Sprintf("%.3f", s.FD), fmt.Sprintf("%.3f", f.FD))
-	row("KID (LeNet features)", fmt.Sprintf("%.4f ± %.4f", s.KID, s.KIDStderr), fmt.Sprintf("%.4f ± %.4f", f.KID, f.KIDStderr))
-	row(fmt.Sprintf("IS (classifier, %d splits)", metrics.ISSplits), fmt.Sprintf("%.3f ± %.3f", s.ISMean, s.ISStd), fmt.Sprintf("%.3f ± %.3f", f.ISMean, f.ISStd))
-	// log IS = H(y) − E H(y|x) (one split): which of the two holds it down.
-	row("  class entropy H(y)", fmt.Sprintf("%.4f", s.ClassEntropy), fmt.Sprintf("%.4f", f.ClassEntropy))
-	row("  doubt E H(y|x)", fmt.Sprintf("%.4f", s.PredEntropy), fmt.Sprintf("%.4f", f.PredEntropy))
-	row(fmt.Sprintf("  unsure (top p < %.1f)", metrics.UnsureBelow), fmt.Sprintf("%.4f", s.Unsure), fmt.Sprintf("%.4f", f.Unsure))
-	row(fmt.Sprintf("precision (k=%d)", metrics.PRNeighbours), fmt.Sprintf("%.4f", s.Precision), fmt.Sprintf("%.4f", f.Precision))
-	row(fmt.Sprintf("recall (k=%d)", metrics.PRNeighbours), fmt.Sprintf("%.4f", s.Recall), fmt.Sprintf("%.4f", f.Recall))
+	return quality.Images{X: x, N: n, C: cfg.InCh, H: cfg.Res, W: cfg.Res}, source, nil
 }

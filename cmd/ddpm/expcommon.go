@@ -91,7 +91,8 @@ func dataMask(ds *data.Dataset, res int) []bool {
 // neighbour, so no pixel is invented) to stay readable.
 const minTile = 64
 
-// saveRows writes rows of images as one PNG grid, a row of the grid per
+// saveRows writes rows of images as one grid (PNG or JPEG by the
+// extension of path), a row of the grid per
 // row (each row holds cols images of c×res×res values), enlarged so that
 // each image is at least minTile pixels wide.
 func saveRows(path string, rows [][]float32, cols, c, res int) error {
@@ -115,7 +116,7 @@ func saveRows(path string, rows [][]float32, cols, c, res int) error {
 		}
 		img = big
 	}
-	return imgio.WritePNG(path, img)
+	return imgio.WriteImage(path, img)
 }
 
 // writeJSON prints v as one JSON object line.

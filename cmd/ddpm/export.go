@@ -28,6 +28,9 @@ func runExport(args []string) error {
 	if *modelPath == "" || *out == "" {
 		return usageErr("--model and --out are required")
 	}
+	if err := checkFileOut("out", *out); err != nil {
+		return err
+	}
 	path := checkpoint.Path(*modelPath)
 	c, m, err := checkpoint.Load(path)
 	if err != nil {

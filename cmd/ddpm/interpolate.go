@@ -44,7 +44,7 @@ func interpolateCommand(args []string, w io.Writer) error {
 	split := fs.String("split", "test", "split of --a/--b: train or test")
 	tList := fs.String("t", "", "timesteps of the latent rows, comma-separated (default T/4, T/2, 3T/4, T)")
 	steps := fs.Int("lambdas", 10, "λ runs from 0 to 1 in this many steps (0.1 apart for 10)")
-	out := fs.String("out", "interpolate.png", "PNG grid: the pixel-space row, then one row per t; sources at both ends")
+	out := fs.String("out", "interpolate.png", "grid (.png, .jpg or .jpeg): the pixel-space row, then one row per t; sources at both ends")
 	seed := fs.Uint64("seed", 0, "random seed (encoding noise and the reverse process's noise)")
 	asJSON := fs.Bool("json", false, "print one JSON object instead of the table")
 	quiet := fs.Bool("quiet", false, "no progress bar")
@@ -59,7 +59,10 @@ func interpolateCommand(args []string, w io.Writer) error {
 	case *pngA != "" && (flagSet(fs, "a") || flagSet(fs, "b") || flagSet(fs, "data") || flagSet(fs, "split")):
 		return usageErr("--png-a/--png-b replace --a, --b, --data and --split")
 	case *out == "":
-		return usageErr("--out must name a PNG file")
+		return usageErr("--out must name a .png, .jpg or .jpeg file")
+	}
+	if err := checkImageOut("out", *out); err != nil {
+		return err
 	}
 	m, d, err := mf.load()
 	if err != nil {

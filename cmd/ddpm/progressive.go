@@ -52,7 +52,7 @@ func progressiveCommand(args []string, w io.Writer) error {
 	split := fs.String("split", "test", "Fig. 7 with --image: split, train or test")
 	per := fs.Int("per", 8, "Fig. 7: samples per row")
 	tList := fs.String("t", "", "Fig. 7: timesteps of the rows, comma-separated (default T, 3T/4, T/2, T/4)")
-	out := fs.String("out", "progressive.png", "PNG grid to write")
+	out := fs.String("out", "progressive.png", "grid to write (.png, .jpg or .jpeg)")
 	seed := fs.Uint64("seed", 0, "random seed")
 	asJSON := fs.Bool("json", false, "print one JSON object instead of the table")
 	quiet := fs.Bool("quiet", false, "no progress bar")
@@ -60,7 +60,10 @@ func progressiveCommand(args []string, w io.Writer) error {
 		return err
 	}
 	if *out == "" {
-		return usageErr("--out must name a PNG file")
+		return usageErr("--out must name a .png, .jpg or .jpeg file")
+	}
+	if err := checkImageOut("out", *out); err != nil {
+		return err
 	}
 	for _, f := range []string{"n", "cols", "xt"} {
 		if *shared && flagSet(fs, f) {

@@ -54,7 +54,7 @@ func rdCommand(args []string, w io.Writer) error {
 	n := fs.Int("n", 100, "the first N images of the split")
 	batch := fs.Int("batch", 64, "network inputs per forward pass ((image, t) pairs)")
 	seed := fs.Uint64("seed", 0, "seed of the x_t draws (the same as `ddpm eval bpd --seed` for the same draws)")
-	out := fs.String("out", "rd.png", "PNG of Fig. 5's three panels")
+	out := fs.String("out", "rd.png", "PNG of Fig. 5's three panels (.png)")
 	asJSON := fs.Bool("json", false, "print one JSON object (every reverse step) instead of the table")
 	quiet := fs.Bool("quiet", false, "no progress bar")
 	if err := mf.parse(args); err != nil {
@@ -67,6 +67,9 @@ func rdCommand(args []string, w io.Writer) error {
 		return usageErr("--batch must be positive, got %d", *batch)
 	case *out == "":
 		return usageErr("--out must name a PNG file")
+	}
+	if err := checkImageOut("out", *out, ".png"); err != nil {
+		return err
 	}
 	m, d, err := mf.load()
 	if err != nil {

@@ -25,9 +25,15 @@ func scheduleCommand(args []string, w io.Writer) error {
 	fs.Var(enumFlag{&dc.Schedule}, "schedule", "β schedule: linear or cosine")
 	modelPath := fs.String("model", "", "take the schedule from this model instead: "+modelHelp)
 	every := fs.Int("every", 0, "table rows every N timesteps, plus t = 1 and t = T (default T/20)")
-	out := fs.String("out", "schedule.png", "PNG of the schedule and the weights")
+	out := fs.String("out", "schedule.png", "PNG of the schedule and the weights (.png)")
 	asJSON := fs.Bool("json", false, "print one JSON object with every t instead of the table")
 	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *out == "" {
+		return usageErr("--out must name a PNG file")
+	}
+	if err := checkImageOut("out", *out, ".png"); err != nil {
 		return err
 	}
 	if *modelPath != "" {
@@ -41,9 +47,6 @@ func scheduleCommand(args []string, w io.Writer) error {
 			return err
 		}
 		dc.Schedule, dc.T, dc.BetaStart, dc.BetaEnd = mc.Schedule, mc.T, mc.BetaStart, mc.BetaEnd
-	}
-	if *out == "" {
-		return usageErr("--out must name a PNG file")
 	}
 	tb, err := schedule.Compute(dc)
 	if err != nil {
