@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/ddpm-go/ddpm"
 	"io"
 	"math/rand/v2"
 	"os"
@@ -46,7 +47,7 @@ func runEvalBPD(args []string) error { return evalBPD(args, os.Stdout) }
 // evalBPD is runEvalBPD writing its report to w.
 func evalBPD(args []string, w io.Writer) error {
 	fs := newFlags("eval bpd", "[--model mnist|fashion-mnist|DIR|FILE] [--data mnist] [--split test] [--n 100] [--batch 64] [--json] [--plot FILE]")
-	mf := addModelFlags(fs)
+	mf := addModelFlags(fs, ddpm.DefaultModel)
 	modelPath := mf.path
 	spec := fs.String("data", "", "data set: "+data.Specs+" (default: the one the model was trained on)")
 	split := fs.String("split", "test", "split to evaluate: train or test (compare them to check for overfitting)")
@@ -70,12 +71,13 @@ func evalBPD(args []string, w io.Writer) error {
 	if err := checkImageOut("plot", *plotPath, ".png"); err != nil {
 		return err
 	}
-	m, d, err := mf.load()
+	p, err := mf.load(*quiet)
 	if err != nil {
 		return err
 	}
+	m, d := p.Net, p.Process
 	cfg := m.Config()
-	ds, dataSpec, err := expData(*modelPath, *spec, *split, cfg)
+	ds, dataSpec, err := loadData(p, *spec, *split)
 	if err != nil {
 		return err
 	}
@@ -121,7 +123,7 @@ func evalBPD(args []string, w io.Writer) error {
 		}
 	}
 	if *plotPath != "" {
-		title := fmt.Sprintf("%s %s, %d images: total %.4f bits/dim", dataSpec, *split, count, rep.TotalBPD)
+		title := fmt.Sprintf("%s %s, %s: total %.4f bits/dim", dataSpec, *split, plural(count, "image"), rep.TotalBPD)
 		if err := likelihood.PlotPerT(*plotPath, title, likelihood.Curve{Name: *split, PerT: rep.PerTBPD}); err != nil {
 			return err
 		}
@@ -137,7 +139,7 @@ func evalBPD(args []string, w io.Writer) error {
 }
 
 func printBPD(w io.Writer, r bpdReport, res, h, wd int) {
-	fmt.Fprintf(w, "NLL bound on the first %d images of %s (%s), T = %d, model %s, variance %s\n", r.N, r.Data, r.Split, r.T, r.Model, r.Var)
+	fmt.Fprintf(w, "NLL bound on the first %s of %s (%s), T = %d, model %s, variance %s\n", plural(r.N, "image"), r.Data, r.Split, r.T, r.Model, r.Var)
 	if r.Dims != r.DataDims {
 		fmt.Fprintf(w, "images padded from %d×%d to %d×%d: bits are per data dimension (%d), i.e. the padded image's bound × %d/%d\n",
 			h, wd, res, res, r.DataDims, r.Dims, r.DataDims)
@@ -170,5 +172,5 @@ func announceBPD(m diffusion.Model, d *diffusion.Diffusion, count, batch, dim, o
 	if count > 2*few {
 		hint = fmt.Sprintf("--n %d takes %s", few, approx(e.scaled((few*d.T+b-1)/b)))
 	}
-	announce(fmt.Sprintf("bits/dim of %d %s images × %d timesteps, %d network passes of %d", count, split, d.T, passes, b), e, hint)
+	announce(fmt.Sprintf("bits/dim of %s × %s, %s of %d", plural(count, split+" image"), plural(d.T, "timestep"), plural(passes, "network pass"), b), e, hint)
 }

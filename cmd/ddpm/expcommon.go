@@ -13,42 +13,14 @@ import (
 
 	"github.com/ddpm-go/ddpm/data"
 	"github.com/ddpm-go/ddpm/imgio"
-	"github.com/ddpm-go/ddpm/model/unet"
 )
-
-// expData loads the split of the data set spec for a model of config cfg;
-// an empty spec means the one the model was trained on, as recorded in its
-// checkpoint.
-func expData(modelPath, spec, split string, cfg unet.Config) (*data.Dataset, string, error) {
-	if spec == "" {
-		s, err := modelDataSpec(modelPath)
-		if err != nil {
-			return nil, "", usageErr("--data is required: %s does not record the data set it was trained on", modelPath)
-		}
-		spec = s
-	}
-	if split != "train" && split != "test" {
-		return nil, "", usageErr("--split must be train or test, got %q", split)
-	}
-	ds, err := data.Load(spec, split, data.WithSize(cfg.Res), data.WithChannels(cfg.InCh))
-	if err != nil {
-		return nil, "", err
-	}
-	if ds.C != cfg.InCh {
-		return nil, "", fmt.Errorf("data set %s has %d channels, the model takes %d", spec, ds.C, cfg.InCh)
-	}
-	if err := ds.CheckSize(cfg.Res); err != nil {
-		return nil, "", err
-	}
-	return ds, spec, nil
-}
 
 // expImages converts the images idx of ds to the model's input (padded to
 // res), checking the indices.
 func expImages(ds *data.Dataset, idx []int, res int, what string) ([]float32, error) {
 	for _, i := range idx {
 		if i < 0 || i >= ds.N {
-			return nil, usageErr("%s %d out of range: the split has %d images (0..%d)", what, i, ds.N, ds.N-1)
+			return nil, usageErr("%s %d out of range: the split has %s (0..%d)", what, i, plural(ds.N, "image"), ds.N-1)
 		}
 	}
 	x := make([]float32, len(idx)*ds.C*res*res)
@@ -60,7 +32,7 @@ func expImages(ds *data.Dataset, idx []int, res int, what string) ([]float32, er
 // set spec, to the model's input.
 func expFirst(ds *data.Dataset, n, res int, spec, split string) ([]float32, error) {
 	if n > ds.N {
-		return nil, usageErr("--n %d exceeds the %d images of the %s %s split", n, ds.N, spec, split)
+		return nil, usageErr("--n %d exceeds the %s of the %s %s split", n, plural(ds.N, "image"), spec, split)
 	}
 	idx := make([]int, n)
 	for i := range idx {
@@ -102,7 +74,7 @@ func saveRows(path string, rows [][]float32, cols, c, res int) error {
 	}
 	n := len(rows) * cols
 	if len(all) != n*c*res*res {
-		return fmt.Errorf("grid %s: %d values are not %d images", path, len(all), n)
+		return fmt.Errorf("grid %s: %d values are not %s", path, len(all), plural(n, "image"))
 	}
 	img := imgio.GridImage(all, n, c, res, res, cols)
 	zoom := (minTile + res - 1) / res

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"github.com/ddpm-go/ddpm"
 	"io"
 	"math"
 	"math/rand/v2"
@@ -41,7 +42,7 @@ func runProgressive(args []string) error { return progressiveCommand(args, os.St
 
 func progressiveCommand(args []string, w io.Writer) error {
 	fs := newFlags("progressive", "[--model mnist|fashion-mnist|DIR|FILE] [--n 4] [--cols 10] [--xt] | --shared [--image I] [--per 8] [--t 1000,750,500,250] [flags]")
-	mf := addModelFlags(fs)
+	mf := addModelFlags(fs, ddpm.DefaultModel)
 	modelPath := mf.path
 	n := fs.Int("n", 4, "Fig. 6: sampling chains (rows)")
 	cols := fs.Int("cols", 10, "Fig. 6: columns, x̂0 at evenly spaced reverse steps (the last is the sample)")
@@ -75,10 +76,11 @@ func progressiveCommand(args []string, w io.Writer) error {
 			return usageErr("--%s needs --shared (Fig. 7)", f)
 		}
 	}
-	m, d, err := mf.load()
+	p, err := mf.load(*quiet)
 	if err != nil {
 		return err
 	}
+	m, d := p.Net, p.Process
 	cfg := m.Config()
 	D := cfg.InCh * cfg.Res * cfg.Res
 	rng := rand.New(rand.NewPCG(*seed, 0x70726f67))
@@ -118,7 +120,7 @@ func progressiveCommand(args []string, w io.Writer) error {
 		if *asJSON {
 			return writeJSON(w, map[string]any{"columns": res, "n": *n, "T": d.T, "model": *modelPath, "seed": *seed, "xt_rows": *showXt})
 		}
-		fmt.Fprintf(w, "Progressive generation (Fig. 6): %d chains, T = %d, model %s\n", *n, d.T, *modelPath)
+		fmt.Fprintf(w, "Progressive generation (Fig. 6): %s, T = %d, model %s\n", plural(*n, "chain"), d.T, *modelPath)
 		fmt.Fprintf(w, "columns: x̂0 = (x_t − √(1−ᾱ_t) ε_θ)/√ᾱ_t at each reverse step%s; rows: chains\n",
 			map[bool]string{true: " (x_t in the row above)", false: ""}[*showXt])
 		fmt.Fprintf(w, "%14s %6s %24s\n", "reverse step", "t", "RMSE to sample [0,255]")
@@ -146,7 +148,7 @@ func progressiveCommand(args []string, w io.Writer) error {
 	var ref []float32
 	source := "one sampling chain"
 	if flagSet(fs, "image") {
-		ds, dataSpec, err := expData(*modelPath, *spec, *split, cfg)
+		ds, dataSpec, err := loadData(p, *spec, *split)
 		if err != nil {
 			return err
 		}
@@ -198,8 +200,8 @@ func progressiveCommand(args []string, w io.Writer) error {
 	if *asJSON {
 		return writeJSON(w, map[string]any{"rows": res, "per": *per, "T": d.T, "model": *modelPath, "seed": *seed, "source": source})
 	}
-	fmt.Fprintf(w, "Samples sharing a latent (Fig. 7): x_t from %s, %d samples x0 ~ p(x0 | x_t) per row, T = %d, model %s\n",
-		source, *per, d.T, *modelPath)
+	fmt.Fprintf(w, "Samples sharing a latent (Fig. 7): x_t from %s, %s x0 ~ p(x0 | x_t) per row, T = %d, model %s\n",
+		source, plural(*per, "sample"), d.T, *modelPath)
 	fmt.Fprintf(w, "first column: the reference (%s)\n", map[bool]string{true: "the data image", false: "the chain's own sample"}[flagSet(fs, "image")])
 	fmt.Fprintf(w, "%6s %26s %28s\n", "t", "pixel std across row", "RMSE to reference [0,255]")
 	for _, r := range res {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/ddpm-go/ddpm"
 	"io"
 	"math/rand/v2"
 	"os"
@@ -47,13 +48,13 @@ func runRD(args []string) error { return rdCommand(args, os.Stdout) }
 
 func rdCommand(args []string, w io.Writer) error {
 	fs := newFlags("rd", "[--model mnist|fashion-mnist|DIR|FILE] [--data mnist] [--split test] [--n 100] [--out rd.png] [--json] [flags]")
-	mf := addModelFlags(fs)
+	mf := addModelFlags(fs, ddpm.DefaultModel)
 	modelPath := mf.path
 	spec := fs.String("data", "", "data set (default: the one the model was trained on)")
 	split := fs.String("split", "test", "split: train or test")
 	n := fs.Int("n", 100, "the first N images of the split")
 	batch := fs.Int("batch", 64, "network inputs per forward pass ((image, t) pairs)")
-	seed := fs.Uint64("seed", 0, "seed of the x_t draws (the same as `ddpm eval bpd --seed` for the same draws)")
+	seed := fs.Uint64("seed", 0, "seed of the x_t draws (the same as 'ddpm eval bpd --seed' for the same draws)")
 	out := fs.String("out", "rd.png", "PNG of Fig. 5's three panels (.png)")
 	asJSON := fs.Bool("json", false, "print one JSON object (every reverse step) instead of the table")
 	quiet := fs.Bool("quiet", false, "no progress bar")
@@ -71,12 +72,13 @@ func rdCommand(args []string, w io.Writer) error {
 	if err := checkImageOut("out", *out, ".png"); err != nil {
 		return err
 	}
-	m, d, err := mf.load()
+	p, err := mf.load(*quiet)
 	if err != nil {
 		return err
 	}
+	m, d := p.Net, p.Process
 	cfg := m.Config()
-	ds, dataSpec, err := expData(*modelPath, *spec, *split, cfg)
+	ds, dataSpec, err := loadData(p, *spec, *split)
 	if err != nil {
 		return err
 	}
@@ -115,8 +117,8 @@ func rdCommand(args []string, w io.Writer) error {
 	if *asJSON {
 		return writeJSON(w, rep)
 	}
-	fmt.Fprintf(w, "Progressive lossy compression (Table 4) of the first %d images of %s (%s), T = %d, model %s\n",
-		rep.N, rep.Data, rep.Split, rep.T, rep.Model)
+	fmt.Fprintf(w, "Progressive lossy compression (Table 4) of the first %s of %s (%s), T = %d, model %s\n",
+		plural(rep.N, "image"), rep.Data, rep.Split, rep.T, rep.Model)
 	fmt.Fprintf(w, "%14s %18s %26s\n", "reverse step", "rate (bits/dim)", "distortion (RMSE [0,255])")
 	for _, k := range rd.TableSteps(d.T) {
 		r := rep.Rows[k-1]
@@ -141,7 +143,7 @@ func plotRD(path string, r rdReport) error {
 	for j, row := range r.Rows {
 		k[j], rate[j], dist[j] = float64(row.ReverseStep), row.RateBPD, row.RMSE
 	}
-	title := fmt.Sprintf("%s %s, %d images", r.Data, r.Split, r.N)
+	title := fmt.Sprintf("%s %s, %s", r.Data, r.Split, plural(r.N, "image"))
 	return plot.Save(path, 3,
 		plot.Panel{Title: "rate, " + title, XLabel: "reverse process steps (T − t + 1)", YLabel: "rate (bits/dim)", ZeroY: true,
 			Series: []plot.Series{{X: k, Y: rate}}},
