@@ -91,12 +91,12 @@ func runAblation(args []string) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	fmt.Fprintf(os.Stderr, "Table 2 ablation: %d rows × %d steps (config %s, batch %d, T = %d) on %s, bits/dim on %d test images → %s\n",
-		len(ablation.Table2()), o.Steps, o.Config, o.Batch, dc.T, o.Data, *evalN, *out)
+	fmt.Fprintf(os.Stderr, "Table 2 ablation: %s × %s (config %s, batch %d, T = %d) on %s, bits/dim on %s → %s\n",
+		plural(len(ablation.Table2()), "row"), plural(o.Steps, "step"), o.Config, o.Batch, dc.T, o.Data, plural(*evalN, "test image"), *out)
 	start := time.Now()
 	results, err := ablation.Run(ctx, opt)
 	if errors.Is(err, context.Canceled) {
-		fmt.Fprintf(os.Stderr, "\ninterrupted: %d rows done; the row in progress is checkpointed, run the same command to continue\n", len(results))
+		fmt.Fprintf(os.Stderr, "\ninterrupted: %s done; the row in progress is checkpointed, run the same command to continue\n", plural(len(results), "row"))
 		return nil
 	}
 	if err != nil {
@@ -108,8 +108,8 @@ func runAblation(args []string) error {
 			unstable++
 		}
 	}
-	fmt.Fprintf(os.Stderr, "done in %s: %d rows, %d unstable; table %s\n", time.Since(start).Round(time.Second),
-		len(results), unstable, filepath.Join(*out, ablation.TableFile))
+	fmt.Fprintf(os.Stderr, "done in %s: %s, %d unstable; table %s\n", time.Since(start).Round(time.Second),
+		plural(len(results), "row"), unstable, filepath.Join(*out, ablation.TableFile))
 	b, err := os.ReadFile(filepath.Join(*out, ablation.TableFile))
 	if err != nil {
 		return err
@@ -128,7 +128,7 @@ func runAblation(args []string) error {
 func lenetFD(dataset string, n, refN, batch int, seed uint64, quiet bool) *ablation.Quality {
 	var ref [][]float64
 	return &ablation.Quality{
-		Name: fmt.Sprintf("FD (LeNet features, %d samples)", n),
+		Name: fmt.Sprintf("FD (LeNet features, %s)", plural(n, "sample")),
 		Measure: func(ctx context.Context, m *unet.UNet, d *diffusion.Diffusion) (float64, error) {
 			net, _, err := classifier.Embedded(dataset)
 			if err != nil {
@@ -149,7 +149,7 @@ func lenetFD(dataset string, n, refN, batch int, seed uint64, quiet bool) *ablat
 			D := cfg.InCh * cfg.Res * cfg.Res
 			rng := rand.New(rand.NewPCG(seed, 0x71756c74))
 			chunks := (n + batch - 1) / batch
-			bar := progress.New(chunks*d.T, fmt.Sprintf("sampling %d images for FD", n), "step", quiet)
+			bar := progress.New(chunks*d.T, fmt.Sprintf("sampling %s for FD", plural(n, "image")), "step", quiet)
 			x, err := diffusion.Generate(ctx, d, m, diffusion.Ancestral{}, n, D, batch, rng, diffusion.Hooks{Progress: func(done, _ int) { bar.Set(done) }})
 			if err != nil {
 				return 0, err

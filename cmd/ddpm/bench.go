@@ -143,8 +143,8 @@ func runBench(args []string) error {
 		fmt.Println(string(b))
 		return nil
 	}
-	fmt.Printf("config %s, batch %d, %d params, %.4f GFLOP/image forward, %d threads, GEMM kernel %s\n",
-		res.Config, res.Batch, res.Params, res.FwdGFLOPPerImg, res.Threads, res.Kernel)
+	fmt.Printf("config %s, batch %d, %d params, %.4f GFLOP/image forward, %s, GEMM kernel %s\n",
+		res.Config, res.Batch, res.Params, res.FwdGFLOPPerImg, plural(res.Threads, "thread"), res.Kernel)
 	fmt.Printf("%-8s %10s %10s %10s %10s %12s\n", "step", "median ms", "min ms", "GFLOP/s", "images/s", "vs PyTorch")
 	row := func(name string, med, lo, gf, ips, ratio float64) {
 		r := "-"

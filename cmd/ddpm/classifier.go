@@ -72,8 +72,8 @@ func runClassifierTrain(args []string) error {
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	fmt.Fprintf(os.Stderr, "training the classifier on %s (%d images), %d epochs, batch %d, lr %g, seed %d\n",
-		*spec, train.N, o.Epochs, o.Batch, o.LR, o.Seed)
+	fmt.Fprintf(os.Stderr, "training the classifier on %s (%s), %s, batch %d, lr %g, seed %d\n",
+		*spec, plural(train.N, "image"), plural(o.Epochs, "epoch"), o.Batch, o.LR, o.Seed)
 	start := time.Now()
 	bar := progress.New(o.Epochs*((train.N+o.Batch-1)/o.Batch), "", "step", *quiet)
 	var mean float64
@@ -143,7 +143,7 @@ func runClassifierEval(args []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Printf("test accuracy on %s: %.2f%% (%d images)\n", *spec, 100*acc, test.N)
+	fmt.Printf("test accuracy on %s: %.2f%% (%s)\n", *spec, 100*acc, plural(test.N, "image"))
 	return nil
 }
 

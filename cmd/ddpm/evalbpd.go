@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/ddpm-go/ddpm"
 	"io"
 	"math/rand/v2"
 	"os"
@@ -47,7 +46,7 @@ func runEvalBPD(args []string) error { return evalBPD(args, os.Stdout) }
 // evalBPD is runEvalBPD writing its report to w.
 func evalBPD(args []string, w io.Writer) error {
 	fs := newFlags("eval bpd", "[--model mnist|fashion-mnist|DIR|FILE] [--data mnist] [--split test] [--n 100] [--batch 64] [--json] [--plot FILE]")
-	mf := addModelFlags(fs, ddpm.DefaultModel)
+	mf := addModelFlags(fs)
 	modelPath := mf.path
 	spec := fs.String("data", "", "data set: "+data.Specs+" (default: the one the model was trained on)")
 	split := fs.String("split", "test", "split to evaluate: train or test (compare them to check for overfitting)")
@@ -71,13 +70,12 @@ func evalBPD(args []string, w io.Writer) error {
 	if err := checkImageOut("plot", *plotPath, ".png"); err != nil {
 		return err
 	}
-	p, err := mf.load(*quiet)
+	m, d, err := mf.load()
 	if err != nil {
 		return err
 	}
-	m, d := p.Net, p.Process
 	cfg := m.Config()
-	ds, dataSpec, err := loadData(p, *spec, *split)
+	ds, dataSpec, err := expData(*modelPath, *spec, *split, cfg)
 	if err != nil {
 		return err
 	}

@@ -2,7 +2,6 @@ package main
 
 import (
 	"fmt"
-	"github.com/ddpm-go/ddpm"
 	"image"
 	"image/color"
 	_ "image/jpeg" // decode JPEG sources
@@ -35,7 +34,7 @@ func runInterpolate(args []string) error { return interpolateCommand(args, os.St
 
 func interpolateCommand(args []string, w io.Writer) error {
 	fs := newFlags("interpolate", "[--model mnist|fashion-mnist|DIR|FILE] [--a 0 --b 1 | --png-a A.png --png-b B.png] [--t 250,500,750,1000] [--out interpolate.png] [flags]")
-	mf := addModelFlags(fs, ddpm.DefaultModel)
+	mf := addModelFlags(fs)
 	modelPath := mf.path
 	a := fs.Int("a", 0, "first source: image index in --data/--split")
 	b := fs.Int("b", 1, "second source: image index in --data/--split")
@@ -65,11 +64,10 @@ func interpolateCommand(args []string, w io.Writer) error {
 	if err := checkImageOut("out", *out); err != nil {
 		return err
 	}
-	p, err := mf.load(*quiet)
+	m, d, err := mf.load()
 	if err != nil {
 		return err
 	}
-	m, d := p.Net, p.Process
 	cfg := m.Config()
 	D := cfg.InCh * cfg.Res * cfg.Res
 	var ts []int // default T/4, T/2, 3T/4, T
@@ -98,7 +96,7 @@ func interpolateCommand(args []string, w io.Writer) error {
 		}
 		source = fmt.Sprintf("%s and %s", *pngA, *pngB)
 	} else {
-		ds, dataSpec, err := loadData(p, *spec, *split)
+		ds, dataSpec, err := expData(*modelPath, *spec, *split, cfg)
 		if err != nil {
 			return err
 		}

@@ -5,7 +5,8 @@
 //	ddpm sample  --model runs/mnist --n 64 --out samples.png
 //	ddpm bench   --config small --batch 32 --json
 //
-// Every subcommand takes --help. Errors are one line on stderr and a non-zero
+// Every subcommand takes --help; 'ddpm help CMD' prints the same, and
+// 'ddpm --version' the version. Errors are one line on stderr and a non-zero
 // exit status; nothing panics on bad input.
 //
 // Exit status:
@@ -29,10 +30,14 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"runtime/debug"
 	"runtime/pprof"
+	"slices"
 	"sort"
 	"strings"
+
+	"github.com/ddpm-go/ddpm/internal/text"
 )
 
 // command is one subcommand: its flags are parsed by run itself.
@@ -52,7 +57,7 @@ func register(name, summary string, run func(args []string) error) {
 func usage(w io.Writer) {
 	fmt.Fprintf(w, "ddpm — denoising diffusion probabilistic models on the CPU\n\nusage: ddpm <command> [flags]\n\ncommands:\n")
 	listCommands(w, commands)
-	fmt.Fprintf(w, "\nRun 'ddpm <command> --help' for a command's flags.\n")
+	fmt.Fprintf(w, "\nRun 'ddpm help <command>' (or 'ddpm <command> --help') for a command's flags,\n'ddpm --version' for the version.\n")
 }
 
 // listCommands prints one line per command of cmds, in name order, the
@@ -81,8 +86,18 @@ func run(args []string) int {
 		return 2
 	}
 	name := args[0]
-	if name == "help" || name == "-h" || name == "--help" || name == "-help" {
+	switch name {
+	case "-h", "--help", "-help":
 		usage(os.Stdout)
+		return 0
+	case "help":
+		return runHelp(args[1:])
+	case "version", "--version", "-version":
+		if len(args) > 1 {
+			fmt.Fprintf(os.Stderr, "ddpm version: unexpected argument %q\n", args[1])
+			return 2
+		}
+		fmt.Println(version())
 		return 0
 	}
 	cmd, ok := commands[name]
@@ -99,6 +114,61 @@ func run(args []string) int {
 		}
 	}
 	return runCommand(name, cmd, args[1:])
+}
+
+// runHelp is 'ddpm help [CMD [WHAT]]': the command list, or what
+// 'ddpm CMD [WHAT] --help' prints (e.g. 'ddpm help eval bpd').
+func runHelp(args []string) int {
+	if len(args) == 0 || slices.Contains([]string{"help", "-h", "--help", "-help"}, args[0]) {
+		usage(os.Stdout)
+		return 0
+	}
+	switch name := args[0]; {
+	case name == "version":
+		fmt.Println("usage: ddpm --version (or ddpm version)\n\nPrints the module version, its VCS revision, the Go version and the platform.")
+		return 0
+	case commands[name].run == nil:
+		fmt.Fprintf(os.Stderr, "ddpm help: unknown command %q (commands: %s)\n", name, strings.Join(sortedNames(commands), ", "))
+		return 2
+	}
+	return run(append(slices.Clone(args), "--help"))
+}
+
+// version is the --version line: the module version and VCS revision the
+// binary was built from, the Go version and the platform, e.g.
+// "ddpm v0.0.0-20261203101500-0123456789ab (go1.26.8, linux/amd64)".
+func version() string {
+	bi, _ := debug.ReadBuildInfo()
+	return versionLine(bi, runtime.Version(), runtime.GOOS+"/"+runtime.GOARCH)
+}
+
+// versionLine formats version's line from build information (nil when the
+// binary has none).
+func versionLine(bi *debug.BuildInfo, goVersion, platform string) string {
+	v, rev, modified := "", "", false
+	if bi != nil {
+		v = bi.Main.Version
+		for _, s := range bi.Settings {
+			switch s.Key {
+			case "vcs.revision":
+				rev = s.Value
+			case "vcs.modified":
+				modified = s.Value == "true"
+			}
+		}
+	}
+	if v == "" {
+		v = "(unknown version)"
+	}
+	// Module pseudo-versions already hold the revision's first 12 digits
+	// (and +dirty for a modified tree); other builds get it added.
+	if short := rev[:min(len(rev), 12)]; short != "" && !strings.Contains(v, short) {
+		v += " " + short
+		if modified {
+			v += "+dirty"
+		}
+	}
+	return fmt.Sprintf("ddpm %s (%s, %s)", v, goVersion, platform)
 }
 
 // exitInternal is the status of a caught panic.
@@ -204,13 +274,16 @@ func newFlags(name, synopsis string) *flag.FlagSet {
 func parseFlags(fs *flag.FlagSet, args []string) error {
 	// The flag package calls Usage on every parse error, not only on
 	// --help: silence it while parsing and print the text only for --help,
-	// so that a bad flag gets its one-line error and nothing more.
+	// so that a bad flag gets its one-line error and nothing more; with
+	// the output discarded the flag package prints no error of its own.
 	usage := fs.Usage
 	fs.Usage = func() {}
+	fs.SetOutput(io.Discard)
 	err := fs.Parse(args)
 	fs.Usage = usage
 	if err != nil {
 		if errors.Is(err, flag.ErrHelp) {
+			fs.SetOutput(os.Stdout) // asked-for help goes to stdout
 			usage()
 			return err
 		}
@@ -221,6 +294,10 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 	}
 	return nil
 }
+
+// plural is text.Plural ("1 image", "2 images"), for this package's many
+// messages that count things.
+func plural(n int, noun string) string { return text.Plural(n, noun) }
 
 // usageErr builds a usage error for out-of-range flag values.
 func usageErr(format string, a ...any) error {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/ddpm-go/ddpm"
 	"io"
 	"math/rand/v2"
 	"os"
@@ -48,7 +47,7 @@ func runRD(args []string) error { return rdCommand(args, os.Stdout) }
 
 func rdCommand(args []string, w io.Writer) error {
 	fs := newFlags("rd", "[--model mnist|fashion-mnist|DIR|FILE] [--data mnist] [--split test] [--n 100] [--out rd.png] [--json] [flags]")
-	mf := addModelFlags(fs, ddpm.DefaultModel)
+	mf := addModelFlags(fs)
 	modelPath := mf.path
 	spec := fs.String("data", "", "data set (default: the one the model was trained on)")
 	split := fs.String("split", "test", "split: train or test")
@@ -72,13 +71,12 @@ func rdCommand(args []string, w io.Writer) error {
 	if err := checkImageOut("out", *out, ".png"); err != nil {
 		return err
 	}
-	p, err := mf.load(*quiet)
+	m, d, err := mf.load()
 	if err != nil {
 		return err
 	}
-	m, d := p.Net, p.Process
 	cfg := m.Config()
-	ds, dataSpec, err := loadData(p, *spec, *split)
+	ds, dataSpec, err := expData(*modelPath, *spec, *split, cfg)
 	if err != nil {
 		return err
 	}

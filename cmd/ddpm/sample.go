@@ -4,7 +4,6 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"github.com/ddpm-go/ddpm"
 	"math/rand/v2"
 	"os"
 	"time"
@@ -81,7 +80,7 @@ func (s *samplerFlags) build(fs *flag.FlagSet, d *diffusion.Diffusion) (diffusio
 
 func runSample(args []string) error {
 	fs := newFlags("sample", "[--model mnist|fashion-mnist|DIR|FILE] [--n 64] [--out samples.png] [--sampler ancestral|ddim|respaced|langevin] [flags]")
-	mf := addModelFlags(fs, ddpm.DefaultModel)
+	mf := addModelFlags(fs)
 	n := fs.Int("n", 64, "number of images")
 	batch := fs.Int("batch", 64, "images denoised together")
 	out := fs.String("out", "samples.png", "PNG grid to write")
@@ -99,11 +98,10 @@ func runSample(args []string) error {
 	if *cols < 0 {
 		return usageErr("--cols must be ≥ 0")
 	}
-	p, err := mf.load(*quiet)
+	m, d, err := mf.load()
 	if err != nil {
 		return err
 	}
-	m, d := p.Net, p.Process
 	sampler, err := sf.build(fs, d)
 	if err != nil {
 		return err

@@ -42,11 +42,10 @@ func scheduleCommand(args []string, w io.Writer) error {
 				return usageErr("--%s and --model both set the schedule; give one", f)
 			}
 		}
-		p, err := loadFixed(*modelPath)
+		_, mc, err := openModel(*modelPath, false)
 		if err != nil {
 			return err
 		}
-		mc := p.ProcessConfig()
 		dc.Schedule, dc.T, dc.BetaStart, dc.BetaEnd = mc.Schedule, mc.T, mc.BetaStart, mc.BetaEnd
 	}
 	tb, err := schedule.Compute(dc)
