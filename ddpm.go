@@ -34,15 +34,27 @@ type Pipeline struct {
 	// Source says where the model came from.
 	Source Source
 
+	config  diffusion.Config     // the process's settings, as saved with the model and overridden by options
 	fixed   *diffusion.Diffusion // the process before a fitted variance replaced its own
 	fitFrom string               // where the fitted variance came from
 }
 
-// New makes a pipeline of a network and its process, e.g. one trained in
-// the same program (package train).
-func New(net *unet.UNet, process *diffusion.Diffusion) *Pipeline {
-	return &Pipeline{Net: net, Process: process, Source: Source{Kind: InMemory}}
+// New makes a pipeline of a network and the settings of its diffusion
+// process, e.g. a network trained in the same program (package train).
+func New(net *unet.UNet, c diffusion.Config) (*Pipeline, error) {
+	d, err := diffusion.New(c)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrInvalidOption, err)
+	}
+	if want, have := d.OutChannels(net.Config().InCh), net.Config().OutCh; want != have {
+		return nil, fmt.Errorf("%w: variance %s needs a network with %d output channels, this one has %d", ErrInvalidOption, c.Var, want, have)
+	}
+	return &Pipeline{Net: net, Process: d, Source: Source{Kind: InMemory}, config: c}, nil
 }
+
+// ProcessConfig is the diffusion process's settings (schedule, T,
+// parameterisation, variance, clipping), e.g. to train on with --init.
+func (p *Pipeline) ProcessConfig() diffusion.Config { return p.config }
 
 // Channels is the number of colour channels of the images (1 grey, 3 RGB).
 func (p *Pipeline) Channels() int { return p.Net.Config().InCh }

@@ -26,6 +26,10 @@ import (
 // choice, not a bad file.
 var ErrInvalidOption = errors.New("invalid option")
 
+// ErrNoTrainingData is returned when a model does not record the data set
+// it was trained on and none was named.
+var ErrNoTrainingData = errors.New("does not record the data set it was trained on")
+
 // DefaultModel is the model commands use when none is named.
 const DefaultModel = pretrained.Default
 
@@ -75,7 +79,7 @@ type loadOptions struct {
 	variance *diffusion.ModelVar
 	clip     *bool
 	fitFile  string
-	fitN     int
+	fitN     int // 0: not given
 	progress func(done, total int)
 }
 
@@ -102,6 +106,9 @@ func WithFitFile(path string) Option {
 // model's training split (default [DefaultFitImages]), even for a shipped
 // model whose fit ships beside it; it implies WithVariance(Fitted).
 func WithFitImages(n int) Option {
+	if n <= 0 {
+		n = -1 // refused by MeasureFit, not mistaken for "not given"
+	}
 	return func(o *loadOptions) { o.fitN = n; v := diffusion.Fitted; o.variance = &v }
 }
 
@@ -157,7 +164,10 @@ func LoadContext(ctx context.Context, source string, opts ...Option) (*Pipeline,
 	if want, have := d.OutChannels(net.Config().InCh), net.Config().OutCh; want != have {
 		return nil, fmt.Errorf("%w: variance %s needs a network with %d output channels, %s has %d (trained with another variance choice)", ErrInvalidOption, dc.Var, want, src, have)
 	}
-	p := &Pipeline{Net: net, Process: d, Source: src}
+	p := &Pipeline{Net: net, Process: d, Source: src, config: dc}
+	if fitted {
+		p.config.Var = diffusion.Fitted
+	}
 	if fitted {
 		if err := p.fit(ctx, o); err != nil {
 			return nil, err
@@ -189,6 +199,9 @@ func open(source string, raw bool) (*unet.UNet, diffusion.Config, Source, error)
 	if st.IsDir() {
 		src.Kind, src.Path = RunDir, checkpoint.Path(source)
 		if _, err := os.Stat(src.Path); err != nil {
+			if src.ShadowsShipped {
+				return nil, diffusion.Config{}, src, fmt.Errorf("model %s: the local directory %s holds no checkpoint and hides the shipped model of that name (run from another directory, or rename it)", source, source)
+			}
 			return nil, diffusion.Config{}, src, fmt.Errorf("model %s: the directory holds no checkpoint (%s): is it a `ddpm train --out` directory?", source, filepath.Base(src.Path))
 		}
 	} else if err := sniffSafetensors(source); err != nil {
@@ -217,6 +230,8 @@ func sniffSafetensors(path string) error {
 		kind = kind[:i]
 	}
 	switch {
+	case kind == "application/octet-stream" && k > 0:
+		return nil // binary: the safetensors reader says what is wrong with it
 	case k == 0:
 		kind = "an empty file"
 	case bytes.HasPrefix(head, []byte("PK\x03\x04")):
@@ -246,7 +261,7 @@ func (p *Pipeline) TrainingData() (string, error) {
 			return spec, nil
 		}
 	}
-	return "", fmt.Errorf("%s does not record the data set it was trained on", p.Source)
+	return "", fmt.Errorf("%s %w", p.Source, ErrNoTrainingData)
 }
 
 // LoadData reads a split ("train" or "test") of the data set spec (empty:

@@ -104,6 +104,8 @@ type Trainer struct {
 	pcg *rand.PCG
 	rng *rand.Rand
 
+	preview *unet.UNet // the network Preview samples with (EMA weights), made on first use
+
 	cleaned         bool // stale temporary files removed
 	setAsideCurrent bool // the newest checkpoint is damaged (Saved.Fallback)
 
@@ -149,6 +151,11 @@ func build(opt Options, ucfg unet.Config, dcfg diffusion.Config, ds *data.Datase
 		return nil, err
 	}
 	ucfg.OutCh = d.OutChannels(ucfg.InCh)
+	// Before any allocation: an impossible batch is an error, not the
+	// runtime's fatal out-of-memory.
+	if err := CheckMemory(ucfg, opt.Batch); err != nil {
+		return nil, err
+	}
 	m, err := unet.New(ucfg)
 	if err != nil {
 		return nil, err

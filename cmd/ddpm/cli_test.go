@@ -81,9 +81,9 @@ type result struct {
 	stdout, stderr string
 }
 
-// ddpm runs the binary to completion (at most two minutes) with extra
+// runBin runs the binary to completion (at most two minutes) with extra
 // environment variables env ("K=V").
-func ddpm(t *testing.T, env []string, args ...string) result {
+func runBin(t *testing.T, env []string, args ...string) result {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
@@ -291,10 +291,10 @@ func TestExactResumeAllLoaders(t *testing.T) {
 			}
 			dir := t.TempDir()
 			whole, split := filepath.Join(dir, "whole"), filepath.Join(dir, "split")
-			mustSucceed(t, ddpm(t, l.env, args(whole, 2*n)...), "2N-step run")
-			mustSucceed(t, ddpm(t, l.env, args(split, n)...), "N-step run")
+			mustSucceed(t, runBin(t, l.env, args(whole, 2*n)...), "2N-step run")
+			mustSucceed(t, runBin(t, l.env, args(split, n)...), "N-step run")
 			// Repeating the original flags with --resume is allowed.
-			mustSucceed(t, ddpm(t, l.env, append(args(split, 2*n), "--resume")...), "resume")
+			mustSucceed(t, runBin(t, l.env, append(args(split, 2*n), "--resume")...), "resume")
 			a, b := readFile(t, filepath.Join(whole, checkpoint.FileName)), readFile(t, filepath.Join(split, checkpoint.FileName))
 			if !bytes.Equal(a, b) {
 				ca, _, _ := checkpoint.Load(filepath.Join(whole, checkpoint.FileName))
@@ -314,7 +314,7 @@ func TestNonFiniteCLI(t *testing.T) {
 	out := filepath.Join(t.TempDir(), "run")
 	args := []string{"train", "--data", "folder:" + folderFixture(t), "--config", "tiny", "--batch", "2",
 		"--lr", "1e30", "--warmup", "0", "--ckpt-every", "1", "--quiet", "--out", out}
-	r := ddpm(t, nil, append(args, "--steps", "5")...)
+	r := runBin(t, nil, append(args, "--steps", "5")...)
 	checkCleanFailure(t, r, 1, "step 2: loss or gradient is not finite")
 	if !strings.Contains(r.stderr, "the last good checkpoint (step 1) is kept") {
 		t.Fatalf("the message does not name the kept checkpoint:\n%s", r.stderr)
@@ -324,7 +324,7 @@ func TestNonFiniteCLI(t *testing.T) {
 	}
 	before := readFile(t, filepath.Join(out, checkpoint.FileName))
 
-	r = ddpm(t, nil, "train", "--resume", "--skip-nan", "--steps", "40", "--quiet", "--out", out)
+	r = runBin(t, nil, "train", "--resume", "--skip-nan", "--steps", "40", "--quiet", "--out", out)
 	checkCleanFailure(t, r, 1, fmt.Sprintf("%d steps in a row", train.MaxConsecutiveSkips))
 	if got := strings.Count(r.stderr, "skipped"); got != train.MaxConsecutiveSkips-1 {
 		t.Fatalf("%d skip warnings, want %d:\n%s", got, train.MaxConsecutiveSkips-1, r.stderr)
@@ -334,7 +334,7 @@ func TestNonFiniteCLI(t *testing.T) {
 	}
 
 	out2 := filepath.Join(t.TempDir(), "run")
-	r = ddpm(t, nil, "train", "--data", "folder:"+folderFixture(t), "--config", "tiny", "--batch", "2",
+	r = runBin(t, nil, "train", "--data", "folder:"+folderFixture(t), "--config", "tiny", "--batch", "2",
 		"--lr", "1e39", "--warmup", "0", "--steps", "3", "--skip-nan", "--quiet", "--out", out2)
 	checkCleanFailure(t, r, 1, "step 1: the weights became non-finite")
 	if _, err := os.Stat(filepath.Join(out2, checkpoint.FileName)); !errors.Is(err, os.ErrNotExist) {
@@ -466,7 +466,7 @@ func TestBadInputs(t *testing.T) {
 
 	folder := "folder:" + folderFixture(t)
 	existing := mk("existing")
-	mustSucceed(t, ddpm(t, nil, "train", "--data", folder, "--config", "tiny", "--steps", "2", "--batch", "1", "--quiet", "--out", existing), "setup run")
+	mustSucceed(t, runBin(t, nil, "train", "--data", folder, "--config", "tiny", "--steps", "2", "--batch", "1", "--quiet", "--out", existing), "setup run")
 	flipped := mk("flipped")
 	b := readFile(t, filepath.Join(existing, checkpoint.FileName))
 	b[len(b)-1000] ^= 0x20
@@ -545,7 +545,7 @@ func TestBadInputs(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			r := ddpm(t, c.env, c.args...)
+			r := runBin(t, c.env, c.args...)
 			checkCleanFailure(t, r, c.code, c.want)
 			if n := strings.Count(strings.TrimSpace(r.stderr), "\n"); n != 0 {
 				t.Fatalf("%d lines on stderr, want one:\n%s", n+1, r.stderr)
@@ -561,7 +561,7 @@ func TestBadInputs(t *testing.T) {
 // TestHelp checks that --help prints the flags once, to stdout, with
 // status 0.
 func TestHelp(t *testing.T) {
-	r := ddpm(t, nil, "train", "--help")
+	r := runBin(t, nil, "train", "--help")
 	if r.code != 0 || strings.Count(r.stdout, "usage: ddpm train") != 1 || !strings.Contains(r.stdout, "-skip-nan") || r.stderr != "" {
 		t.Fatalf("exit %d\nstdout:\n%s\nstderr:\n%s", r.code, r.stdout, r.stderr)
 	}
@@ -683,7 +683,7 @@ func testUNet(t *testing.T, cfg unet.Config, seed uint64) *unet.UNet {
 // images of any size are resized to the model's side, MNIST's 28×28
 // digits are padded to 32×32 with −1 (black).
 func TestDataFitsModel(t *testing.T) {
-	r := ddpm(t, nil, "train", "--data", "folder:"+folderFixture(t), "--config", "tiny", "--steps", "1", "--batch", "1",
+	r := runBin(t, nil, "train", "--data", "folder:"+folderFixture(t), "--config", "tiny", "--steps", "1", "--batch", "1",
 		"--quiet", "--out", filepath.Join(t.TempDir(), "run"))
 	mustSucceed(t, r, "train on mixed sizes")
 	if !strings.Contains(r.stderr, "on folder (8 images)") {
@@ -729,7 +729,7 @@ func TestTrainLockedRun(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer release()
-	r := ddpm(t, nil, "train", "--data", "folder:"+folderFixture(t), "--config", "tiny", "--steps", "2", "--batch", "2", "--quiet", "--out", out)
+	r := runBin(t, nil, "train", "--data", "folder:"+folderFixture(t), "--config", "tiny", "--steps", "2", "--batch", "2", "--quiet", "--out", out)
 	if r.code != 1 || !strings.Contains(r.stderr, "in use by another ddpm train") || strings.Count(strings.TrimSpace(r.stderr), "\n") > 0 {
 		t.Fatalf("exit %d, stderr %q; want exit 1 and a one-line in-use error", r.code, r.stderr)
 	}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/ddpm-go/ddpm"
 	"math"
 	"path/filepath"
 	"slices"
@@ -167,8 +168,8 @@ func TestEvalBPDFittedVariance(t *testing.T) {
 		t.Fatalf("ddpm train --var learned exited %d", code)
 	}
 	for _, c := range []struct{ name, want string }{
-		{"--fit-n 0", "--fit-n must be in 1..60000"},
-		{"--fit-n 60001", "--fit-n must be in 1..60000"},
+		{"--fit-n 0", "must be in 1..60000"},
+		{"--fit-n 60001", "must be in 1..60000"},
 		{"--model " + learned, "learns its own"},
 	} {
 		args := append([]string{"--model", dir, "--n", "1", "--var", "fitted", "--quiet"}, strings.Fields(c.name)...)
@@ -240,14 +241,15 @@ func TestFitVarianceFile(t *testing.T) {
 // measuring one (which would take minutes and differ in the last digits).
 func TestShippedFitIsUsed(t *testing.T) {
 	fs := flag.NewFlagSet("x", flag.ContinueOnError)
-	mf := addModelFlags(fs)
+	mf := addModelFlags(fs, ddpm.DefaultModel)
 	if err := mf.parse([]string{"--var", "fitted"}); err != nil {
 		t.Fatal(err)
 	}
-	_, d, err := mf.load()
+	p, err := mf.load(true)
 	if err != nil {
 		t.Fatal(err)
 	}
+	d := p.Process
 	want, _, ok, err := pretrained.Fit(pretrained.Default)
 	if err != nil || !ok {
 		t.Fatalf("no shipped fit: %v", err)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/ddpm-go/ddpm"
 	"math/rand/v2"
 	"os"
 	"os/signal"
@@ -16,7 +17,6 @@ import (
 	"github.com/ddpm-go/ddpm/imgio"
 	"github.com/ddpm-go/ddpm/internal/progress"
 	"github.com/ddpm-go/ddpm/metrics/quality"
-	"github.com/ddpm-go/ddpm/pretrained"
 )
 
 func init() {
@@ -35,7 +35,8 @@ type qualityReport = quality.Report
 // model or read a folder, score with package quality, print.
 func runEvalQuality(args []string) error {
 	fs := newFlags("eval quality", "[--model mnist|fashion-mnist|DIR|FILE | --ref DIR] [--n 1000] [--sampler ancestral|ddim|respaced|langevin] [flags]")
-	modelPath := fs.String("model", "", "model to sample from: "+modelHelp+" (default "+pretrained.Default+" unless --ref is given)")
+	mf := addModelFlags(fs, "")
+	modelPath := mf.path
 	refDir := fs.String("ref", "", "score this folder of PNG/JPEG images instead of sampling (any generator)")
 	spec := fs.String("data", "", "data set the images imitate: mnist or fashion-mnist (default: the model's training data; required with --ref)")
 	n := fs.Int("n", 1000, "number of images scored, and of real images in the floor")
@@ -45,10 +46,7 @@ func runEvalQuality(args []string) error {
 	samples := fs.String("samples", "", fmt.Sprintf("also save a grid of (the first %d of) the scored images (.png, .jpg or .jpeg)", maxGrid))
 	doubted := fs.String("doubted", "", fmt.Sprintf("also save a grid of the %d scored images the classifier is least sure of, least sure first (.png, .jpg or .jpeg)", quality.DoubtedN))
 	clsPath := fs.String("classifier", "", "feature classifier weights (default: the one shipped for the data set)")
-	raw := fs.Bool("raw", false, "sample with the raw weights instead of the EMA weights")
 	quiet := fs.Bool("quiet", false, "no progress bars")
-	var dc diffusion.Config
-	diffusionFlags(fs, &dc, false)
 	sf := addSamplerFlags(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -57,7 +55,7 @@ func runEvalQuality(args []string) error {
 		return usageErr("give exactly one of --model (sample from a model) and --ref (score a folder of images)")
 	}
 	if *modelPath == "" && *refDir == "" {
-		*modelPath = pretrained.Default
+		*modelPath = ddpm.DefaultModel
 	}
 	if *refDir != "" && *spec == "" {
 		return usageErr("--ref needs --data (which data set the images imitate)")
@@ -74,10 +72,16 @@ func runEvalQuality(args []string) error {
 	if err := checkImageOut("doubted", *doubted); err != nil {
 		return err
 	}
-	if *spec == "" {
+	var p *ddpm.Pipeline
+	if *modelPath != "" {
 		var err error
-		if *spec, err = modelDataSpec(*modelPath); err != nil {
+		if p, err = mf.load(*quiet); err != nil {
 			return err
+		}
+		if *spec == "" {
+			if *spec, err = p.TrainingData(); err != nil {
+				return usageErr("--data is required: %v", err)
+			}
 		}
 	}
 	// The classifier and the real images first: a bad --n or data set is
@@ -97,8 +101,8 @@ func runEvalQuality(args []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	var gen quality.Images
-	if *modelPath != "" {
-		if gen, opt.Source, err = sampleForQuality(ctx, *modelPath, *raw, fs, dc, sf, *n, *batch, *seed, *quiet); err != nil {
+	if p != nil {
+		if gen, opt.Source, err = sampleForQuality(ctx, p, fs, sf, *n, *batch, *seed, *quiet); err != nil {
 			return interrupted(err)
 		}
 	} else {
@@ -192,14 +196,11 @@ func (b *qualityBars) finish() {
 // images as that command. The shape is checked against the classifier
 // before the sampling starts, and a long sampling run is announced with an
 // estimate of its duration. source says where the images came from.
-func sampleForQuality(ctx context.Context, path string, raw bool, fs *flag.FlagSet, dc diffusion.Config, sf *samplerFlags, n, batch int, seed uint64, quiet bool) (gen quality.Images, source string, err error) {
+func sampleForQuality(ctx context.Context, p *ddpm.Pipeline, fs *flag.FlagSet, sf *samplerFlags, n, batch int, seed uint64, quiet bool) (gen quality.Images, source string, err error) {
+	path, m, d := p.Source.Name, p.Net, p.Process
 	source = "model " + path + ", " + sf.name + " sampler"
 	if flagSet(fs, "var") {
-		source += ", " + dc.Var.String() + " variance"
-	}
-	m, d, err := loadModel(path, raw, fs, dc)
-	if err != nil {
-		return gen, "", err
+		source += ", " + d.Var.String() + " variance"
 	}
 	sampler, err := sf.build(fs, d)
 	if err != nil {

@@ -168,7 +168,7 @@ func TestEvalQualityErrors(t *testing.T) {
 		{[]string{"--model", weightsOnly, "--ref", dir}, 2, "exactly one of"},
 		{[]string{"--ref", dir}, 2, "--ref needs --data"},
 		{[]string{"--ref", dir, "--data", "mnist", "--n", "5"}, 2, "at least 20"},
-		{[]string{"--model", weightsOnly}, 2, "does not record its training data"},
+		{[]string{"--model", weightsOnly}, 2, "does not record the data set it was trained on"},
 		{[]string{"--model", filepath.Join(dir, "missing")}, 1, "missing"},
 		{[]string{"--ref", empty, "--data", "mnist"}, 1, "no .png"},
 		{[]string{"--ref", dir, "--data", "cifar10:" + dir}, 1, "none ships"},

@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"github.com/ddpm-go/ddpm"
 	"math"
 	"path/filepath"
 	"strings"
@@ -62,7 +63,11 @@ func TestExport(t *testing.T) {
 				t.Fatalf("%s: weight %d = %g, want %g", tc.name, i, w, tc.wantW[i])
 			}
 		}
-		if spec, err := modelDataSpec(out); err != nil || spec != "mnist" {
+		p, err := ddpm.Load(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if spec, err := p.TrainingData(); err != nil || spec != "mnist" {
 			t.Errorf("%s: data spec %q, %v; want mnist", tc.name, spec, err)
 		}
 		if _, meta, err := weights.Load(out); err != nil || meta["step"] != "2" {
@@ -101,10 +106,11 @@ func TestTrainInit(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want, _, err := openModel("mnist", false)
+	wp, err := ddpm.Load("mnist")
 	if err != nil {
 		t.Fatal(err)
 	}
+	want := wp.Net
 	for i, w := range got.Weights() {
 		if d := math.Abs(float64(w - want.Weights()[i])); d > 1e-6 {
 			t.Fatalf("weight %d = %g, the shipped model's is %g", i, w, want.Weights()[i])

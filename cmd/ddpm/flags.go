@@ -26,22 +26,11 @@ func (e enumFlag) String() string {
 }
 func (e enumFlag) Set(s string) error { return e.v.UnmarshalText([]byte(s)) }
 
-// diffusionFlags registers the diffusion process's flags on fs. With
-// training set it adds the ones fixed at training time; without, --var and
-// --clip override the checkpoint's settings only when given (see
-// loadModel), so their help names no default of their own.
-func diffusionFlags(fs *flag.FlagSet, dc *diffusion.Config, training bool) {
+// diffusionFlags registers the flags of the diffusion process a network is
+// trained with on fs.
+func diffusionFlags(fs *flag.FlagSet, dc *diffusion.Config) {
 	const varHelp = "reverse-process variance: fixedlarge, fixedsmall, learned"
 	const clipHelp = "clip the predicted x0 to [-1, 1] while sampling, as the official code does"
-	if !training {
-		// A Func flag prints no default.
-		fs.Func("var", varHelp+", or fitted: σ_t² = β̃_t + the network's measured x̂0 error, fitted on --fit-n training images (default: the checkpoint's)",
-			func(s string) error { return dc.Var.UnmarshalText([]byte(s)) })
-		fs.Int("fit-n", defaultFitN, "with --var fitted: fit the variances on the last N images of the model's training split")
-		fs.String("fit", "", "with --var fitted: read the fit from this file (made by ddpm fit-variance) instead of measuring it; shipped models use the one shipped beside them")
-		fs.BoolVar(&dc.Clip, "clip", false, clipHelp+" (default: the checkpoint's)")
-		return
-	}
 	fs.IntVar(&dc.T, "T", dc.T, "number of diffusion steps")
 	fs.Float64Var(&dc.BetaStart, "beta-start", dc.BetaStart, "β_1 of the linear schedule")
 	fs.Float64Var(&dc.BetaEnd, "beta-end", dc.BetaEnd, "β_T of the linear schedule")

@@ -1,39 +1,50 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"os"
 	"strings"
+	"time"
 
-	"github.com/ddpm-go/ddpm/checkpoint"
+	"github.com/ddpm-go/ddpm"
+	"github.com/ddpm-go/ddpm/data"
 	"github.com/ddpm-go/ddpm/diffusion"
-	"github.com/ddpm-go/ddpm/model/unet"
-	"github.com/ddpm-go/ddpm/pretrained"
-	"github.com/ddpm-go/ddpm/weights"
+	"github.com/ddpm-go/ddpm/internal/progress"
 )
 
-// modelFlags are the flags of a command that reads a trained model: --model,
-// --raw and the sampling settings (--var, --clip) that override the
-// checkpoint's.
+// modelFlags are the flags of a command that reads a trained model:
+// --model, --raw, and the sampling settings that override the model's
+// (--var, --clip, --fit, --fit-n).
 type modelFlags struct {
-	fs   *flag.FlagSet
-	path *string
-	raw  *bool
-	dc   diffusion.Config
-}
-
-// addModelFlags registers the model flags on fs.
-func addModelFlags(fs *flag.FlagSet) *modelFlags {
-	mf := &modelFlags{fs: fs}
-	mf.path = fs.String("model", pretrained.Default, modelHelp)
-	mf.raw = fs.Bool("raw", false, "use the raw weights instead of the EMA weights")
-	diffusionFlags(fs, &mf.dc, false)
-	return mf
+	fs      *flag.FlagSet
+	path    *string
+	raw     *bool
+	varType diffusion.ModelVar
+	clip    *bool
+	fitN    *int
+	fitFile *string
 }
 
 // modelHelp is the help text of every --model flag.
-var modelHelp = "a shipped model (" + strings.Join(pretrained.Names(), ", ") + "), a run directory or a checkpoint/weights file"
+var modelHelp = "a shipped model (" + strings.Join(ddpm.ShippedModels(), ", ") + "), a run directory or a checkpoint/weights file"
+
+// addModelFlags registers the model flags on fs; def is --model's default
+// (empty: the command checks whether one was given).
+func addModelFlags(fs *flag.FlagSet, def string) *modelFlags {
+	mf := &modelFlags{fs: fs}
+	mf.path = fs.String("model", def, modelHelp)
+	mf.raw = fs.Bool("raw", false, "use the raw weights instead of the EMA weights")
+	// Func and the help texts' "(default: the checkpoint's)" stand for a
+	// flag that overrides the model only when given.
+	fs.Func("var", "reverse-process variance: fixedlarge, fixedsmall, or fitted: σ_t² = β̃_t + the network's measured x̂0 error (see --fit, --fit-n) (default: the checkpoint's)",
+		func(s string) error { return mf.varType.UnmarshalText([]byte(s)) })
+	mf.clip = fs.Bool("clip", false, "clip the predicted x0 to [-1, 1] while sampling, as the official code does (default: the checkpoint's)")
+	mf.fitN = fs.Int("fit-n", ddpm.DefaultFitImages, "with --var fitted: measure the fit on the last N images of the model's training split")
+	mf.fitFile = fs.String("fit", "", "with --var fitted: read the fit from this file (made by ddpm fit-variance) instead of measuring it; shipped models use the one shipped beside them")
+	return mf
+}
 
 // parse parses args and checks --model is not empty.
 func (mf *modelFlags) parse(args []string) error {
@@ -46,108 +57,89 @@ func (mf *modelFlags) parse(args []string) error {
 	return nil
 }
 
-// isShipped reports whether a --model value names a model embedded in the
-// binary. A file or directory of the same name wins, as a local folder does
-// in diffusers' from_pretrained, so a run trained with --out mnist stays
-// reachable as --model mnist.
-func isShipped(path string) bool {
-	if !pretrained.Has(path) {
-		return false
+// options turns the flags the user set into load options.
+func (mf *modelFlags) options() ([]ddpm.Option, error) {
+	var opts []ddpm.Option
+	if *mf.raw {
+		opts = append(opts, ddpm.RawWeights())
 	}
-	_, err := os.Stat(path)
-	return err != nil
-}
-
-// openModel reads the model a --model value names: a shipped model, a run
-// directory, a checkpoint or a weights file.
-func openModel(path string, raw bool) (*unet.UNet, diffusion.Config, error) {
-	if isShipped(path) {
-		if raw {
-			return nil, diffusion.Config{}, usageErr("--raw: the shipped model %s holds only its EMA weights", path)
-		}
-		return pretrained.Load(path)
+	if flagSet(mf.fs, "clip") {
+		opts = append(opts, ddpm.WithClip(*mf.clip))
 	}
-	if _, err := os.Stat(path); err != nil {
-		return nil, diffusion.Config{}, fmt.Errorf("model %s: %w (shipped models: %s)", path, err, strings.Join(pretrained.Names(), ", "))
+	fitted := flagSet(mf.fs, "var") && mf.varType == diffusion.Fitted
+	switch {
+	case flagSet(mf.fs, "var") && !fitted:
+		opts = append(opts, ddpm.WithVariance(mf.varType))
+	case (flagSet(mf.fs, "fit") || flagSet(mf.fs, "fit-n")) && !fitted:
+		return nil, usageErr("--fit and --fit-n give the variance of --var %v; pass --var %v too", diffusion.Fitted, diffusion.Fitted)
+	case flagSet(mf.fs, "fit") && flagSet(mf.fs, "fit-n"):
+		return nil, usageErr("--fit reads a saved fit and --fit-n makes a new one: pass one of them")
+	case flagSet(mf.fs, "fit"):
+		opts = append(opts, ddpm.WithFitFile(*mf.fitFile))
+	case flagSet(mf.fs, "fit-n"):
+		opts = append(opts, ddpm.WithFitImages(*mf.fitN))
+	case fitted:
+		opts = append(opts, ddpm.WithVariance(diffusion.Fitted))
 	}
-	return checkpoint.LoadModel(path, raw, nil)
-}
-
-// modelDataSpec reads the data set a model was trained on from the
-// training options in its metadata (checkpoints, and weights files written
-// by ddpm export, record them).
-func modelDataSpec(path string) (string, error) {
-	if isShipped(path) {
-		return pretrained.TrainingData(path)
-	}
-	_, meta, err := weights.Load(checkpoint.Path(path))
-	if err != nil {
-		return "", fmt.Errorf("model %s: %w", path, err)
-	}
-	spec, err := checkpoint.TrainingData(meta)
-	if err != nil {
-		return "", fmt.Errorf("model %s: %w", path, err)
-	}
-	if spec == "" {
-		return "", usageErr("model %s does not record its training data; pass --data", path)
-	}
-	return spec, nil
+	return opts, nil
 }
 
 // load reads the model the flags name.
-func (mf *modelFlags) load() (*unet.UNet, *diffusion.Diffusion, error) {
-	return loadModel(*mf.path, *mf.raw, mf.fs, mf.dc)
+func (mf *modelFlags) load(quiet bool) (*ddpm.Pipeline, error) {
+	opts, err := mf.options()
+	if err != nil {
+		return nil, err
+	}
+	return loadPipeline(*mf.path, quiet, opts...)
 }
 
-// loadModel is how every command reads a trained model: path is a shipped
-// model's name, a run directory, a checkpoint or a weights file. The
-// sampling flags the user set on fs (--var, --clip) override the model's
-// diffusion settings.
-func loadModel(path string, raw bool, fs *flag.FlagSet, over diffusion.Config) (*unet.UNet, *diffusion.Diffusion, error) {
-	m, dc, err := openModel(path, raw)
-	if err != nil {
-		return nil, nil, err
-	}
-	fitted := false
-	fs.Visit(func(f *flag.Flag) {
-		switch {
-		case f.Name == "var" && over.Var == diffusion.Fitted:
-			fitted = true // fitted below, to the network under its own variance
-		case f.Name == "var":
-			dc.Var = over.Var
-		case f.Name == "clip":
-			dc.Clip = over.Clip
+// loadPipeline is how every command reads a trained model. It shows the
+// progress of a variance fit measured on the way, warns when a local path
+// shadows a shipped model, and says which fit it uses.
+func loadPipeline(path string, quiet bool, opts ...ddpm.Option) (*ddpm.Pipeline, error) {
+	var bar *progress.Bar
+	start := time.Now()
+	opts = append(opts, ddpm.WithProgress(func(done, total int) {
+		if bar == nil {
+			bar = progress.New(total, "fitting σ_t² on the model's training images", "eval", quiet)
 		}
-	})
-	if !fitted && flagSet(fs, "fit") {
-		return nil, nil, usageErr("--fit gives the variance of --var %v; pass --var %v too", diffusion.Fitted, diffusion.Fitted)
-	}
-	if fitted && dc.Var == diffusion.Learned {
-		return nil, nil, usageErr("--var %v replaces a fixed variance; %s learns its own", diffusion.Fitted, path)
-	}
-	d, err := diffusion.New(dc)
-	if err != nil {
-		return nil, nil, usageErr("%v", err)
-	}
-	if want, have := d.OutChannels(m.Config().InCh), m.Config().OutCh; want != have {
-		return nil, nil, usageErr("--var %s needs a network with %d output channels, this one has %d (trained with another variance choice)", dc.Var, want, have)
-	}
-	if fitted {
-		if d, err = fittedDiffusion(path, m, d, fs); err != nil {
-			return nil, nil, err
+		bar.Set(done)
+	}))
+	p, err := ddpm.Load(path, opts...)
+	if bar != nil {
+		bar.Finish()
+		if err == nil && !quiet {
+			fmt.Fprintf(os.Stderr, "measured in %s\n", time.Since(start).Round(time.Second))
 		}
 	}
-	return m, d, nil
+	if errors.Is(err, ddpm.ErrInvalidOption) {
+		return nil, usageErr("%v", strings.TrimPrefix(err.Error(), ddpm.ErrInvalidOption.Error()+": "))
+	}
+	if err != nil {
+		return nil, err
+	}
+	if p.Source.ShadowsShipped {
+		fmt.Fprintf(os.Stderr, "warning: --model %s reads the local %s, not the shipped model of that name (pass ./%s to silence this)\n", path, p.Source.Path, path)
+	}
+	if s := p.DescribeFit(); s != "" && !quiet {
+		fmt.Fprintln(os.Stderr, s)
+	}
+	return p, nil
 }
 
-// flagValue is the value of fs's flag name, or def when fs has no such flag.
-func flagValue[V any](fs *flag.FlagSet, name string, def V) V {
-	if f := fs.Lookup(name); f != nil {
-		if g, ok := f.Value.(flag.Getter); ok {
-			if v, ok := g.Get().(V); ok {
-				return v
-			}
-		}
+// loadFixed reads a model with its own settings, for commands that need
+// only its network or schedule.
+func loadFixed(path string) (*ddpm.Pipeline, error) { return loadPipeline(path, true) }
+
+// loadData reads a split of the data set spec (empty: the model's
+// training data) for the model p; a missing or bad choice is a usage error.
+func loadData(p *ddpm.Pipeline, spec, split string) (*data.Dataset, string, error) {
+	ds, spec, err := p.LoadData(spec, split)
+	switch {
+	case errors.Is(err, ddpm.ErrNoTrainingData):
+		return nil, "", usageErr("--data is required: %v", err)
+	case errors.Is(err, ddpm.ErrInvalidOption):
+		return nil, "", usageErr("%v", strings.TrimPrefix(err.Error(), ddpm.ErrInvalidOption.Error()+": "))
 	}
-	return def
+	return ds, spec, err
 }

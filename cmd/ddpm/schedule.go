@@ -42,10 +42,11 @@ func scheduleCommand(args []string, w io.Writer) error {
 				return usageErr("--%s and --model both set the schedule; give one", f)
 			}
 		}
-		_, mc, err := openModel(*modelPath, false)
+		p, err := loadFixed(*modelPath)
 		if err != nil {
 			return err
 		}
+		mc := p.ProcessConfig()
 		dc.Schedule, dc.T, dc.BetaStart, dc.BetaEnd = mc.Schedule, mc.T, mc.BetaStart, mc.BetaEnd
 	}
 	tb, err := schedule.Compute(dc)

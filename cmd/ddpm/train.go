@@ -40,7 +40,7 @@ func settingFlags(fs *flag.FlagSet, o *train.Options, dc *diffusion.Config, drop
 	fs.BoolVar(&o.Flip, "flip", o.Flip, "random horizontal flips (off for digits)")
 	fs.Uint64Var(&o.Seed, "seed", o.Seed, "random seed (the run is deterministic given it)")
 	fs.Float64Var(dropout, "dropout", *dropout, "dropout rate (-1: the config's)")
-	diffusionFlags(fs, dc, true)
+	diffusionFlags(fs, dc)
 }
 
 // resumableFlags may differ from the saved run on --resume: they change
@@ -273,10 +273,11 @@ func unwrapPath(err error) error {
 // initFrom starts a fresh run from the weights of the model --init names,
 // which must be the same network (dropout aside) as the run's.
 func initFrom(tr *train.Trainer, name string) error {
-	m, _, err := openModel(name, false)
+	p, err := loadFixed(name)
 	if err != nil {
 		return err
 	}
+	m := p.Net
 	want, have := tr.Model.Config(), m.Config()
 	want.Dropout, have.Dropout = 0, 0
 	if !reflect.DeepEqual(want.Normalized(), have.Normalized()) {
