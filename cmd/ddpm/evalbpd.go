@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/ddpm-go/ddpm"
 	"io"
 	"math/rand/v2"
 	"os"
@@ -46,7 +47,7 @@ func runEvalBPD(args []string) error { return evalBPD(args, os.Stdout) }
 // evalBPD is runEvalBPD writing its report to w.
 func evalBPD(args []string, w io.Writer) error {
 	fs := newFlags("eval bpd", "[--model mnist|fashion-mnist|DIR|FILE] [--data mnist] [--split test] [--n 100] [--batch 64] [--json] [--plot FILE]")
-	mf := addModelFlags(fs)
+	mf := addModelFlags(fs, ddpm.DefaultModel)
 	modelPath := mf.path
 	spec := fs.String("data", "", "data set: "+data.Specs+" (default: the one the model was trained on)")
 	split := fs.String("split", "test", "split to evaluate: train or test (compare them to check for overfitting)")
@@ -70,12 +71,13 @@ func evalBPD(args []string, w io.Writer) error {
 	if err := checkImageOut("plot", *plotPath, ".png"); err != nil {
 		return err
 	}
-	m, d, err := mf.load()
+	p, err := mf.load(*quiet)
 	if err != nil {
 		return err
 	}
+	m, d := p.Net, p.Process
 	cfg := m.Config()
-	ds, dataSpec, err := expData(*modelPath, *spec, *split, cfg)
+	ds, dataSpec, err := loadData(p, *spec, *split)
 	if err != nil {
 		return err
 	}

@@ -13,35 +13,7 @@ import (
 
 	"github.com/ddpm-go/ddpm/data"
 	"github.com/ddpm-go/ddpm/imgio"
-	"github.com/ddpm-go/ddpm/model/unet"
 )
-
-// expData loads the split of the data set spec for a model of config cfg;
-// an empty spec means the one the model was trained on, as recorded in its
-// checkpoint.
-func expData(modelPath, spec, split string, cfg unet.Config) (*data.Dataset, string, error) {
-	if spec == "" {
-		s, err := modelDataSpec(modelPath)
-		if err != nil {
-			return nil, "", usageErr("--data is required: %s does not record the data set it was trained on", modelPath)
-		}
-		spec = s
-	}
-	if split != "train" && split != "test" {
-		return nil, "", usageErr("--split must be train or test, got %q", split)
-	}
-	ds, err := data.Load(spec, split, data.WithSize(cfg.Res), data.WithChannels(cfg.InCh))
-	if err != nil {
-		return nil, "", err
-	}
-	if ds.C != cfg.InCh {
-		return nil, "", fmt.Errorf("data set %s has %d channels, the model takes %d", spec, ds.C, cfg.InCh)
-	}
-	if err := ds.CheckSize(cfg.Res); err != nil {
-		return nil, "", err
-	}
-	return ds, spec, nil
-}
 
 // expImages converts the images idx of ds to the model's input (padded to
 // res), checking the indices.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"github.com/ddpm-go/ddpm"
 	"image"
 	"image/color"
 	_ "image/jpeg" // decode JPEG sources
@@ -34,7 +35,7 @@ func runInterpolate(args []string) error { return interpolateCommand(args, os.St
 
 func interpolateCommand(args []string, w io.Writer) error {
 	fs := newFlags("interpolate", "[--model mnist|fashion-mnist|DIR|FILE] [--a 0 --b 1 | --png-a A.png --png-b B.png] [--t 250,500,750,1000] [--out interpolate.png] [flags]")
-	mf := addModelFlags(fs)
+	mf := addModelFlags(fs, ddpm.DefaultModel)
 	modelPath := mf.path
 	a := fs.Int("a", 0, "first source: image index in --data/--split")
 	b := fs.Int("b", 1, "second source: image index in --data/--split")
@@ -64,10 +65,11 @@ func interpolateCommand(args []string, w io.Writer) error {
 	if err := checkImageOut("out", *out); err != nil {
 		return err
 	}
-	m, d, err := mf.load()
+	p, err := mf.load(*quiet)
 	if err != nil {
 		return err
 	}
+	m, d := p.Net, p.Process
 	cfg := m.Config()
 	D := cfg.InCh * cfg.Res * cfg.Res
 	var ts []int // default T/4, T/2, 3T/4, T
@@ -96,7 +98,7 @@ func interpolateCommand(args []string, w io.Writer) error {
 		}
 		source = fmt.Sprintf("%s and %s", *pngA, *pngB)
 	} else {
-		ds, dataSpec, err := expData(*modelPath, *spec, *split, cfg)
+		ds, dataSpec, err := loadData(p, *spec, *split)
 		if err != nil {
 			return err
 		}

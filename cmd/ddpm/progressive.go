@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"github.com/ddpm-go/ddpm"
 	"io"
 	"math"
 	"math/rand/v2"
@@ -41,7 +42,7 @@ func runProgressive(args []string) error { return progressiveCommand(args, os.St
 
 func progressiveCommand(args []string, w io.Writer) error {
 	fs := newFlags("progressive", "[--model mnist|fashion-mnist|DIR|FILE] [--n 4] [--cols 10] [--xt] | --shared [--image I] [--per 8] [--t 1000,750,500,250] [flags]")
-	mf := addModelFlags(fs)
+	mf := addModelFlags(fs, ddpm.DefaultModel)
 	modelPath := mf.path
 	n := fs.Int("n", 4, "Fig. 6: sampling chains (rows)")
 	cols := fs.Int("cols", 10, "Fig. 6: columns, x̂0 at evenly spaced reverse steps (the last is the sample)")
@@ -75,10 +76,11 @@ func progressiveCommand(args []string, w io.Writer) error {
 			return usageErr("--%s needs --shared (Fig. 7)", f)
 		}
 	}
-	m, d, err := mf.load()
+	p, err := mf.load(*quiet)
 	if err != nil {
 		return err
 	}
+	m, d := p.Net, p.Process
 	cfg := m.Config()
 	D := cfg.InCh * cfg.Res * cfg.Res
 	rng := rand.New(rand.NewPCG(*seed, 0x70726f67))
@@ -146,7 +148,7 @@ func progressiveCommand(args []string, w io.Writer) error {
 	var ref []float32
 	source := "one sampling chain"
 	if flagSet(fs, "image") {
-		ds, dataSpec, err := expData(*modelPath, *spec, *split, cfg)
+		ds, dataSpec, err := loadData(p, *spec, *split)
 		if err != nil {
 			return err
 		}

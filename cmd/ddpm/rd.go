@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/ddpm-go/ddpm"
 	"io"
 	"math/rand/v2"
 	"os"
@@ -47,7 +48,7 @@ func runRD(args []string) error { return rdCommand(args, os.Stdout) }
 
 func rdCommand(args []string, w io.Writer) error {
 	fs := newFlags("rd", "[--model mnist|fashion-mnist|DIR|FILE] [--data mnist] [--split test] [--n 100] [--out rd.png] [--json] [flags]")
-	mf := addModelFlags(fs)
+	mf := addModelFlags(fs, ddpm.DefaultModel)
 	modelPath := mf.path
 	spec := fs.String("data", "", "data set (default: the one the model was trained on)")
 	split := fs.String("split", "test", "split: train or test")
@@ -71,12 +72,13 @@ func rdCommand(args []string, w io.Writer) error {
 	if err := checkImageOut("out", *out, ".png"); err != nil {
 		return err
 	}
-	m, d, err := mf.load()
+	p, err := mf.load(*quiet)
 	if err != nil {
 		return err
 	}
+	m, d := p.Net, p.Process
 	cfg := m.Config()
-	ds, dataSpec, err := expData(*modelPath, *spec, *split, cfg)
+	ds, dataSpec, err := loadData(p, *spec, *split)
 	if err != nil {
 		return err
 	}
