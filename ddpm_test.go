@@ -58,7 +58,7 @@ func TestShadowing(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err := ddpm.Load("mnist")
-	if err == nil || !strings.Contains(err.Error(), "holds no checkpoint") {
+	if err == nil || !strings.Contains(err.Error(), "hides the shipped model") {
 		t.Fatalf("a local folder mnist: %v, want it read (and found empty)", err)
 	}
 	p, err := ddpm.Load("fashion-mnist")

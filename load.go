@@ -199,6 +199,9 @@ func open(source string, raw bool) (*unet.UNet, diffusion.Config, Source, error)
 	if st.IsDir() {
 		src.Kind, src.Path = RunDir, checkpoint.Path(source)
 		if _, err := os.Stat(src.Path); err != nil {
+			if src.ShadowsShipped {
+				return nil, diffusion.Config{}, src, fmt.Errorf("model %s: the local directory %s holds no checkpoint and hides the shipped model of that name (run from another directory, or rename it)", source, source)
+			}
 			return nil, diffusion.Config{}, src, fmt.Errorf("model %s: the directory holds no checkpoint (%s): is it a `ddpm train --out` directory?", source, filepath.Base(src.Path))
 		}
 	} else if err := sniffSafetensors(source); err != nil {

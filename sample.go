@@ -11,6 +11,7 @@ import (
 	"github.com/ddpm-go/ddpm/diffusion"
 	"github.com/ddpm-go/ddpm/imgio"
 	"github.com/ddpm-go/ddpm/internal/sysmem"
+	"github.com/ddpm-go/ddpm/model/unet"
 )
 
 // Ancestral is the paper's Algorithm 2: all T steps of the reverse process.
@@ -86,8 +87,9 @@ func (p *Pipeline) Check(n int, o SampleOptions) error {
 	if err := o.sampler().Validate(p.T()); err != nil {
 		return fmt.Errorf("%w: %v", ErrInvalidOption, err)
 	}
-	need := float64(n) * float64(p.dims()) * 4
-	return sysmem.Fits(need, fmt.Sprintf("%d images", n), "sample fewer images per call")
+	batch := min(o.batch(), n)
+	need := float64(n)*float64(p.dims())*4 + unet.EstimateMemory(p.Net.Config(), false).Bytes(batch)
+	return sysmem.Fits(need, fmt.Sprintf("%d images in batches of %d", n, batch), "sample fewer images per call, or a smaller batch")
 }
 
 // SampleTensor draws n images and returns their values in [−1, 1]. It

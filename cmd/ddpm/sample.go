@@ -5,13 +5,14 @@ import (
 	"flag"
 	"fmt"
 	"github.com/ddpm-go/ddpm"
-	"math/rand/v2"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/ddpm-go/ddpm/diffusion"
 	"github.com/ddpm-go/ddpm/imgio"
 	"github.com/ddpm-go/ddpm/internal/progress"
+	"github.com/ddpm-go/ddpm/internal/text"
 )
 
 func init() {
@@ -80,12 +81,12 @@ func (s *samplerFlags) build(fs *flag.FlagSet, d *diffusion.Diffusion) (diffusio
 }
 
 func runSample(args []string) error {
-	fs := newFlags("sample", "[--model mnist|fashion-mnist|DIR|FILE] [--n 64] [--out samples.png] [--sampler ancestral|ddim|respaced|langevin] [flags]")
+	fs := newFlags("sample", "[--model mnist|fashion-mnist|DIR|FILE] [--n 64] [--out samples.png] [--out-dir DIR] [--sampler ancestral|ddim|respaced|langevin] [flags]")
 	mf := addModelFlags(fs, ddpm.DefaultModel)
 	n := fs.Int("n", 64, "number of images")
-	batch := fs.Int("batch", 64, "images denoised together")
-	out := fs.String("out", "samples.png", "PNG grid to write")
-	outDir := fs.String("out-dir", "", "also write one PNG per sample into this directory")
+	batch := fs.Int("batch", ddpm.DefaultBatch, "images denoised together")
+	out := fs.String("out", "samples.png", "grid picture to write (.png, .jpg); with --out-dir alone, none")
+	outDir := fs.String("out-dir", "", "write one PNG per sample into this directory (sample-001.png, …)")
 	cols := fs.Int("cols", 0, "grid columns (0: square-ish)")
 	seed := fs.Uint64("seed", 0, "random seed")
 	quiet := fs.Bool("quiet", false, "no progress bar")
@@ -99,37 +100,50 @@ func runSample(args []string) error {
 	if *cols < 0 {
 		return usageErr("--cols must be ≥ 0")
 	}
+	grid := *out
+	if *outDir != "" && !flagSet(fs, "out") {
+		grid = "" // --out-dir alone writes the samples, not also a grid
+	}
+	if err := checkImageOut("out", grid); err != nil {
+		return err
+	}
+	if err := checkDirOut("out-dir", *outDir); err != nil {
+		return err
+	}
 	p, err := mf.load(*quiet)
 	if err != nil {
 		return err
 	}
-	m, d := p.Net, p.Process
-	sampler, err := sf.build(fs, d)
+	sampler, err := sf.build(fs, p.Process)
 	if err != nil {
 		return err
 	}
-	cfg := m.Config()
-	D := cfg.InCh * cfg.Res * cfg.Res
-	evals := sampler.Evaluations(d.T)
-	desc := sampler.String()
-	rng := rand.New(rand.NewPCG(*seed, 0x73616d70))
-	chunks := (*n + *batch - 1) / *batch
-	bar := progress.New(chunks*evals, fmt.Sprintf("sampling %d images (%s)", *n, desc), "eval", *quiet)
+	o := ddpm.SampleOptions{Sampler: sampler, Seed: *seed, Batch: *batch}
+	if err := p.Check(*n, o); err != nil {
+		return usageErr("--n %d: %v", *n, err)
+	}
+	bar := progress.New(p.Evaluations(*n, o), fmt.Sprintf("sampling %s from %s (%s)", text.Plural(*n, "image"), p.Source, sampler), "eval", *quiet)
+	o.Progress = func(done, _ int) { bar.Set(done) }
 	start := time.Now()
-	all, err := diffusion.Generate(context.Background(), d, m, sampler, *n, D, *batch, rng, diffusion.Hooks{Progress: func(done, _ int) { bar.Set(done) }})
+	x, err := p.SampleTensor(context.Background(), *n, o)
 	if err != nil {
 		return err
 	}
 	bar.Finish()
-	if err := imgio.SaveGrid(*out, all, *n, cfg.InCh, cfg.Res, cfg.Res, *cols); err != nil {
-		return err
-	}
-	if *outDir != "" {
-		if err := imgio.SaveEach(*outDir, "sample", all, *n, cfg.InCh, cfg.Res, cfg.Res); err != nil {
+	var wrote []string
+	if grid != "" {
+		if err := imgio.SaveGrid(grid, x.Data, x.N, x.C, x.H, x.W, *cols); err != nil {
 			return err
 		}
+		wrote = append(wrote, grid)
 	}
-	fmt.Fprintf(os.Stderr, "wrote %s (%d samples, %s: %d network evaluations each, %s)\n",
-		*out, *n, desc, evals, time.Since(start).Round(time.Millisecond))
+	if *outDir != "" {
+		if err := imgio.SaveEach(*outDir, "sample-", x.Data, x.N, x.C, x.H, x.W); err != nil {
+			return err
+		}
+		wrote = append(wrote, fmt.Sprintf("%s/%s … %s", *outDir, imgio.EachName("sample-", 0, x.N), imgio.EachName("sample-", x.N-1, x.N)))
+	}
+	fmt.Fprintf(os.Stderr, "wrote %s (%s of %s, %s: %s each, %s)\n", strings.Join(wrote, " and "),
+		text.Plural(*n, "sample"), p.Source, sampler, text.Plural(sampler.Evaluations(p.T()), "network evaluation"), time.Since(start).Round(time.Millisecond))
 	return nil
 }
