@@ -35,7 +35,7 @@ func runAblation(args []string) error {
 	o.EMADecay = 0.995
 	dc := diffusion.DefaultConfig()
 	fs.StringVar(&o.Data, "data", o.Data, "data set: "+data.Specs)
-	fs.StringVar(&o.Config, "config", o.Config, "U-Net config of every row: "+joinNames(unet.ConfigNames()))
+	fs.StringVar(&o.Config, "config", o.Config, configHelp("U-Net config of every row"))
 	fs.IntVar(&o.Steps, "steps", o.Steps, "optimizer steps of every row")
 	fs.IntVar(&o.Batch, "batch", o.Batch, "images per step")
 	fs.Float64Var(&o.LR, "lr", o.LR, "Adam learning rate (after warm-up)")

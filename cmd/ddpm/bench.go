@@ -49,7 +49,7 @@ func init() {
 
 func runBench(args []string) error {
 	fs := newFlags("bench", "[--config small] [--batch 32] [--steps 10] [--json] [--torch SCRIPT]")
-	config := fs.String("config", "small", "U-Net config: "+joinNames(unet.ConfigNames()))
+	config := fs.String("config", "small", configHelp("U-Net config"))
 	batch := fs.Int("batch", 32, "batch size")
 	steps := fs.Int("steps", 10, "timed steps of each kind (the median is reported)")
 	warmup := fs.Int("warmup", 2, "untimed steps first")
