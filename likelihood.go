@@ -3,9 +3,8 @@ package ddpm
 import (
 	"context"
 	"fmt"
+	"github.com/ddpm-go/ddpm/diffusion"
 	"math/rand/v2"
-
-	"github.com/ddpm-go/ddpm/experiments/likelihood"
 )
 
 // BPDOptions control [Pipeline.BitsPerDim]. The zero value evaluates with
@@ -29,14 +28,14 @@ const bpdSeedStream = 0x627064
 // decoder) of each image of x0 (values on the 256-level grid of [−1, 1]),
 // in bits per dimension. It costs T network evaluations per image; it stops
 // between network calls once ctx is done, returning ctx.Err().
-func (p *Pipeline) BitsPerDim(ctx context.Context, x0 *Tensor, o BPDOptions) (*likelihood.Result, error) {
+func (p *Pipeline) BitsPerDim(ctx context.Context, x0 *Tensor, o BPDOptions) (*diffusion.Bound, error) {
 	if x0.C != p.Channels() || x0.H != p.Resolution() || x0.W != p.Resolution() {
 		return nil, fmt.Errorf("%w: images of %d×%d×%d, the model takes %d×%d×%d", ErrInvalidOption, x0.C, x0.H, x0.W, p.Channels(), p.Resolution(), p.Resolution())
 	}
 	if o.Batch <= 0 {
 		o.Batch = 64
 	}
-	return likelihood.Evaluate(ctx, p.Process, p.Net, x0.Data, x0.N, likelihood.Options{
+	return p.Process.EvaluateBound(ctx, p.Net, x0.Data, x0.N, diffusion.BoundOptions{
 		Batch: o.Batch, Rng: rand.New(rand.NewPCG(o.Seed, bpdSeedStream)), Progress: o.Progress,
 	})
 }

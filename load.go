@@ -15,7 +15,6 @@ import (
 	"github.com/ddpm-go/ddpm/checkpoint"
 	"github.com/ddpm-go/ddpm/data"
 	"github.com/ddpm-go/ddpm/diffusion"
-	"github.com/ddpm-go/ddpm/experiments/likelihood"
 	"github.com/ddpm-go/ddpm/model/unet"
 	"github.com/ddpm-go/ddpm/pretrained"
 	"github.com/ddpm-go/ddpm/weights"
@@ -372,7 +371,7 @@ func (p *Pipeline) MeasureFit(ctx context.Context, n int, progress func(done, to
 	}
 	x0 := make([]float32, n*p.dims())
 	ds.ToFloat(x0, idx, p.Resolution())
-	f, err := likelihood.FitVariance(ctx, d, p.Net, x0, n, fitMinBin, likelihood.Options{
+	f, err := d.MeasureFit(ctx, p.Net, x0, n, fitMinBin, diffusion.BoundOptions{
 		Batch: 64, Rng: rand.New(rand.NewPCG(fitSeed, 0)), Progress: progress,
 	})
 	if err != nil {

@@ -40,7 +40,7 @@ func autoregressiveCommand(args []string, w io.Writer) error {
 	asJSON := fs.Bool("json", false, "print one JSON object with every t instead of the table")
 	quiet := fs.Bool("quiet", false, "no progress bar")
 	dc := diffusion.DefaultConfig()
-	diffusionFlags(fs, &dc, true)
+	diffusionFlags(fs, &dc)
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}

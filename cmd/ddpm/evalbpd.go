@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"github.com/ddpm-go/ddpm"
+	"github.com/ddpm-go/ddpm/internal/plot"
 	"io"
 	"math/rand/v2"
 	"os"
@@ -14,7 +15,6 @@ import (
 
 	"github.com/ddpm-go/ddpm/data"
 	"github.com/ddpm-go/ddpm/diffusion"
-	"github.com/ddpm-go/ddpm/experiments/likelihood"
 	"github.com/ddpm-go/ddpm/internal/progress"
 )
 
@@ -25,7 +25,7 @@ func init() {
 // bpdReport is what `ddpm eval bpd --json` prints: the summary plus where
 // it came from. Bits are per data dimension (see the dims fields).
 type bpdReport struct {
-	likelihood.Summary
+	diffusion.BoundSummary
 	Model    string  `json:"model"`
 	Data     string  `json:"data"`
 	Split    string  `json:"split"`
@@ -96,7 +96,7 @@ func evalBPD(args []string, w io.Writer) error {
 	defer stop()
 	bar := progress.New(count*d.T, fmt.Sprintf("bits/dim of %d %s images", count, *split), "eval", *quiet)
 	start := time.Now()
-	res, err := likelihood.Evaluate(ctx, d, m, x0, count, likelihood.Options{
+	res, err := d.EvaluateBound(ctx, m, x0, count, diffusion.BoundOptions{
 		Batch: *batch, Rng: rand.New(rand.NewPCG(*seed, 0x627064)),
 		Progress: func(done, total int) { bar.Set(done) },
 	})
@@ -110,8 +110,8 @@ func evalBPD(args []string, w io.Writer) error {
 	dataDims := ds.ImageSize()
 	scale := float64(D) / float64(dataDims) // bits per data dimension
 	rep := bpdReport{
-		Summary: res.Summary(scale),
-		Model:   *modelPath, Data: dataSpec, Split: *split, T: d.T, Dims: D, DataDims: dataDims, Seed: *seed,
+		BoundSummary: res.Summary(scale),
+		Model:        *modelPath, Data: dataSpec, Split: *split, T: d.T, Dims: D, DataDims: dataDims, Seed: *seed,
 		Seconds: time.Since(start).Seconds(), Var: d.Var.String(),
 	}
 	if d.Fit != nil {
@@ -124,7 +124,7 @@ func evalBPD(args []string, w io.Writer) error {
 	}
 	if *plotPath != "" {
 		title := fmt.Sprintf("%s %s, %s: total %.4f bits/dim", dataSpec, *split, plural(count, "image"), rep.TotalBPD)
-		if err := likelihood.PlotPerT(*plotPath, title, likelihood.Curve{Name: *split, PerT: rep.PerTBPD}); err != nil {
+		if err := plot.PerT(*plotPath, title, plot.Curve{Name: *split, PerT: rep.PerTBPD}); err != nil {
 			return err
 		}
 	}

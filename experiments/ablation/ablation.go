@@ -16,7 +16,6 @@ import (
 	"github.com/ddpm-go/ddpm/checkpoint"
 	"github.com/ddpm-go/ddpm/data"
 	"github.com/ddpm-go/ddpm/diffusion"
-	"github.com/ddpm-go/ddpm/experiments/likelihood"
 	"github.com/ddpm-go/ddpm/internal/progress"
 	"github.com/ddpm-go/ddpm/model/unet"
 	"github.com/ddpm-go/ddpm/train"
@@ -68,8 +67,8 @@ type Result struct {
 	TrainSeconds float64  `json:"train_seconds"`        // this invocation's training time (0 if trained earlier)
 
 	// The test-set bound of a stable row, in bits per data dimension.
-	BPD         *likelihood.Summary `json:"bpd,omitempty"`
-	EvalSeconds float64             `json:"eval_seconds,omitempty"`
+	BPD         *diffusion.BoundSummary `json:"bpd,omitempty"`
+	EvalSeconds float64                 `json:"eval_seconds,omitempty"`
 
 	QualityName  string   `json:"quality_name,omitempty"`
 	Quality      *float64 `json:"quality,omitempty"`
@@ -346,7 +345,7 @@ func evaluateRow(ctx context.Context, dir string, opt Options, label string, tes
 	testSet.ToFloat(x0, idx, cfg.Res)
 	start := time.Now()
 	bar := progress.New(n*d.T, label+" bits/dim", "eval", opt.Quiet)
-	r, err := likelihood.Evaluate(ctx, d, m, x0, n, likelihood.Options{
+	r, err := d.EvaluateBound(ctx, m, x0, n, diffusion.BoundOptions{
 		Batch: opt.EvalBatch, Rng: rand.New(rand.NewPCG(opt.EvalSeed, 0x627064)),
 		Progress: func(done, total int) { bar.Set(done) },
 	})

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"github.com/ddpm-go/ddpm/internal/plot"
 	"io"
 	"io/fs"
 	"os"
@@ -13,7 +14,6 @@ import (
 	"strings"
 
 	"github.com/ddpm-go/ddpm/diffusion"
-	"github.com/ddpm-go/ddpm/experiments/likelihood"
 	"github.com/ddpm-go/ddpm/train"
 )
 
@@ -98,17 +98,17 @@ func WriteTable(w io.Writer, opt Options, results []Result) {
 
 // plotRows draws the per-t bound of every evaluated row in one PNG.
 func plotRows(opt Options, results []Result) error {
-	var curves []likelihood.Curve
+	var curves []plot.Curve
 	for _, r := range results {
 		if r.BPD != nil {
-			curves = append(curves, likelihood.Curve{Name: r.Row, PerT: r.BPD.PerTBPD})
+			curves = append(curves, plot.Curve{Name: r.Row, PerT: r.BPD.PerTBPD})
 		}
 	}
 	if len(curves) == 0 {
 		return nil
 	}
 	title := fmt.Sprintf("Table 2 rows on %s: bound term per t (test)", opt.Train.Data)
-	if err := likelihood.PlotPerT(filepath.Join(opt.Out, PerTPlot), title, curves...); err != nil {
+	if err := plot.PerT(filepath.Join(opt.Out, PerTPlot), title, curves...); err != nil {
 		return fmt.Errorf("ablation: %w", err)
 	}
 	return nil

@@ -29,7 +29,6 @@ import (
 	"math/rand/v2"
 
 	"github.com/ddpm-go/ddpm/diffusion"
-	"github.com/ddpm-go/ddpm/experiments/likelihood"
 )
 
 // Options control [Run].
@@ -99,9 +98,9 @@ func Run(ctx context.Context, d *diffusion.Diffusion, m diffusion.Model, x0 []fl
 
 	sse := make([]float64, d.T) // Σ over images and counted values of (x̂0 − x0)² at i
 	var xhat []float32
-	r, err := likelihood.Evaluate(ctx, d, m, x0, n, likelihood.Options{
+	r, err := d.EvaluateBound(ctx, m, x0, n, diffusion.BoundOptions{
 		Batch: opt.Batch, Rng: opt.Rng, Progress: opt.Progress,
-		Visit: func(b likelihood.Batch) {
+		Visit: func(b diffusion.BoundBatch) {
 			if cap(xhat) < len(b.X0) {
 				xhat = make([]float32, len(b.X0)) // the first call is the largest
 			}

@@ -1,16 +1,17 @@
-// Package likelihood measures a trained model's negative log-likelihood
+package diffusion
+
+// The bound over a data set: EvaluateBound measures a trained model's negative log-likelihood
 // bound on a data set in bits/dim: the full variational bound L (eq. 5) of
 // every image, L_T + Σ_{t≥2} L_{t−1} + L_0, with every term computed exactly
 // (the Rao-Blackwellised KL between Gaussians) from one draw of x_t per t,
 // as the paper and the official calc_bpd_loop do.
 //
 // The bound needs T network evaluations per image, so its cost is all in the
-// U-Net. [Evaluate] therefore treats the n·T (image, t) pairs as one long
+// U-Net. [Diffusion.EvaluateBound] therefore treats the n·T (image, t) pairs as one long
 // list and feeds them to the network in batches of a chosen size: with many
 // images a batch is many images at one t (exactly the order of
-// diffusion.CalcBPDLoop), with few images it is many t of the same image, so
+// [Diffusion.CalcBPDLoop]), with few images it is many t of the same image, so
 // every forward pass sees a decent batch either way.
-package likelihood
 
 import (
 	"context"
@@ -18,17 +19,15 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-
-	"github.com/ddpm-go/ddpm/diffusion"
 )
 
-// Options control [Evaluate].
-type Options struct {
+// BoundOptions control [Diffusion.EvaluateBound].
+type BoundOptions struct {
 	// Batch is the number of (image, t) pairs per network call (≥ 1).
 	Batch int
 	// Rng draws the noise ε of every x_t. Pairs are visited for i = T−1
 	// down to 0 and, within one i, image by image, and each pair draws its D
-	// normals in order, so the draws are those of diffusion.CalcBPDLoop
+	// normals in order, so the draws are those of [Diffusion.CalcBPDLoop]
 	// with the same generator whatever the batch size.
 	Rng *rand.Rand
 	// Progress, when set, is called after each network call with the number
@@ -37,21 +36,21 @@ type Options struct {
 	// Visit, when set, is called after each network call, before Progress,
 	// with the pairs of that call: for measurements that need the network's
 	// output as well as the bound (experiments/rd).
-	Visit func(Batch)
+	Visit func(BoundBatch)
 }
 
-// Batch is one network call of [Evaluate]: pair j is image Img[j] at
+// BoundBatch is one network call of [Diffusion.EvaluateBound]: pair j is image Img[j] at
 // diffusion index T[j]; its x0 and x_t are the D values from j·D of X0 and
 // Xt, and Out is the network's output for it. The slices are reused by the
 // next call.
-type Batch struct {
+type BoundBatch struct {
 	Img, T      []int
 	X0, Xt, Out []float32
 }
 
-// Result is the bound of each of N images in bits per model dimension
+// Bound is the bound of each of N images in bits per model dimension
 // (nats / (Dims·ln 2)), the unit of the diffusion package.
-type Result struct {
+type Bound struct {
 	N, T int
 	Dims int // values per image as the model sees them (C·Res·Res)
 
@@ -62,23 +61,23 @@ type Result struct {
 	Terms [][]float64
 }
 
-// Evaluate computes the bound of the n images x0 (n·D values, each on the
+// EvaluateBound computes the bound of the n images x0 (n·D values, each on the
 // 256-level grid of [−1, 1], as data.Dataset.ToFloat makes them) under the
 // model m and the process d. It returns ctx's error if ctx is cancelled
 // between network calls.
-func Evaluate(ctx context.Context, d *diffusion.Diffusion, m diffusion.Model, x0 []float32, n int, opt Options) (*Result, error) {
+func (d *Diffusion) EvaluateBound(ctx context.Context, m Model, x0 []float32, n int, opt BoundOptions) (*Bound, error) {
 	switch {
 	case n <= 0:
-		return nil, fmt.Errorf("likelihood: need at least one image, got %d", n)
+		return nil, fmt.Errorf("bound: need at least one image, got %d", n)
 	case len(x0) == 0 || len(x0)%n != 0:
-		return nil, fmt.Errorf("likelihood: %d values are not %d whole images", len(x0), n)
+		return nil, fmt.Errorf("bound: %d values are not %d whole images", len(x0), n)
 	case opt.Batch <= 0:
-		return nil, fmt.Errorf("likelihood: batch must be positive, got %d", opt.Batch)
+		return nil, fmt.Errorf("bound: batch must be positive, got %d", opt.Batch)
 	case opt.Rng == nil:
-		return nil, errors.New("likelihood: no random generator")
+		return nil, errors.New("bound: no random generator")
 	}
 	D, T := len(x0)/n, d.T
-	r := &Result{N: n, T: T, Dims: D, Total: make([]float64, n), Prior: d.PriorBPD(x0, n), Terms: make([][]float64, n)}
+	r := &Bound{N: n, T: T, Dims: D, Total: make([]float64, n), Prior: d.PriorBPD(x0, n), Terms: make([][]float64, n)}
 	for b := range r.Terms {
 		r.Terms[b] = make([]float64, T)
 	}
@@ -102,7 +101,7 @@ func Evaluate(ctx context.Context, d *diffusion.Diffusion, m diffusion.Model, x0
 			copy(xs[j*D:(j+1)*D], x0[img[j]*D:(img[j]+1)*D])
 		}
 		xb, eb, xtb, tb := xs[:k*D], eps[:k*D], xt[:k*D], t[:k]
-		diffusion.FillNormal(eb, opt.Rng)
+		FillNormal(eb, opt.Rng)
 		d.QSample(xtb, xb, eb, tb)
 		ob := out[:d.OutChannels(1)*k*D]
 		m.Predict(ob, xtb, tb)
@@ -110,7 +109,7 @@ func Evaluate(ctx context.Context, d *diffusion.Diffusion, m diffusion.Model, x0
 			r.Terms[img[j]][tb[j]] = v
 		}
 		if opt.Visit != nil {
-			opt.Visit(Batch{Img: img[:k], T: tb, X0: xb, Xt: xtb, Out: ob})
+			opt.Visit(BoundBatch{Img: img[:k], T: tb, X0: xb, Xt: xtb, Out: ob})
 		}
 		if opt.Progress != nil {
 			opt.Progress(lo+k, total)
@@ -126,8 +125,8 @@ func Evaluate(ctx context.Context, d *diffusion.Diffusion, m diffusion.Model, x0
 	return r, nil
 }
 
-// Summary is the mean bound over the images, the figures a report prints.
-type Summary struct {
+// BoundSummary is the mean bound over the images, the figures a report prints.
+type BoundSummary struct {
 	N              int     `json:"n"`
 	TotalBPD       float64 `json:"total_bpd"`        // mean of the per-image bound L
 	TotalBPDStderr float64 `json:"total_bpd_stderr"` // standard error of that mean (0 for one image)
@@ -145,8 +144,8 @@ type Summary struct {
 // Because padding is a fixed function of the image, the bound on the padded
 // image, spread over the original dimensions, is still a bound on the
 // original image's NLL.
-func (r *Result) Summary(scale float64) Summary {
-	s := Summary{N: r.N, PerTBPD: make([]float64, r.T)}
+func (r *Bound) Summary(scale float64) BoundSummary {
+	s := BoundSummary{N: r.N, PerTBPD: make([]float64, r.T)}
 	inv := 1 / float64(r.N)
 	for b := range r.N {
 		s.TotalBPD += r.Total[b] * inv
@@ -177,24 +176,24 @@ func (r *Result) Summary(scale float64) Summary {
 	return s
 }
 
-// FitVariance measures the Fitted reverse variance ([diffusion.VarianceFit])
+// MeasureFit measures the Fitted reverse variance ([VarianceFit])
 // of the network m on the n held-out images x0, with one x_t draw per image
-// and step as [Evaluate] makes them (opt as there; a Visit of its own is
+// and step as [Diffusion.EvaluateBound] makes them (opt as there; a Visit of its own is
 // still called). A bin of x̂0 values needs minBin values at a step to be
 // fitted on its own. d must describe a network that outputs a mean only.
-func FitVariance(ctx context.Context, d *diffusion.Diffusion, m diffusion.Model, x0 []float32, n, minBin int, opt Options) (*diffusion.VarianceFit, error) {
+func (d *Diffusion) MeasureFit(ctx context.Context, m Model, x0 []float32, n, minBin int, opt BoundOptions) (*VarianceFit, error) {
 	f, err := d.NewVarianceFitter(minBin)
 	if err != nil {
 		return nil, err
 	}
 	visit := opt.Visit
-	opt.Visit = func(b Batch) {
+	opt.Visit = func(b BoundBatch) {
 		f.Add(b.Out, b.X0, b.Xt, b.T, b.Img)
 		if visit != nil {
 			visit(b)
 		}
 	}
-	if _, err := Evaluate(ctx, d, m, x0, n, opt); err != nil {
+	if _, err := d.EvaluateBound(ctx, m, x0, n, opt); err != nil {
 		return nil, err
 	}
 	return f.Fit()

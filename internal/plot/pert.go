@@ -1,30 +1,28 @@
-package likelihood
+package plot
 
 import (
 	"errors"
 	"math"
-
-	"github.com/ddpm-go/ddpm/internal/plot"
 )
 
-// Curve is one named per-t curve for [PlotPerT]: PerT[i] is the term at
-// t = i+1, as in [Summary.PerTBPD].
+// Curve is one named per-t curve for [PerT]: PerT[i] is the bound's term
+// at t = i+1, as in diffusion.BoundSummary.PerTBPD.
 type Curve struct {
 	Name string
 	PerT []float64
 }
 
-// PlotPerT writes a PNG of the bound's term at each t against t, one line
+// PerT writes a PNG of the bound's term at each t against t, one line
 // per curve (with a legend when there are several), on a log scale: the
 // terms span many orders of magnitude, from the decoder at t = 1 to almost
 // nothing near t = T, and the shape (most of the rate at small t) is what
 // the plot is for. Terms that are not positive (an exact or rounded-to-zero
 // KL) cannot be drawn on a log scale and leave a gap.
-func PlotPerT(path, title string, curves ...Curve) error {
-	panel := plot.Panel{Title: title, XLabel: "t", YLabel: "L(t−1) (bits/dim)", LogY: true}
+func PerT(path, title string, curves ...Curve) error {
+	panel := Panel{Title: title, XLabel: "t", YLabel: "L(t−1) (bits/dim)", LogY: true}
 	drawn := 0
 	for _, c := range curves {
-		s := plot.Series{Name: c.Name}
+		s := Series{Name: c.Name}
 		if len(curves) == 1 {
 			s.Name = ""
 		}
@@ -40,5 +38,5 @@ func PlotPerT(path, title string, curves ...Curve) error {
 	if drawn == 0 {
 		return errors.New("plot: no positive term to draw")
 	}
-	return plot.Save(path, 1, panel)
+	return Save(path, 1, panel)
 }

@@ -1,22 +1,17 @@
-package likelihood
+package diffusion
 
 import (
 	"context"
 	"errors"
-	"image/png"
 	"math"
 	"math/rand/v2"
-	"os"
-	"path/filepath"
 	"testing"
-
-	"github.com/ddpm-go/ddpm/diffusion"
 )
 
 // affineModel is a deterministic stand-in for the U-Net whose output for a
 // value depends only on that value and its image's t, so it gives the same
 // answer whatever the batch it is called with (as the U-Net does).
-type affineModel struct{ d *diffusion.Diffusion }
+type affineModel struct{ d *Diffusion }
 
 func (m affineModel) Predict(out, xt []float32, t []int) {
 	n := len(t)
@@ -33,14 +28,14 @@ func (m affineModel) Predict(out, xt []float32, t []int) {
 	}
 }
 
-func newDiffusion(t *testing.T, T int, mean diffusion.ModelMean, v diffusion.ModelVar) *diffusion.Diffusion {
+func newDiffusion(t *testing.T, T int, mean ModelMean, v ModelVar) *Diffusion {
 	t.Helper()
-	c := diffusion.DefaultConfig()
+	c := DefaultConfig()
 	c.T, c.Mean, c.Var = T, mean, v
-	if v == diffusion.Learned {
-		c.Loss = diffusion.VLB
+	if v == Learned {
+		c.Loss = VLB
 	}
-	d, err := diffusion.New(c)
+	d, err := New(c)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -56,28 +51,28 @@ func gridImages(n, D int, rng *rand.Rand) []float32 {
 	return x
 }
 
-// Evaluate must reproduce diffusion.CalcBPDLoop term for term, whatever the
+// Evaluate must reproduce CalcBPDLoop term for term, whatever the
 // batch: the same noise draws reach the same pairs and the model sees the
 // same inputs.
 func TestMatchesCalcBPDLoop(t *testing.T) {
 	const n, D, T = 3, 12, 7
 	for _, c := range []struct {
 		name  string
-		mean  diffusion.ModelMean
-		v     diffusion.ModelVar
+		mean  ModelMean
+		v     ModelVar
 		batch int
 	}{
-		{"eps fixedlarge, batch 1", diffusion.Eps, diffusion.FixedLarge, 1},
-		{"eps fixedlarge, batch n", diffusion.Eps, diffusion.FixedLarge, n},
-		{"xprev learned, batch 5 (straddles t)", diffusion.XPrev, diffusion.Learned, 5},
-		{"xstart fixedsmall, batch > n·T", diffusion.XStart, diffusion.FixedSmall, 100},
+		{"eps fixedlarge, batch 1", Eps, FixedLarge, 1},
+		{"eps fixedlarge, batch n", Eps, FixedLarge, n},
+		{"xprev learned, batch 5 (straddles t)", XPrev, Learned, 5},
+		{"xstart fixedsmall, batch > n·T", XStart, FixedSmall, 100},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			d := newDiffusion(t, T, c.mean, c.v)
 			x0 := gridImages(n, D, rand.New(rand.NewPCG(1, 2)))
 			want := d.CalcBPDLoop(affineModel{d}, x0, n, rand.New(rand.NewPCG(3, 4)), nil)
 			calls := 0
-			got, err := Evaluate(context.Background(), d, affineModel{d}, x0, n, Options{
+			got, err := d.EvaluateBound(context.Background(), affineModel{d}, x0, n, BoundOptions{
 				Batch: c.batch, Rng: rand.New(rand.NewPCG(3, 4)),
 				Progress: func(done, total int) {
 					calls++
@@ -111,7 +106,7 @@ func TestMatchesCalcBPDLoop(t *testing.T) {
 // between two Gaussians of equal mean and the decoder is the mass of a
 // centred Gaussian on one bin.
 type oracle struct {
-	d  *diffusion.Diffusion
+	d  *Diffusion
 	x0 []float32
 }
 
@@ -128,10 +123,10 @@ func TestOracleBound(t *testing.T) {
 	const D, T = 50, 20
 	x0 := gridImages(1, D, rand.New(rand.NewPCG(5, 6)))
 	x0[0], x0[1] = -1, 1 // both edge bins
-	for _, v := range []diffusion.ModelVar{diffusion.FixedSmall, diffusion.FixedLarge} {
+	for _, v := range []ModelVar{FixedSmall, FixedLarge} {
 		t.Run(v.String(), func(t *testing.T) {
-			d := newDiffusion(t, T, diffusion.Eps, v)
-			r, err := Evaluate(context.Background(), d, oracle{d, x0}, x0, 1, Options{Batch: 6, Rng: rand.New(rand.NewPCG(7, 8))})
+			d := newDiffusion(t, T, Eps, v)
+			r, err := d.EvaluateBound(context.Background(), oracle{d, x0}, x0, 1, BoundOptions{Batch: 6, Rng: rand.New(rand.NewPCG(7, 8))})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -162,7 +157,7 @@ func TestOracleBound(t *testing.T) {
 }
 
 func TestSummary(t *testing.T) {
-	r := &Result{N: 4, T: 3, Dims: 8,
+	r := &Bound{N: 4, T: 3, Dims: 8,
 		Prior: []float64{0.1, 0.1, 0.1, 0.1},
 		Terms: [][]float64{{0.5, 0.3, 0.1}, {1.5, 0.3, 0.1}, {2.5, 0.3, 0.1}, {3.5, 0.3, 0.1}},
 	}
@@ -190,14 +185,14 @@ func TestSummary(t *testing.T) {
 			t.Errorf("prior + decoder + terms = %v, total %v", sum, s.TotalBPD)
 		}
 	}
-	one := &Result{N: 1, T: 1, Total: []float64{3}, Prior: []float64{1}, Terms: [][]float64{{2}}}
+	one := &Bound{N: 1, T: 1, Total: []float64{3}, Prior: []float64{1}, Terms: [][]float64{{2}}}
 	if s := one.Summary(1); s.TotalBPDStderr != 0 || s.TotalBPD != 3 {
 		t.Errorf("one image: %+v", s)
 	}
 }
 
 func TestEvaluateErrors(t *testing.T) {
-	d := newDiffusion(t, 5, diffusion.Eps, diffusion.FixedLarge)
+	d := newDiffusion(t, 5, Eps, FixedLarge)
 	rng := rand.New(rand.NewPCG(1, 1))
 	x := make([]float32, 10)
 	for _, c := range []struct {
@@ -213,36 +208,13 @@ func TestEvaluateErrors(t *testing.T) {
 		{"zero batch", x, 2, 0, rng},
 		{"no rng", x, 2, 1, nil},
 	} {
-		if _, err := Evaluate(context.Background(), d, affineModel{d}, c.x, c.n, Options{Batch: c.batch, Rng: c.rng}); err == nil {
+		if _, err := d.EvaluateBound(context.Background(), affineModel{d}, c.x, c.n, BoundOptions{Batch: c.batch, Rng: c.rng}); err == nil {
 			t.Errorf("%s: no error", c.name)
 		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if _, err := Evaluate(ctx, d, affineModel{d}, x, 2, Options{Batch: 1, Rng: rng}); !errors.Is(err, context.Canceled) {
+	if _, err := d.EvaluateBound(ctx, affineModel{d}, x, 2, BoundOptions{Batch: 1, Rng: rng}); !errors.Is(err, context.Canceled) {
 		t.Errorf("cancelled: err %v", err)
-	}
-}
-
-func TestPlotPerT(t *testing.T) {
-	path := filepath.Join(t.TempDir(), "bpd.png")
-	perT := []float64{2, 0.5, 0.1, 0, 1e-4, 1e-6}
-	if err := PlotPerT(path, "test", Curve{"a", perT}, Curve{"b", []float64{1, 1, 1}}); err != nil {
-		t.Fatal(err)
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	img, err := png.Decode(f)
-	if err != nil {
-		t.Fatalf("not a PNG: %v", err)
-	}
-	if b := img.Bounds(); b.Dx() < 100 || b.Dy() < 100 {
-		t.Errorf("image is %v", b)
-	}
-	if err := PlotPerT(path, "empty", Curve{"a", []float64{0, -1}}); err == nil {
-		t.Error("a curve with nothing positive plotted without error")
 	}
 }
