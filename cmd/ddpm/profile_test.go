@@ -12,7 +12,7 @@ import (
 // cannot be created is a one-line error, status 1, before the command runs.
 func TestCPUProfile(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "cpu.prof")
-	r := ddpm(t, []string{"DDPM_CPUPROFILE=" + path}, "schedule", "--json", "--out", filepath.Join(t.TempDir(), "schedule.png"))
+	r := runBin(t, []string{"DDPM_CPUPROFILE=" + path}, "schedule", "--json", "--out", filepath.Join(t.TempDir(), "schedule.png"))
 	mustSucceed(t, r, "ddpm schedule with DDPM_CPUPROFILE")
 	if !bytes.HasPrefix([]byte(r.stdout), []byte("{")) {
 		t.Fatalf("stdout is not the schedule's JSON: %.80q", r.stdout)
@@ -26,5 +26,5 @@ func TestCPUProfile(t *testing.T) {
 	}
 
 	bad := filepath.Join(t.TempDir(), "no-such-dir", "cpu.prof")
-	checkCleanFailure(t, ddpm(t, []string{"DDPM_CPUPROFILE=" + bad}, "schedule", "--json", "--out", filepath.Join(t.TempDir(), "schedule.png")), 1, "DDPM_CPUPROFILE")
+	checkCleanFailure(t, runBin(t, []string{"DDPM_CPUPROFILE=" + bad}, "schedule", "--json", "--out", filepath.Join(t.TempDir(), "schedule.png")), 1, "DDPM_CPUPROFILE")
 }

@@ -54,7 +54,7 @@ func killBaseline(t *testing.T) ([]byte, time.Duration) {
 		out := filepath.Join(testDir, "baseline")
 		ddpmBin(t) // not part of the timing
 		start := time.Now()
-		r := ddpm(t, nil, killArgs(t, out, killSteps)...)
+		r := runBin(t, nil, killArgs(t, out, killSteps)...)
 		baseline.dur = time.Since(start)
 		if r.code != 0 {
 			baseline.err = r.stderr
@@ -139,7 +139,7 @@ func TestKillAnyMoment(t *testing.T) {
 			case err != nil && seen < 0:
 				// Killed before the first checkpoint: a fresh start must
 				// work in the same directory.
-				r := ddpm(t, nil, killArgs(t, out, killSteps)...)
+				r := runBin(t, nil, killArgs(t, out, killSteps)...)
 				mustSucceed(t, r, "restart")
 			case err != nil:
 				t.Fatalf("after SIGKILL: %v (step %d had been written)", err, seen)
@@ -150,7 +150,7 @@ func TestKillAnyMoment(t *testing.T) {
 				if st := s.Checkpoint.Step; st < seen || st%3 != 0 && st != killSteps {
 					t.Fatalf("after SIGKILL the newest checkpoint is step %d; step %d had been written", st, seen)
 				}
-				r := ddpm(t, nil, "train", "--resume", "--out", out, "--quiet")
+				r := runBin(t, nil, "train", "--resume", "--out", out, "--quiet")
 				mustSucceed(t, r, "resume")
 			}
 			if !bytes.Equal(readFile(t, filepath.Join(out, checkpoint.FileName)), want) {
@@ -203,7 +203,7 @@ func TestSignals(t *testing.T) {
 			if got := newestStep(out); got != step {
 				t.Fatalf("message says step %d, checkpoint holds %d", step, got)
 			}
-			r := ddpm(t, nil, "train", "--resume", "--out", out, "--quiet")
+			r := runBin(t, nil, "train", "--resume", "--out", out, "--quiet")
 			mustSucceed(t, r, "resume")
 			if !bytes.Equal(readFile(t, filepath.Join(out, checkpoint.FileName)), want) {
 				t.Fatalf("the run stopped by %v at step %d and resumed differs from the uninterrupted one", sig, step)
@@ -226,7 +226,7 @@ func TestDiskFull(t *testing.T) {
 	}
 	defer syscall.Unmount(mnt, 0)
 	out := filepath.Join(mnt, "run")
-	r := ddpm(t, nil, killArgs(t, out, 12)...)
+	r := runBin(t, nil, killArgs(t, out, 12)...)
 	checkCleanFailure(t, r, 1, "no space left on device")
 	if !strings.Contains(r.stderr, "step 9:") {
 		t.Fatalf("the failing write should be the third checkpoint (step 9):\n%s", r.stderr)
@@ -253,7 +253,7 @@ func TestFileSizeLimit(t *testing.T) {
 	}
 	want, _ := killBaseline(t)
 	out := filepath.Join(t.TempDir(), "run")
-	mustSucceed(t, ddpm(t, nil, killArgs(t, out, 3)...), "first run")
+	mustSucceed(t, runBin(t, nil, killArgs(t, out, 3)...), "first run")
 	before := readFile(t, filepath.Join(out, checkpoint.FileName))
 	// A quarter of a checkpoint in the 512-byte blocks of POSIX ulimit -f
 	// (half if this sh counts 1024-byte blocks, as bash does outside
