@@ -67,6 +67,11 @@ func OpenLossLog(dir string, step, every, batch int) (*LossLog, error) {
 		return nil, fmt.Errorf("loss log: interval %d, need ≥ 1", every)
 	}
 	path := filepath.Join(dir, LossLogName)
+	if stale, _ := filepath.Glob(filepath.Join(dir, "."+LossLogName+".tmp*")); len(stale) > 0 {
+		for _, f := range stale {
+			os.Remove(f) // left by a process killed while rewriting the log
+		}
+	}
 	kept, rewrite, base, err := keptLines(path, step)
 	if err != nil {
 		return nil, err
@@ -162,6 +167,10 @@ func (l *LossLog) Skip(step int) {
 	l.skip++
 	l.step = step
 }
+
+// Exclude leaves d, time spent on something else than training (a
+// preview), out of the throughput of the next line.
+func (l *LossLog) Exclude(d time.Duration) { l.last = l.last.Add(d) }
 
 // Flush writes a line for the steps recorded since the previous one, if
 // any finished: at the end of a run or when it is interrupted.

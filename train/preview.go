@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 
 	"github.com/ddpm-go/ddpm/diffusion"
 	"github.com/ddpm-go/ddpm/imgio"
@@ -31,6 +33,13 @@ const previewSeed = 0x70726576
 // change the run.
 func (tr *Trainer) Preview(ctx context.Context, path string) error {
 	if tr.preview == nil {
+		// Temporary files of a writer that was killed; this process is
+		// the run's only writer.
+		if stale, _ := filepath.Glob(filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".tmp*")); len(stale) > 0 {
+			for _, f := range stale {
+				os.Remove(f)
+			}
+		}
 		m, err := unet.New(tr.UCfg)
 		if err != nil {
 			return fmt.Errorf("preview: %w", err)

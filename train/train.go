@@ -47,6 +47,44 @@ type Options struct {
 	CkptEvery int     `json:"ckpt_every"`         // checkpoint interval in steps; 0: only at the end
 	SkipNaN   bool    `json:"skip_nan"`           // skip a step whose loss or gradient is not finite instead of stopping
 	Init      string  `json:"init,omitempty"`     // model whose weights the run started from ("": a random init)
+
+	// How folder images were fitted to the network (see data.Strict).
+	// Runs from before these fields (StrictFit false) had every folder
+	// image cropped, resized and converted, and are resumed that way.
+	StrictFit bool `json:"strict_fit,omitempty"` // folder images fitted only as Resize and Channels allow
+	Resize    bool `json:"resize,omitempty"`     // scale folder images to the network's resolution (area filter, centre crop)
+	Channels  int  `json:"channels,omitempty"`   // convert folder images to this many channels (0: no conversion)
+
+	// Neither changes the run; both may change on --resume.
+	LogEvery     int `json:"log_every,omitempty"`     // a loss.jsonl line every N steps (0: DefaultLogEvery)
+	PreviewEvery int `json:"preview_every,omitempty"` // preview.png every N steps; 0: with each checkpoint; PreviewNever: never
+}
+
+// PreviewNever is the PreviewEvery of a run without previews.
+const PreviewNever = -1
+
+// DefaultLogEvery is the loss log's default interval, in steps.
+const DefaultLogEvery = 10
+
+// LogInterval is the loss log's interval in steps.
+func (o Options) LogInterval() int {
+	if o.LogEvery > 0 {
+		return o.LogEvery
+	}
+	return DefaultLogEvery
+}
+
+// PreviewInterval is how many steps apart previews are written during the
+// run (0: none during it). Every run with previews (PreviewEvery ≠
+// PreviewNever) also writes one at its end.
+func (o Options) PreviewInterval() int {
+	switch {
+	case o.PreviewEvery > 0:
+		return o.PreviewEvery
+	case o.PreviewEvery == PreviewNever:
+		return 0
+	}
+	return o.CkptEvery // with each checkpoint (and at the end; 0: at the end only)
 }
 
 // DefaultOptions are the paper's settings scaled to a CPU run.
@@ -74,6 +112,12 @@ func (o Options) Validate() error {
 		return fmt.Errorf("ema decay must be in [0, 1), got %g", o.EMADecay)
 	case o.CkptEvery < 0:
 		return fmt.Errorf("checkpoint interval must be ≥ 0, got %d", o.CkptEvery)
+	case o.LogEvery < 0:
+		return fmt.Errorf("log-every must be ≥ 1, got %d", o.LogEvery)
+	case o.PreviewEvery < PreviewNever:
+		return fmt.Errorf("preview-every must be ≥ 0, got %d", o.PreviewEvery)
+	case o.Channels != 0 && o.Channels != 1 && o.Channels != 3:
+		return fmt.Errorf("channels must be 1 (grey) or 3 (RGB), got %d", o.Channels)
 	}
 	return nil
 }

@@ -124,14 +124,23 @@ func (b *Bar) Add(n int) {
 	b.log.add(n)
 }
 
-// Set moves the display to n units done. Units set before the first Add
-// (a resumed run's earlier steps) do not count towards the rate.
+// Set moves the display to n units done.
 func (b *Bar) Set(n int) {
 	if b.bar != nil {
 		_ = b.bar.Set(n)
 		return
 	}
 	b.log.set(n)
+}
+
+// Begin says that n units were done before the display started (a resumed
+// run's earlier steps): they count as done but not towards the rate.
+func (b *Bar) Begin(n int) {
+	if b.bar != nil {
+		_ = b.bar.Set(n)
+		return
+	}
+	b.log.begin(n)
 }
 
 // Finish completes the display: a full bar and a newline, or a last line.
@@ -153,8 +162,7 @@ type logger struct {
 	now                func() time.Time
 
 	start, last time.Time
-	cur, base   int  // units done; units done before the first Add
-	added       bool // Add was called
+	cur, base   int  // units done; units done before the display started (Begin)
 	printed     bool // a line was printed, at last
 	printedAt   int  // cur when it was
 	finished    bool
@@ -166,20 +174,27 @@ func (l *logger) describe(s string) {
 	l.mu.Unlock()
 }
 
+func (l *logger) begin(n int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.cur, l.base = n, n
+}
+
 func (l *logger) set(n int) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.cur = n
-	if !l.added {
-		l.base = n
-	}
+	l.advance(n)
 }
 
 func (l *logger) add(n int) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	l.cur += n
-	l.added = true
+	l.advance(l.cur + n)
+}
+
+// advance moves to n units done and prints a line when one is due.
+func (l *logger) advance(n int) {
+	l.cur = n
 	t := l.now()
 	// The first unit's line shows at once that the work runs, and at
 	// what rate; then one line per interval.

@@ -27,7 +27,7 @@ func TestProgressLines(t *testing.T) {
 	cases := []struct {
 		name      string
 		total     int
-		set       int // units done before the first Add (a resumed run)
+		begin     int // units done before the display started (a resumed run)
 		adds      int
 		tick      time.Duration // clock advance per reading
 		desc      string
@@ -46,7 +46,7 @@ func TestProgressLines(t *testing.T) {
 			},
 		},
 		{
-			name: "resumed", total: 100, set: 90, adds: 10, tick: 500 * time.Millisecond, desc: "sampling",
+			name: "resumed", total: 100, begin: 90, adds: 10, tick: 500 * time.Millisecond, desc: "sampling",
 			wantLines: []string{
 				"sampling: step 91/100 (91%) · 2.00 step/s · elapsed 1s · ETA 5s",
 				"sampling: step 100/100 (100%) · 1.82 step/s · elapsed 6s · ETA 0s",
@@ -68,7 +68,7 @@ func TestProgressLines(t *testing.T) {
 			if b.Terminal() {
 				t.Fatal("a bytes.Buffer taken for a terminal")
 			}
-			b.Set(tc.set)
+			b.Begin(tc.begin)
 			b.Describe(tc.detail)
 			for range tc.adds {
 				b.Add(1)
@@ -84,6 +84,25 @@ func TestProgressLines(t *testing.T) {
 				t.Errorf("lines:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(tc.wantLines, "\n"))
 			}
 		})
+	}
+}
+
+// TestProgressSet: a display driven by Set (a sampler's progress hook)
+// prints its lines like one driven by Add.
+func TestProgressSet(t *testing.T) {
+	var buf bytes.Buffer
+	clk := &fakeClock{step: 4 * time.Second}
+	b := NewWriter(&buf, 8, "sampling", "eval", Clock(clk.now))
+	for i := 1; i <= 8; i++ {
+		b.Set(i)
+	}
+	b.Finish()
+	want := "sampling: eval 1/8 (12%) · 0.25 eval/s · elapsed 4s · ETA 28s\n" +
+		"sampling: eval 4/8 (50%) · 0.25 eval/s · elapsed 16s · ETA 16s\n" +
+		"sampling: eval 7/8 (87%) · 0.25 eval/s · elapsed 28s · ETA 4s\n" +
+		"sampling: eval 8/8 (100%) · 0.22 eval/s · elapsed 36s · ETA 0s\n"
+	if buf.String() != want {
+		t.Errorf("got:\n%swant:\n%s", buf.String(), want)
 	}
 }
 
