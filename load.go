@@ -15,6 +15,7 @@ import (
 	"github.com/ddpm-go/ddpm/checkpoint"
 	"github.com/ddpm-go/ddpm/data"
 	"github.com/ddpm-go/ddpm/diffusion"
+	"github.com/ddpm-go/ddpm/internal/text"
 	"github.com/ddpm-go/ddpm/model/unet"
 	"github.com/ddpm-go/ddpm/pretrained"
 	"github.com/ddpm-go/ddpm/weights"
@@ -282,7 +283,7 @@ func (p *Pipeline) LoadData(spec, split string) (*data.Dataset, string, error) {
 		return nil, "", err
 	}
 	if ds.C != cfg.InCh {
-		return nil, "", fmt.Errorf("data set %s has %d channels, the model takes %d", spec, ds.C, cfg.InCh)
+		return nil, "", fmt.Errorf("data set %s has %s, the model takes %d", spec, text.Plural(ds.C, "channel"), cfg.InCh)
 	}
 	if err := ds.CheckSize(cfg.Res); err != nil {
 		return nil, "", err

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"time"
 
@@ -15,14 +14,10 @@ func init() {
 }
 
 func runFitVariance(args []string) error {
-	fs := flag.NewFlagSet("fit-variance", flag.ContinueOnError)
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: ddpm fit-variance [--model mnist|fashion-mnist|DIR|FILE] [--fit-n %d] --out FILE\n\n", ddpm.DefaultFitImages)
-		fmt.Fprintf(fs.Output(), "Measures the network's x̂0 error at every step and its best decoder scale on the last\n"+
-			"--fit-n images of its training split (σ_t² = β̃_t + c₁²·E(x̂0 − x0)², see `--var fitted`) and\n"+
-			"writes them to FILE, for `--var fitted --fit FILE` on every command that reads a model.\n\nflags:\n")
-		fs.PrintDefaults()
-	}
+	fs := newFlags("fit-variance", fmt.Sprintf("[--model mnist|fashion-mnist|DIR|FILE] [--fit-n %d] --out FILE\n\n"+
+		"Measures the network's x̂0 error at every step and its best decoder scale on the last\n"+
+		"--fit-n images of its training split (σ_t² = β̃_t + c₁²·E(x̂0 − x0)², see `--var fitted`) and\n"+
+		"writes them to FILE, for `--var fitted --fit FILE` on every command that reads a model.", ddpm.DefaultFitImages))
 	path := fs.String("model", ddpm.DefaultModel, modelHelp)
 	raw := fs.Bool("raw", false, "use the raw weights instead of the EMA weights")
 	n := fs.Int("fit-n", ddpm.DefaultFitImages, "fit on the last N images of the model's training split")
