@@ -8,6 +8,10 @@ import (
 	"path/filepath"
 
 	"github.com/ddpm-go/ddpm"
+	"github.com/ddpm-go/ddpm/data"
+	"github.com/ddpm-go/ddpm/diffusion"
+	"github.com/ddpm-go/ddpm/model/unet"
+	"github.com/ddpm-go/ddpm/train"
 )
 
 // Load a shipped model and sample from it with 20 DDIM steps.
@@ -73,4 +77,40 @@ func ExamplePipeline_BitsPerDim() {
 	s := res.Summary(1)
 	fmt.Printf("%d images: %.2f bits/dim\n", s.N, s.TotalBPD)
 	// Output: 2 images: 1.75 bits/dim
+}
+
+// Train a small network for a few steps (Algorithm 1) with package train,
+// then load the run directory like any model and sample from it.
+func Example_train() {
+	opt := train.DefaultOptions()
+	opt.Config, opt.Steps, opt.Batch, opt.CkptEvery, opt.PreviewEvery = "tiny1", 20, 8, 0, train.PreviewNever
+	ucfg, err := unet.ConfigByName(opt.Config)
+	if err != nil {
+		log.Fatal(err)
+	}
+	ds, err := data.Load("mnist", "train", data.WithSize(ucfg.Res), data.WithChannels(ucfg.InCh))
+	if err != nil {
+		log.Fatal(err)
+	}
+	dc := diffusion.DefaultConfig()
+	dc.T = 100
+	tr, err := train.New(opt, ucfg, dc, ds)
+	if err != nil {
+		log.Fatal(err)
+	}
+	dir, _ := os.MkdirTemp("", "ddpm-train")
+	defer os.RemoveAll(dir)
+	if err := tr.Run(context.Background(), dir, nil); err != nil {
+		log.Fatal(err)
+	}
+	p, err := ddpm.Load(dir)
+	if err != nil {
+		log.Fatal(err)
+	}
+	imgs, err := p.Sample(context.Background(), 4, ddpm.SampleOptions{Sampler: ddpm.DDIM(10)})
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Printf("%d steps, %d images of %d×%d\n", tr.Step, len(imgs), p.Resolution(), p.Resolution())
+	// Output: 20 steps, 4 images of 32×32
 }
