@@ -4,17 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/ddpm-go/ddpm"
-	"github.com/ddpm-go/ddpm/internal/plot"
 	"io"
-	"math/rand/v2"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
-	"time"
 
+	"github.com/ddpm-go/ddpm"
 	"github.com/ddpm-go/ddpm/data"
-	"github.com/ddpm-go/ddpm/diffusion"
 	"github.com/ddpm-go/ddpm/internal/progress"
 )
 
@@ -22,38 +19,22 @@ func init() {
 	registerEval("bpd", "negative log-likelihood bound in bits/dim on a data split (the paper's NLL)", runEvalBPD)
 }
 
-// bpdReport is what `ddpm eval bpd --json` prints: the summary plus where
-// it came from. Bits are per data dimension (see the dims fields).
-type bpdReport struct {
-	diffusion.BoundSummary
-	Model    string  `json:"model"`
-	Data     string  `json:"data"`
-	Split    string  `json:"split"`
-	T        int     `json:"T"`
-	Dims     int     `json:"dims"`      // values per image the model sees (after padding)
-	DataDims int     `json:"data_dims"` // values per image of the data set: the bits/dim denominator
-	Seed     uint64  `json:"seed"`
-	Var      string  `json:"var"`                  // the reverse variance the bound was computed with
-	FitN     int     `json:"fit_images,omitempty"` // --var fitted: the train images it was fitted on
-	Seconds  float64 `json:"seconds"`
-	// DecoderAtData is the decoder L_0 the images would score if the
-	// network's mean at t = 1 were the image itself (absent with a learned
-	// variance): the part of decoder_bpd that σ_1 alone costs.
-	DecoderAtData float64 `json:"decoder_bpd_at_data,omitempty"`
-}
+// bpdReport is what `ddpm eval bpd --json` prints.
+type bpdReport = ddpm.BPDReport
 
 func runEvalBPD(args []string) error { return evalBPD(args, os.Stdout) }
 
-// evalBPD is runEvalBPD writing its report to w.
+// evalBPD is runEvalBPD writing its report to w: the flags, then
+// ddpm.Pipeline.EvaluateBPD.
 func evalBPD(args []string, w io.Writer) error {
 	fs := newFlags("eval bpd", "[--model mnist|fashion-mnist|DIR|FILE] [--data mnist] [--split test] [--n 100] [--batch 64] [--json] [--plot FILE]")
 	mf := addModelFlags(fs, ddpm.DefaultModel)
-	modelPath := mf.path
-	spec := fs.String("data", "", "data set: "+data.Specs+" (default: the one the model was trained on)")
-	split := fs.String("split", "test", "split to evaluate: train or test (compare them to check for overfitting)")
-	n := fs.Int("n", 100, "evaluate the first N images of the split (0: all)")
-	batch := fs.Int("batch", 64, "network inputs per forward pass: (image, t) pairs, many images at one t or many t of one image")
-	seed := fs.Uint64("seed", 0, "seed of the x_t draws")
+	var o ddpm.EvalBPDOptions
+	fs.StringVar(&o.Data, "data", "", "data set: "+data.Specs+" (default: the one the model was trained on)")
+	fs.StringVar(&o.Split, "split", "test", "split to evaluate: train or test (compare them to check for overfitting)")
+	fs.IntVar(&o.N, "n", 100, "evaluate the first N images of the split (0: all)")
+	fs.IntVar(&o.Batch, "batch", 64, "network inputs per forward pass: (image, t) pairs, many images at one t or many t of one image")
+	fs.Uint64Var(&o.Seed, "seed", 0, "seed of the x_t draws")
 	asJSON := fs.Bool("json", false, "print one JSON object instead of the table")
 	plotPath := fs.String("plot", "", "also write a PNG of the per-t terms to this file (.png)")
 	quiet := fs.Bool("quiet", false, "no progress bar")
@@ -61,12 +42,12 @@ func evalBPD(args []string, w io.Writer) error {
 		return err
 	}
 	switch {
-	case *n < 0:
-		return usageErr("--n must be ≥ 0 (0: the whole split), got %d", *n)
-	case *batch <= 0:
-		return usageErr("--batch must be positive, got %d", *batch)
-	case *split != "train" && *split != "test":
-		return usageErr("--split must be train or test, got %q", *split)
+	case o.N < 0:
+		return usageErr("--n must be ≥ 0 (0: the whole split), got %d", o.N)
+	case o.Batch <= 0:
+		return usageErr("--batch must be positive, got %d", o.Batch)
+	case o.Split != "train" && o.Split != "test":
+		return usageErr("--split must be train or test, got %q", o.Split)
 	}
 	if err := checkImageOut("plot", *plotPath, ".png"); err != nil {
 		return err
@@ -75,95 +56,58 @@ func evalBPD(args []string, w io.Writer) error {
 	if err != nil {
 		return err
 	}
-	m, d := p.Net, p.Process
-	cfg := m.Config()
-	ds, dataSpec, err := loadData(p, *spec, *split)
-	if err != nil {
-		return err
-	}
-	count := *n
-	if count == 0 {
-		count = ds.N
-	}
-	x0, err := expFirst(ds, count, cfg.Res, dataSpec, *split)
-	if err != nil {
-		return err
-	}
-	D := cfg.InCh * cfg.Res * cfg.Res
-	announceBPD(m, d, count, *batch, D, d.OutChannels(cfg.InCh)*cfg.Res*cfg.Res, *split)
-
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	bar := progress.New(count*d.T, fmt.Sprintf("bits/dim of %d %s images", count, *split), "eval", *quiet)
-	start := time.Now()
-	res, err := d.EvaluateBound(ctx, m, x0, count, diffusion.BoundOptions{
-		Batch: *batch, Rng: rand.New(rand.NewPCG(*seed, 0x627064)),
-		Progress: func(done, total int) { bar.Set(done) },
-	})
-	if errors.Is(err, context.Canceled) {
-		return fmt.Errorf("interrupted: no result (the bound needs every t of every image)")
+	var bar *progress.Bar
+	o.Begin = func(n int) {
+		announceBPD(p, n, o.Batch, o.Split)
+		bar = progress.New(n*p.T(), fmt.Sprintf("bits/dim of %d %s images", n, o.Split), "eval", *quiet)
 	}
+	o.Progress = func(done, _ int) { bar.Set(done) }
+	r, err := p.EvaluateBPD(ctx, o)
 	if err != nil {
-		return err
+		return bpdErr(err)
 	}
 	bar.Finish()
-	dataDims := ds.ImageSize()
-	scale := float64(D) / float64(dataDims) // bits per data dimension
-	rep := bpdReport{
-		BoundSummary: res.Summary(scale),
-		Model:        *modelPath, Data: dataSpec, Split: *split, T: d.T, Dims: D, DataDims: dataDims, Seed: *seed,
-		Seconds: time.Since(start).Seconds(), Var: d.Var.String(),
-	}
-	if d.Fit != nil {
-		rep.FitN = d.Fit.Images
-	}
-	if d.Var != diffusion.Learned {
-		for _, v := range d.DecoderBPDAtData(x0, count) {
-			rep.DecoderAtData += v * scale / float64(count)
-		}
-	}
 	if *plotPath != "" {
-		title := fmt.Sprintf("%s %s, %s: total %.4f bits/dim", dataSpec, *split, plural(count, "image"), rep.TotalBPD)
-		if err := plot.PerT(*plotPath, title, plot.Curve{Name: *split, PerT: rep.PerTBPD}); err != nil {
+		if err := r.SavePlot(*plotPath); err != nil {
 			return err
 		}
 	}
 	if *asJSON {
-		return writeJSON(w, rep)
+		return writeJSON(w, r)
 	}
-	printBPD(w, rep, cfg.Res, ds.H, ds.W)
+	r.WriteTable(w)
 	if *plotPath != "" {
 		fmt.Fprintf(w, "per-t plot: %s\n", *plotPath)
 	}
 	return nil
 }
 
-func printBPD(w io.Writer, r bpdReport, res, h, wd int) {
-	fmt.Fprintf(w, "NLL bound on the first %s of %s (%s), T = %d, model %s, variance %s\n", plural(r.N, "image"), r.Data, r.Split, r.T, r.Model, r.Var)
-	if r.Dims != r.DataDims {
-		fmt.Fprintf(w, "images padded from %d×%d to %d×%d: bits are per data dimension (%d), i.e. the padded image's bound × %d/%d\n",
-			h, wd, res, res, r.DataDims, r.Dims, r.DataDims)
+// bpdErr says that an interrupted bound has no result, and makes a usage
+// error of a library error that the flags caused: a missing data set or an
+// option that does not fit the model or its data.
+func bpdErr(err error) error {
+	switch {
+	case errors.Is(err, context.Canceled):
+		return errors.New("interrupted: no result (the bound needs every t of every image)")
+	case errors.Is(err, ddpm.ErrNoTrainingData):
+		return usageErr("--data is required: %v", err)
+	case errors.Is(err, ddpm.ErrInvalidOption):
+		return usageErr("%v", strings.TrimPrefix(err.Error(), ddpm.ErrInvalidOption.Error()+": "))
 	}
-	fmt.Fprintf(w, "  %-28s %10.5f ± %.5f bits/dim (± standard error over images)\n", "total L", r.TotalBPD, r.TotalBPDStderr)
-	fmt.Fprintf(w, "  %-28s %10.3e\n", "prior L_T", r.PriorBPD)
-	fmt.Fprintf(w, "  %-28s %10.5f\n", "terms L_1 + … + L_{T-1}", r.TermsBPD)
-	fmt.Fprintf(w, "  %-28s %10.5f\n", "decoder L_0", r.DecoderBPD)
-	if r.DecoderAtData > 0 {
-		fmt.Fprintf(w, "  %-28s %10.5f (σ_1's cost: L_0 if the network's x̂0 at t = 1 were exact)\n", "  L_0 with μ = x0", r.DecoderAtData)
-	}
-	evals := float64(r.N * r.T)
-	fmt.Fprintf(w, "%s, %.1f network evaluations/s\n", time.Duration(r.Seconds*float64(time.Second)).Round(time.Millisecond), evals/r.Seconds)
+	return err
 }
 
 // announceBPD says up front how long the bound of count images takes when
 // that is long: count·T (image, t) pairs in passes of batch, timed on the
-// network (dim values in, outDim out per pair). The whole test split is
-// hours; the documented runs use --n 1000.
-func announceBPD(m diffusion.Model, d *diffusion.Diffusion, count, batch, dim, outDim int, split string) {
+// network. The whole test split is hours; the documented runs use --n 1000.
+func announceBPD(p *ddpm.Pipeline, count, batch int, split string) {
+	d, res := p.Process, p.Resolution()
 	pairs := count * d.T
 	b := min(batch, pairs)
 	passes := (pairs + b - 1) / b
-	e, ok := estimatePasses(m, passes, b, dim, outDim, d.T/2)
+	e, ok := estimatePasses(p.Net, passes, b, p.Channels()*res*res, d.OutChannels(p.Channels())*res*res, d.T/2)
 	if !ok {
 		return
 	}
