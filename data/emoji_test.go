@@ -292,10 +292,10 @@ func TestEmojiErrors(t *testing.T) {
 	delete(files, "emoji.json")
 	writeFakeTgz(t, noJSON, files)
 	for p, want := range map[string]string{
-		notGzip:                         "not a gzip-compressed tar archive",
-		noPNG:                           "lists img/google/64/1f600.png, which the archive lacks",
-		noJSON:                          "holds no package/emoji.json",
-		t.TempDir():                     "holds no emoji.json",
+		notGzip:                        "not a gzip-compressed tar archive",
+		noPNG:                          "lists img/google/64/1f600.png, which the archive lacks",
+		noJSON:                         "holds no package/emoji.json",
+		t.TempDir():                    "holds no emoji.json",
 		filepath.Join(dir, "none.tgz"): "no such file",
 	} {
 		if _, err := Load("emoji:"+p, "test"); err == nil || !strings.Contains(err.Error(), want) {
