@@ -27,29 +27,34 @@ func attnRef(l *AttnBlock, in []float32, n, hw int) []float64 {
 	for b := 0; b < n; b++ {
 		h := hn[b*c*hw : (b+1)*c*hw]
 		q, k, v := conv1x1(l.Q, h), conv1x1(l.K, h), conv1x1(l.V, h)
-		// w[i][j] = softmax_j(Σ_c q[c,i] k[c,j] / sqrt(C)); a[c,i] = Σ_j v[c,j] w[i][j]
+		// Head hd owns channels [hd·d, (hd+1)·d):
+		// w[i][j] = softmax_j(Σ_c q[c,i] k[c,j] / sqrt(d)); a[c,i] = Σ_j v[c,j] w[i][j]
 		a := make([]float64, c*hw)
-		for i := 0; i < hw; i++ {
-			w := make([]float64, hw)
-			mx := math.Inf(-1)
-			for j := range w {
-				for ch := 0; ch < c; ch++ {
-					w[j] += q[ch*hw+i] * k[ch*hw+j]
-				}
-				w[j] /= math.Sqrt(float64(c))
-				mx = max(mx, w[j])
-			}
-			var sum float64
-			for j := range w {
-				w[j] = math.Exp(w[j] - mx)
-				sum += w[j]
-			}
-			for ch := 0; ch < c; ch++ {
-				var s float64
+		heads := max(1, l.Heads)
+		d := c / heads
+		for hd := 0; hd < heads; hd++ {
+			for i := 0; i < hw; i++ {
+				w := make([]float64, hw)
+				mx := math.Inf(-1)
 				for j := range w {
-					s += v[ch*hw+j] * w[j] / sum
+					for ch := hd * d; ch < (hd+1)*d; ch++ {
+						w[j] += q[ch*hw+i] * k[ch*hw+j]
+					}
+					w[j] /= math.Sqrt(float64(d))
+					mx = max(mx, w[j])
 				}
-				a[ch*hw+i] = s
+				var sum float64
+				for j := range w {
+					w[j] = math.Exp(w[j] - mx)
+					sum += w[j]
+				}
+				for ch := hd * d; ch < (hd+1)*d; ch++ {
+					var s float64
+					for j := range w {
+						s += v[ch*hw+j] * w[j] / sum
+					}
+					a[ch*hw+i] = s
+				}
 			}
 		}
 		proj := conv1x1(l.ProjOut, a)
@@ -61,14 +66,19 @@ func attnRef(l *AttnBlock, in []float32, n, hw int) []float64 {
 }
 
 func TestAttnBlock(t *testing.T) {
-	for ci, tc := range []struct{ n, c, groups, h, w int }{
-		{1, 4, 2, 3, 3},
-		{3, 8, 4, 4, 5},
-		{4, 16, 8, 4, 4},
+	for ci, tc := range []struct{ n, c, groups, h, w, heads int }{
+		{1, 4, 2, 3, 3, 1},
+		{3, 8, 4, 4, 5, 1},
+		{4, 16, 8, 4, 4, 1},
+		// Several heads (diffusers' attention_head_dim): 4 of 4 channels,
+		// 2 of 8, and one head per channel.
+		{3, 16, 8, 4, 4, 4},
+		{1, 16, 4, 3, 5, 2},
+		{2, 4, 2, 3, 3, 4},
 	} {
-		t.Run(fmt.Sprintf("n%d_c%d_g%d_%dx%d", tc.n, tc.c, tc.groups, tc.h, tc.w), func(t *testing.T) {
+		t.Run(fmt.Sprintf("n%d_c%d_g%d_%dx%d_h%d", tc.n, tc.c, tc.groups, tc.h, tc.w, tc.heads), func(t *testing.T) {
 			rng := newRNG(uint64(800 + ci))
-			l := NewAttnBlock(tc.c, tc.groups, 1e-6)
+			l := NewAttnBlockHeads(tc.c, tc.heads, tc.groups, 1e-6)
 			// Weights large enough that the softmax is far from uniform.
 			bindRandom(rng, l.Params(), 0.7)
 			hw := tc.h * tc.w

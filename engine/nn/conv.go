@@ -7,7 +7,9 @@ import (
 )
 
 // Conv2d is PyTorch's nn.Conv2d(cin, cout, k, stride, padding) with square
-// kernels, zero padding and a bias. Each image is lowered to a GEMM:
+// kernels, zero padding and a bias. PadExtra adds zero rows below and
+// columns to the right of Pad's (an explicit F.pad before the conv, e.g.
+// TensorFlow's "SAME" stride-2 downsampling: Pad 0, PadExtra 1). Each image is lowered to a GEMM:
 //
 //	out[Cout, Ho·Wo] = W[Cout, Cin·K·K] · col[Cin·K·K, Ho·Wo] + bias
 //
@@ -28,6 +30,7 @@ import (
 // workers the images run one after another and the GEMM parallelises inside.
 type Conv2d struct {
 	Cin, Cout, K, Stride, Pad int
+	PadExtra                  int    // extra padding after the image (bottom, right); see NewConv2dPadded
 	Weight                    *Param // [Cout, Cin, K, K]
 	Bias                      *Param // [Cout]
 
@@ -71,17 +74,37 @@ func NewConv2d(cin, cout, k, stride, pad int) *Conv2d {
 	}
 }
 
+// NewConv2dPadded is NewConv2d with padBegin zero rows above and columns
+// left of the image and padEnd ≥ padBegin below and right of it: PyTorch's
+// F.pad(x, (padBegin, padEnd, padBegin, padEnd)) followed by an unpadded
+// conv. diffusers' Downsample2D with padding 0 (every google/ddpm-*
+// model, TensorFlow's "SAME" for stride 2) is NewConv2dPadded(c, c, 3, 2,
+// 0, 1). The symmetric layers' fast paths (Winograd, row taps) are not
+// used; a 3×3 stride-2 layer on whole even images gets a lowering of its
+// own (im2colDownSame).
+func NewConv2dPadded(cin, cout, k, stride, padBegin, padEnd int) *Conv2d {
+	if padEnd < padBegin || padBegin < 0 {
+		panic("nn: NewConv2dPadded needs 0 ≤ padBegin ≤ padEnd")
+	}
+	l := NewConv2d(cin, cout, k, stride, padBegin)
+	l.PadExtra = padEnd - padBegin
+	return l
+}
+
 // Params returns weight and bias, in PyTorch's state_dict order.
 func (l *Conv2d) Params() []*Param { return []*Param{l.Weight, l.Bias} }
 
 // OutSize is the output height and width for an h×w input.
 func (l *Conv2d) OutSize(h, w int) (int, int) {
-	return (h+2*l.Pad-l.K)/l.Stride + 1, (w+2*l.Pad-l.K)/l.Stride + 1
+	p := 2*l.Pad + l.PadExtra
+	return (h+p-l.K)/l.Stride + 1, (w+p-l.K)/l.Stride + 1
 }
 
 // pointwise reports whether the layer is a plain channel mix (1×1, stride 1,
 // no padding) whose im2col would be a copy of the input.
-func (l *Conv2d) pointwise() bool { return l.K == 1 && l.Stride == 1 && l.Pad == 0 }
+func (l *Conv2d) pointwise() bool {
+	return l.K == 1 && l.Stride == 1 && l.Pad == 0 && l.PadExtra == 0
+}
 
 // Forward computes out [n, Cout, Ho, Wo] from in [n, Cin, h, w]; out must
 // not alias in.
@@ -273,7 +296,7 @@ func (l *Conv2d) outBias(extra []float32, i, o int) float32 {
 // is then "same" too and uses it when Cout·K is large enough.
 func (l *Conv2d) rowTaps(h, w int) bool {
 	ho, wo := l.OutSize(h, w)
-	return l.Stride == 1 && l.K > 1 && ho == h && wo == w && l.Cin*l.K >= minRowTapK
+	return l.Stride == 1 && l.K > 1 && ho == h && wo == w && l.PadExtra == 0 && l.Cin*l.K >= minRowTapK
 }
 
 // minRowTapK is the smallest GEMM inner dimension (channels·K) for which
@@ -491,7 +514,7 @@ func (l *Conv2d) backward(dIn, dOut, in []float32, n, h, w int, accumulate bool)
 // be at most K−1 (otherwise some output pixels see only padding and the
 // transposed padding would be negative).
 func (l *Conv2d) transposedBackward() bool {
-	return l.Stride == 1 && !l.pointwise() && l.Pad <= l.K-1
+	return l.Stride == 1 && !l.pointwise() && l.Pad <= l.K-1 && l.PadExtra == 0
 }
 
 // splitFlippedRows fills l.rowF[ky, ci, co, kx] = W[co, ci, K−1−ky, K−1−kx]:
@@ -615,14 +638,22 @@ func im2col(col, x []float32, cin, h, w, k, stride, pad, wo, oy0, oy1 int) {
 }
 
 // im2colStride is im2col into rows ld apart (ld ≥ (oy1−oy0)·wo), so that
-// several images' blocks can sit side by side in one matrix.
+// several images' blocks can sit side by side in one matrix. pad is the
+// padding above and left of the image; the output width wo (and the rows
+// asked for) say how far the padding below and right of it reaches.
 func im2colStride(col []float32, ld int, x []float32, cin, h, w, k, stride, pad, wo, oy0, oy1 int) {
-	if k == 3 && stride == 1 && pad == 1 && oy0 == 0 && oy1 == h && vec.Im2col3x3(col, ld, x, cin, h, w) {
+	if k == 3 && stride == 1 && pad == 1 && oy0 == 0 && oy1 == h && wo == w && vec.Im2col3x3(col, ld, x, cin, h, w) {
 		return // a small plane, whole: one register permute per tap
 	}
-	if k == 3 && stride == 2 && pad == 1 && h%2 == 0 && w%2 == 0 && oy0 == 0 && oy1 == h/2 {
-		im2colDown(col, ld, x, cin, h, w)
-		return
+	if k == 3 && stride == 2 && h%2 == 0 && w%2 == 0 && oy0 == 0 && oy1 == h/2 && wo == w/2 {
+		switch pad {
+		case 1:
+			im2colDown(col, ld, x, cin, h, w)
+			return
+		case 0: // padding (0, 1): TensorFlow's "SAME"
+			im2colDownSame(col, ld, x, cin, h, w)
+			return
+		}
 	}
 	np := (oy1 - oy0) * wo
 	for c := 0; c < cin; c++ {
@@ -666,6 +697,33 @@ func im2colDown(col []float32, ld int, x []float32, cin, h, w int) {
 		shiftPlane(tap(0, 2), p11, ho, wo, -1, 0, 0, ho)
 		shiftPlane(tap(1, 0), p01, ho, wo, 0, -1, 0, ho)
 		shiftPlane(tap(2, 0), p11, ho, wo, 0, -1, 0, ho)
+	}
+}
+
+// im2colDownSame is im2colDown for the asymmetric padding (0, 1) (one zero
+// row below and one zero column right of the image; NewConv2dPadded(c, c,
+// 3, 2, 0, 1)): tap (ky, kx) of output (i, j) reads x[2i+ky, 2j+kx], i.e.
+// the phase P(ky mod 2, kx mod 2) at (i + ky/2, j + kx/2). The four taps
+// with ky, kx < 2 are the phases themselves; the five others are phases
+// shifted one phase row or column forward, zero past the image.
+func im2colDownSame(col []float32, ld int, x []float32, cin, h, w int) {
+	ho, wo := h/2, w/2
+	for c := 0; c < cin; c++ {
+		tap := func(ky, kx int) []float32 { return col[((c*3+ky)*3+kx)*ld:][:ho*wo] }
+		p00, p01, p10, p11 := tap(0, 0), tap(0, 1), tap(1, 0), tap(1, 1)
+		xc := x[c*h*w : (c+1)*h*w]
+		for i := 0; i < ho; i++ {
+			r0, r1 := xc[2*i*w:][:w], xc[(2*i+1)*w:][:w]
+			e0, o0, e1, o1 := p00[i*wo:][:wo], p01[i*wo:][:wo], p10[i*wo:][:wo], p11[i*wo:][:wo]
+			for j := range wo {
+				e0[j], o0[j], e1[j], o1[j] = r0[2*j], r0[2*j+1], r1[2*j], r1[2*j+1]
+			}
+		}
+		shiftPlane(tap(0, 2), p00, ho, wo, 0, 1, 0, ho)
+		shiftPlane(tap(1, 2), p10, ho, wo, 0, 1, 0, ho)
+		shiftPlane(tap(2, 0), p00, ho, wo, 1, 0, 0, ho)
+		shiftPlane(tap(2, 1), p01, ho, wo, 1, 0, 0, ho)
+		shiftPlane(tap(2, 2), p00, ho, wo, 1, 1, 0, ho)
 	}
 }
 

@@ -3,6 +3,7 @@ package nn
 import (
 	"fmt"
 	"math"
+	"math/rand/v2"
 	"slices"
 	"testing"
 	"time"
@@ -82,60 +83,123 @@ func TestConv2d(t *testing.T) {
 		t.Run(fmt.Sprintf("n%d_%dto%d_k%d_s%d_p%d_%dx%d", tc.n, tc.cin, tc.cout, tc.k, tc.stride, tc.pad, tc.h, tc.w), func(t *testing.T) {
 			rng := newRNG(uint64(ci))
 			l := NewConv2d(tc.cin, tc.cout, tc.k, tc.stride, tc.pad)
-			bindRandom(rng, l.Params(), 0.5)
-			ho, wo := l.OutSize(tc.h, tc.w)
-			in := randn(rng, tc.n*tc.cin*tc.h*tc.w, 1)
-			out := make([]float32, tc.n*tc.cout*ho*wo)
-
-			l.Forward(out, in, tc.n, tc.h, tc.w)
-			// Relative to the outputs' size: float32 sums of 24·9 products
-			// of the Winograd transforms' magnitudes lose a few more digits
-			// than the plain dot products.
-			ref := convRef(l, in, tc.n, tc.h, tc.w)
-			scale := 1.0
-			for _, v := range ref {
-				scale = max(scale, math.Abs(v))
-			}
-			if d := maxAbsDiff(out, ref); d > 1e-5*scale {
-				t.Fatalf("forward differs from direct convolution by %g (outputs up to %g)", d, scale)
-			}
-
-			g := randn(rng, len(out), 1)
-			dIn := randn(rng, len(in), 1) // garbage: Backward must overwrite it
-			l.Backward(dIn, g, in, tc.n, tc.h, tc.w)
-			loss := func() float64 { l.Forward(out, in, tc.n, tc.h, tc.w); return dot(g, out) }
-			gradCheck(t, "dIn", in, dIn, loss, rng, 20, 1e-2, 1e-2)
-			for _, p := range l.Params() {
-				gradCheck(t, "d"+p.Name, p.W, p.G, loss, rng, 20, 1e-2, 1e-2)
-			}
-
-			// Parameter gradients accumulate; dIn == nil skips the input gradient.
-			w0 := append([]float32(nil), l.Weight.G...)
-			l.Backward(nil, g, in, tc.n, tc.h, tc.w)
-			for i, v := range l.Weight.G {
-				if d := v - 2*w0[i]; d > 1e-4 || d < -1e-4 {
-					t.Fatalf("weight gradient does not accumulate: %g vs 2·%g", v, w0[i])
-				}
-			}
-
-			// BackwardAccumulate adds the input gradient onto what is there.
-			acc := make([]float32, len(in))
-			for i := range acc {
-				acc[i] = 1
-			}
-			l.BackwardAccumulate(acc, g, in, tc.n, tc.h, tc.w)
-			// (Backward's dIn may come from the Winograd transforms and
-			// BackwardAccumulate's from the GEMM path: relative to dIn's size.)
-			tol := float32(1e-4)
-			for _, v := range dIn {
-				tol = max(tol, 1e-5*abs32(v))
-			}
-			for i := range acc {
-				if d := acc[i] - 1 - dIn[i]; d > tol || d < -tol {
-					t.Fatalf("BackwardAccumulate: %g, want 1+%g", acc[i], dIn[i])
-				}
-			}
+			checkConv(t, rng, l, tc)
 		})
+	}
+}
+
+// TestConv2dPadded: asymmetric padding (NewConv2dPadded) against the direct
+// convolution, forward and backward, on every path it can take: TF "SAME"
+// downsampling (3×3, stride 2, padding (0, 1)) on whole even images (its
+// own lowering), in row blocks, on small planes grouped several images per
+// GEMM, on odd sizes, and stride-1 layers (no Winograd, no row taps).
+func TestConv2dPadded(t *testing.T) {
+	for ci, tc := range []struct {
+		n, cin, cout, k, stride, pad, h, w, padEnd int
+	}{
+		{2, 3, 4, 3, 2, 0, 8, 8, 1},    // the U-Net's asymmetric Downsample
+		{3, 2, 3, 3, 2, 0, 16, 12, 1},  // non-square
+		{25, 3, 4, 3, 2, 0, 14, 14, 1}, // 7×7 output: several images per GEMM
+		{2, 2, 2, 3, 2, 0, 80, 72, 1},  // in row blocks
+		{2, 2, 3, 3, 2, 0, 7, 9, 1},    // odd sizes: the general lowering
+		{2, 9, 8, 3, 1, 0, 10, 10, 2},  // stride 1, "same" by (0, 2): no Winograd
+		{2, 24, 8, 3, 1, 1, 6, 7, 2},   // stride 1, Cin·K ≥ 64: no row taps
+		{2, 8, 8, 3, 2, 1, 8, 8, 2},    // (1, 2)
+	} {
+		t.Run(fmt.Sprintf("n%d_%dto%d_k%d_s%d_p%d,%d_%dx%d", tc.n, tc.cin, tc.cout, tc.k, tc.stride, tc.pad, tc.padEnd, tc.h, tc.w), func(t *testing.T) {
+			rng := newRNG(uint64(500 + ci))
+			l := NewConv2dPadded(tc.cin, tc.cout, tc.k, tc.stride, tc.pad, tc.padEnd)
+			if ho, wo := l.OutSize(tc.h, tc.w); ho != (tc.h+tc.pad+tc.padEnd-tc.k)/tc.stride+1 || wo != (tc.w+tc.pad+tc.padEnd-tc.k)/tc.stride+1 {
+				t.Fatalf("OutSize %d×%d", ho, wo)
+			}
+			checkConv(t, rng, l, struct{ n, cin, cout, k, stride, pad, h, w int }{tc.n, tc.cin, tc.cout, tc.k, tc.stride, tc.pad, tc.h, tc.w})
+		})
+	}
+	// The U-Net's case equals an explicit F.pad(x, (0, 1, 0, 1)) and an
+	// unpadded conv.
+	rng := newRNG(99)
+	const n, c, h = 2, 5, 8
+	l := NewConv2dPadded(c, c, 3, 2, 0, 1)
+	bindRandom(rng, l.Params(), 0.5)
+	in := randn(rng, n*c*h*h, 1)
+	out := make([]float32, n*c*(h/2)*(h/2))
+	l.Forward(out, in, n, h, h)
+	padded := make([]float32, n*c*(h+1)*(h+1))
+	for i := 0; i < n*c; i++ {
+		for y := 0; y < h; y++ {
+			copy(padded[(i*(h+1)+y)*(h+1):][:h], in[(i*h+y)*h:][:h])
+		}
+	}
+	l0 := NewConv2d(c, c, 3, 2, 0)
+	Bind(l0.Params(), append(l.Weight.W[:len(l.Weight.W):len(l.Weight.W)], l.Bias.W...), make([]float32, len(l.Weight.W)+c))
+	if ho, _ := l0.OutSize(h+1, h+1); ho != h/2 {
+		t.Fatalf("padded OutSize %d", ho)
+	}
+	ref := make([]float32, len(out))
+	l0.Forward(ref, padded, n, h+1, h+1)
+	for i := range out {
+		if d := abs32(out[i] - ref[i]); d > 1e-5 {
+			t.Fatalf("output %d: %g, explicit padding gives %g", i, out[i], ref[i])
+		}
+	}
+}
+
+// checkConv checks l's Forward against the direct convolution and its
+// Backward against central differences, accumulation and
+// BackwardAccumulate.
+func checkConv(t *testing.T, rng *rand.Rand, l *Conv2d, tc struct{ n, cin, cout, k, stride, pad, h, w int }) {
+	bindRandom(rng, l.Params(), 0.5)
+	ho, wo := l.OutSize(tc.h, tc.w)
+	in := randn(rng, tc.n*tc.cin*tc.h*tc.w, 1)
+	out := make([]float32, tc.n*tc.cout*ho*wo)
+
+	l.Forward(out, in, tc.n, tc.h, tc.w)
+	// Relative to the outputs' size: float32 sums of 24·9 products
+	// of the Winograd transforms' magnitudes lose a few more digits
+	// than the plain dot products.
+	ref := convRef(l, in, tc.n, tc.h, tc.w)
+	scale := 1.0
+	for _, v := range ref {
+		scale = max(scale, math.Abs(v))
+	}
+	if d := maxAbsDiff(out, ref); d > 1e-5*scale {
+		t.Fatalf("forward differs from direct convolution by %g (outputs up to %g)", d, scale)
+	}
+
+	g := randn(rng, len(out), 1)
+	dIn := randn(rng, len(in), 1) // garbage: Backward must overwrite it
+	l.Backward(dIn, g, in, tc.n, tc.h, tc.w)
+	loss := func() float64 { l.Forward(out, in, tc.n, tc.h, tc.w); return dot(g, out) }
+	gradCheck(t, "dIn", in, dIn, loss, rng, 20, 1e-2, 1e-2)
+	for _, p := range l.Params() {
+		gradCheck(t, "d"+p.Name, p.W, p.G, loss, rng, 20, 1e-2, 1e-2)
+	}
+
+	// Parameter gradients accumulate; dIn == nil skips the input gradient.
+	w0 := append([]float32(nil), l.Weight.G...)
+	l.Backward(nil, g, in, tc.n, tc.h, tc.w)
+	for i, v := range l.Weight.G {
+		if d := v - 2*w0[i]; d > 1e-4 || d < -1e-4 {
+			t.Fatalf("weight gradient does not accumulate: %g vs 2·%g", v, w0[i])
+		}
+	}
+
+	// BackwardAccumulate adds the input gradient onto what is there.
+	acc := make([]float32, len(in))
+	for i := range acc {
+		acc[i] = 1
+	}
+	l.BackwardAccumulate(acc, g, in, tc.n, tc.h, tc.w)
+	// (Backward's dIn may come from the Winograd transforms and
+	// BackwardAccumulate's from the GEMM path: relative to dIn's size.)
+	tol := float32(1e-4)
+	for _, v := range dIn {
+		tol = max(tol, 1e-5*abs32(v))
+	}
+	for i := range acc {
+		if d := acc[i] - 1 - dIn[i]; d > tol || d < -tol {
+			t.Fatalf("BackwardAccumulate: %g, want 1+%g", acc[i], dIn[i])
+		}
 	}
 }
 

@@ -380,6 +380,41 @@ func TestTimestepEmbedding(t *testing.T) {
 	}
 }
 
+// TestTimestepEmbeddingShift: diffusers' variants (frequency shift 0,
+// halves flipped) against the formula, and shift 1 without flip is
+// TimestepEmbedding bit for bit.
+func TestTimestepEmbeddingShift(t *testing.T) {
+	ts := []int{0, 3, 537, 999}
+	const dim = 16
+	half := dim / 2
+	for _, shift := range []float64{0, 1} {
+		for _, flip := range []bool{false, true} {
+			out := make([]float32, len(ts)*dim)
+			TimestepEmbeddingShift(out, ts, dim, shift, flip)
+			for b, tt := range ts {
+				for i := 0; i < half; i++ {
+					arg := float64(tt) * math.Exp(-math.Log(10000)*float64(i)/(float64(half)-shift))
+					s, c := out[b*dim+i], out[b*dim+half+i]
+					if flip {
+						s, c = c, s
+					}
+					if math.Abs(float64(s)-math.Sin(arg)) > 1e-6 || math.Abs(float64(c)-math.Cos(arg)) > 1e-6 {
+						t.Fatalf("shift %v flip %v t %d: (%g, %g), want (%g, %g)", shift, flip, tt, s, c, math.Sin(arg), math.Cos(arg))
+					}
+				}
+			}
+		}
+	}
+	a, b := make([]float32, len(ts)*dim), make([]float32, len(ts)*dim)
+	TimestepEmbedding(a, ts, dim)
+	TimestepEmbeddingShift(b, ts, dim, 1, false)
+	for i := range a {
+		if a[i] != b[i] {
+			t.Fatalf("value %d: %g vs %g", i, a[i], b[i])
+		}
+	}
+}
+
 func TestMSELoss(t *testing.T) {
 	rng := newRNG(700)
 	pred, target := randn(rng, 50, 1), randn(rng, 50, 1)

@@ -68,7 +68,7 @@ const winoBytes = 768 << 10
 // F(4×4, 3×3) wherever its kernels take the plane, F(2×2, 3×3) on other
 // planes of at least winoMinPixels.
 func (l *Conv2d) winograd(h, w int) bool {
-	return l.K == 3 && l.Stride == 1 && l.Pad == 1 && l.Cin >= winoMinC && l.Cout >= winoMinC &&
+	return l.K == 3 && l.Stride == 1 && l.Pad == 1 && l.PadExtra == 0 && l.Cin >= winoMinC && l.Cout >= winoMinC &&
 		!l.NoWinograd && (l.winoTile(h, w) == 4 || h*w >= winoMinPixels)
 }
 

@@ -26,11 +26,65 @@ type Config struct {
 	AttnRes     []int   `json:"attn_res"` // resolutions at which blocks are followed by self-attention
 	Groups      int     `json:"groups"`   // GroupNorm groups
 	Dropout     float32 `json:"dropout"`  // dropout inside residual blocks (training only)
+
+	// Variants of the architecture, for networks made elsewhere (Hugging
+	// Face diffusers' UNet2DModel: see package interop). Their zero
+	// values are the DDPM network, and they are left out of the JSON
+	// then, so the project's own files read and write as before.
+
+	// AsymmetricDownsample pads each Downsample's input by one zero row
+	// below and one zero column right and convolves without padding
+	// (TensorFlow's "SAME" for stride 2; diffusers' downsample_padding 0,
+	// as in the official TF code and every google/ddpm-* model), instead
+	// of padding 1 all round (PyTorch; downsample_padding 1).
+	AsymmetricDownsample bool `json:"asymmetric_downsample,omitempty"`
+	// AttentionHeadDim is the channels per attention head (diffusers'
+	// attention_head_dim): a block of C channels has C/AttentionHeadDim
+	// heads. 0 is one head of all the channels.
+	AttentionHeadDim int `json:"attention_head_dim,omitempty"`
+	// FlipSinToCos puts the cosines first in the timestep embedding
+	// (diffusers' flip_sin_to_cos).
+	FlipSinToCos bool `json:"flip_sin_to_cos,omitempty"`
+	// FreqShift is diffusers' freq_shift: the embedding's frequencies are
+	// 10000^(−i/(Ch/2 − FreqShift)). nil is 1, the DDPM embedding.
+	FreqShift *int `json:"freq_shift,omitempty"`
+	// NormEps is every GroupNorm's epsilon; 0 is GNEps.
+	NormEps float64 `json:"norm_eps,omitempty"`
 }
 
 // GNEps is the GroupNorm epsilon of the official DDPM code and the PyTorch
-// reference (not PyTorch's default 1e-5).
+// reference (not PyTorch's default 1e-5), used unless Config.NormEps says
+// otherwise.
 const GNEps = 1e-6
+
+// GroupNormEps is the network's GroupNorm epsilon: NormEps, or GNEps when
+// it is unset.
+func (c Config) GroupNormEps() float64 {
+	if c.NormEps == 0 {
+		return GNEps
+	}
+	return c.NormEps
+}
+
+// TimeFreqShift is the timestep embedding's frequency shift: FreqShift,
+// or 1 when it is unset.
+func (c Config) TimeFreqShift() int {
+	if c.FreqShift == nil {
+		return 1
+	}
+	return *c.FreqShift
+}
+
+// Heads is the number of attention heads of a block of ch channels.
+func (c Config) Heads(ch int) int {
+	if c.AttentionHeadDim <= 0 {
+		return 1
+	}
+	return ch / c.AttentionHeadDim
+}
+
+// IntPtr returns a pointer to v, for Config.FreqShift.
+func IntPtr(v int) *int { return &v }
 
 // configs are the named configurations, for --config. tiny, small and cifar
 // are exactly the reference script's CONFIGS (tiny exists for the golden
@@ -139,11 +193,14 @@ func ConfigDescription(name string) string {
 		text.Plural(c.cfg.InCh, "channel"), text.Count(c.params), note)
 }
 
-// clone returns c with its slices copied.
+// clone returns c with its slices (and FreqShift) copied.
 func (c Config) clone() Config {
 	c.ChMult = slices.Clone(c.ChMult)
 	c.AttnRes = slices.Clone(c.AttnRes)
 	c.LevelBlocks = slices.Clone(c.LevelBlocks)
+	if c.FreqShift != nil {
+		c.FreqShift = IntPtr(*c.FreqShift)
+	}
 	return c
 }
 
@@ -191,6 +248,12 @@ func (c Config) Validate() error {
 		return fmt.Errorf("unet: config: groups = %d, need ≥ 1", c.Groups)
 	case !(c.Dropout >= 0 && c.Dropout < 1):
 		return fmt.Errorf("unet: config: dropout = %v, need 0 ≤ p < 1", c.Dropout)
+	case !(c.NormEps >= 0 && c.NormEps < 1):
+		return fmt.Errorf("unet: config: norm_eps = %v, need 0 ≤ eps < 1 (0: %g)", c.NormEps, GNEps)
+	case c.AttentionHeadDim < 0:
+		return fmt.Errorf("unet: config: attention_head_dim = %d, need ≥ 0 (0: one head)", c.AttentionHeadDim)
+	case c.TimeFreqShift() >= c.Ch/2 || c.TimeFreqShift() < 0:
+		return fmt.Errorf("unet: config: freq_shift = %d, need 0 ≤ freq_shift < ch/2 = %d", c.TimeFreqShift(), c.Ch/2)
 	}
 	if len(c.ChMult) > 30 {
 		return fmt.Errorf("unet: config: %d levels is too many", len(c.ChMult))
@@ -212,6 +275,10 @@ func (c Config) Validate() error {
 		}
 		if (c.Ch*m)%c.Groups != 0 {
 			return fmt.Errorf("unet: config: level %d has %d channels, not divisible by groups = %d", i, c.Ch*m, c.Groups)
+		}
+		// Attention runs at the levels of AttnRes and in the middle.
+		if d := c.AttentionHeadDim; d > 0 && (c.hasAttn(c.Res>>i) || i == len(c.ChMult)-1) && (c.Ch*m)%d != 0 {
+			return fmt.Errorf("unet: config: level %d has %d channels, not divisible by attention_head_dim = %d", i, c.Ch*m, d)
 		}
 	}
 	// An attention resolution no level reaches is almost certainly a typo

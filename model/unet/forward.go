@@ -152,7 +152,7 @@ func (u *UNet) Forward(out, x []float32, t []int, n int, train bool, rng *rand.R
 
 	// Timestep embedding: sinusoid → dense → swish → dense; every residual
 	// block then reads swish(temb), computed once here.
-	nn.TimestepEmbedding(a.temb0, a.t, c.Ch)
+	nn.TimestepEmbeddingShift(a.temb0, a.t, c.Ch, float64(c.TimeFreqShift()), c.FlipSinToCos)
 	u.dense0.Forward(a.temb1, a.temb0, n)
 	nn.SiLUForward(a.temb1s, a.temb1)
 	u.dense1.Forward(a.temb, a.temb1s, n)
@@ -168,7 +168,7 @@ func (u *UNet) Forward(out, x []float32, t []int, n int, train bool, rng *rand.R
 				e.attn.Forward(e.attnOut, h, n, e.h, e.h)
 				h = e.attnOut
 			}
-		} else { // Downsample: conv3x3, stride 2, pad 1
+		} else { // Downsample: conv3x3, stride 2, pad 1 (or 0, 1)
 			e.conv.Forward(e.out, h, n, e.h, e.h)
 			h = e.out
 		}

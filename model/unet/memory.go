@@ -84,7 +84,7 @@ func EstimateMemory(cfg Config, training bool) Memory {
 		for range 4 {
 			conv(c, c, 1, h)
 		}
-		per += float64(5*c*hw + hw*hw + c*hw) // normed input, q, k, v, a; the attention matrix; the block's output
+		per += float64(5*c*hw + cfg.Heads(c)*hw*hw + c*hw) // normed input, q, k, v, a; the attention matrices; the block's output
 		if training {
 			per += float64(5 * c * hw) // dA, dq, dk, dv, d(normed input)
 			scratch += float64(hw * hw)

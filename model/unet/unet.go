@@ -50,12 +50,12 @@ type resBlock struct {
 	out []float32 // block output        [n, cout, hw]
 }
 
-func newResBlock(cin, cout, tembCh, groups int, dropout float32) *resBlock {
+func newResBlock(cin, cout, tembCh, groups int, dropout, eps float32) *resBlock {
 	b := &resBlock{cin: cin, cout: cout,
-		norm1:    nn.NewGroupNormSwish(groups, cin, GNEps),
+		norm1:    nn.NewGroupNormSwish(groups, cin, eps),
 		conv1:    nn.NewConv2d(cin, cout, 3, 1, 1),
 		tembProj: nn.NewLinear(tembCh, cout),
-		norm2:    nn.NewGroupNormSwish(groups, cout, GNEps),
+		norm2:    nn.NewGroupNormSwish(groups, cout, eps),
 		drop:     nn.NewDropout(dropout),
 		conv2:    nn.NewConv2d(cout, cout, 3, 1, 1),
 	}
@@ -173,6 +173,11 @@ func New(cfg Config) (*UNet, error) {
 		add(prefix, a.Params()) // AttnBlock's names already carry norm./q./k./v./proj_out.
 		u.zeroInit[a.ProjOut.Params()[0]] = true
 	}
+	eps := float32(cfg.GroupNormEps())
+	newRes := func(cin, cout int) *resBlock {
+		return newResBlock(cin, cout, u.tembCh, cfg.Groups, cfg.Dropout, eps)
+	}
+	newAttn := func(c int) *nn.AttnBlock { return nn.NewAttnBlockHeads(c, cfg.Heads(c), cfg.Groups, eps) }
 	add("temb_dense0.", u.dense0.Params())
 	add("temb_dense1.", u.dense1.Params())
 	add("conv_in.", u.convIn.Params())
@@ -183,11 +188,11 @@ func New(cfg Config) (*UNet, error) {
 	for i, mult := range cfg.ChMult {
 		for range cfg.Blocks(i) {
 			e := &entry{h: r, cin: cur, cout: cfg.Ch * mult}
-			e.res = newResBlock(cur, e.cout, u.tembCh, cfg.Groups, cfg.Dropout)
+			e.res = newRes(cur, e.cout)
 			prefix := fmt.Sprintf("down.%d.", len(u.down))
 			addRes(prefix+"0.", e.res)
 			if cfg.hasAttn(r) {
-				e.attn = nn.NewAttnBlock(e.cout, cfg.Groups, GNEps)
+				e.attn = newAttn(e.cout)
 				addAttn(prefix+"1.", e.attn)
 			}
 			cur = e.cout
@@ -196,7 +201,13 @@ func New(cfg Config) (*UNet, error) {
 			u.skipShape = append(u.skipShape, [2]int{cur, r})
 		}
 		if i != len(cfg.ChMult)-1 {
-			e := &entry{h: r, cin: cur, cout: cur, conv: nn.NewConv2d(cur, cur, 3, 2, 1)}
+			// Downsample: conv3x3 stride 2, padded 1 all round, or (0, 1)
+			// for TensorFlow's "SAME".
+			conv := nn.NewConv2d(cur, cur, 3, 2, 1)
+			if cfg.AsymmetricDownsample {
+				conv = nn.NewConv2dPadded(cur, cur, 3, 2, 0, 1)
+			}
+			e := &entry{h: r, cin: cur, cout: cur, conv: conv}
 			add(fmt.Sprintf("down.%d.0.", len(u.down)), e.conv.Params())
 			u.down = append(u.down, e)
 			r /= 2
@@ -204,11 +215,11 @@ func New(cfg Config) (*UNet, error) {
 			u.skipShape = append(u.skipShape, [2]int{cur, r})
 		}
 	}
-	u.mid1 = newResBlock(cur, cur, u.tembCh, cfg.Groups, cfg.Dropout)
+	u.mid1 = newRes(cur, cur)
 	addRes("mid1.", u.mid1)
-	u.midAttn = nn.NewAttnBlock(cur, cfg.Groups, GNEps)
+	u.midAttn = newAttn(cur)
 	addAttn("mid_attn.", u.midAttn)
-	u.mid2 = newResBlock(cur, cur, u.tembCh, cfg.Groups, cfg.Dropout)
+	u.mid2 = newRes(cur, cur)
 	addRes("mid2.", u.mid2)
 
 	for i := len(cfg.ChMult) - 1; i >= 0; i-- {
@@ -217,11 +228,11 @@ func New(cfg Config) (*UNet, error) {
 			skip := len(chans) - 1
 			e := &entry{h: r, cin: cur + chans[skip], cout: cfg.Ch * mult, skip: skip}
 			chans = chans[:skip]
-			e.res = newResBlock(e.cin, e.cout, u.tembCh, cfg.Groups, cfg.Dropout)
+			e.res = newRes(e.cin, e.cout)
 			prefix := fmt.Sprintf("up.%d.", len(u.up))
 			addRes(prefix+"0.", e.res)
 			if cfg.hasAttn(r) {
-				e.attn = nn.NewAttnBlock(e.cout, cfg.Groups, GNEps)
+				e.attn = newAttn(e.cout)
 				addAttn(prefix+"1.", e.attn)
 			}
 			cur = e.cout
@@ -237,7 +248,7 @@ func New(cfg Config) (*UNet, error) {
 	if len(chans) != 0 || r != cfg.Res {
 		panic("unet: internal error: skip stack not consumed") // the loops above mirror the reference
 	}
-	u.normOut = nn.NewGroupNormSwish(cfg.Groups, cur, GNEps)
+	u.normOut = nn.NewGroupNormSwish(cfg.Groups, cur, eps)
 	add("norm_out.", u.normOut.Params())
 	u.convOut = nn.NewConv2d(cur, cfg.OutCh, 3, 1, 1)
 	add("conv_out.", u.convOut.Params())

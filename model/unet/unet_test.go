@@ -295,6 +295,12 @@ func TestConfigValidation(t *testing.T) {
 		"res blocks": func(c *Config) { c.NumResBlocks = 0 },
 		"level len":  func(c *Config) { c.LevelBlocks = []int{1, 1} },
 		"level zero": func(c *Config) { c.LevelBlocks = []int{1, 0, 1} },
+		"head dim":   func(c *Config) { c.AttentionHeadDim = 24 }, // 64 channels at 16×16
+		"mid heads":  func(c *Config) { c.AttnRes = nil; c.AttentionHeadDim = 48 },
+		"neg heads":  func(c *Config) { c.AttentionHeadDim = -1 },
+		"norm eps":   func(c *Config) { c.NormEps = -1e-5 },
+		"freq shift": func(c *Config) { c.FreqShift = IntPtr(16) },
+		"freq neg":   func(c *Config) { c.FreqShift = IntPtr(-1) },
 	}
 	for name, f := range bad {
 		c := good.Normalized()
@@ -342,6 +348,28 @@ func TestConfigValidation(t *testing.T) {
 	}
 	if strings.Contains(string(b), "level_blocks") {
 		t.Fatalf("a config without level_blocks writes it: %s", b)
+	}
+	// The architecture variants: absent from the JSON of the project's
+	// own configs (so every file written before them reads and writes
+	// the same), kept when set, freq_shift 0 included.
+	if b, _ := json.Marshal(configs["cifar"].cfg); string(b) != `{"in_ch":3,"out_ch":0,"res":32,"ch":128,"ch_mult":[1,2,2,2],"num_res_blocks":2,"attn_res":[16],"groups":32,"dropout":0.1}` {
+		t.Fatalf("cifar's JSON changed: %s", b)
+	}
+	v := good.Normalized()
+	v.AsymmetricDownsample, v.AttentionHeadDim, v.FlipSinToCos, v.FreqShift, v.NormEps = true, 8, true, IntPtr(0), 1e-5
+	b, _ = json.Marshal(v)
+	var vb Config
+	if err := json.Unmarshal(b, &vb); err != nil || !vb.AsymmetricDownsample || vb.AttentionHeadDim != 8 || !vb.FlipSinToCos ||
+		vb.FreqShift == nil || *vb.FreqShift != 0 || vb.NormEps != 1e-5 || vb.TimeFreqShift() != 0 || vb.GroupNormEps() != 1e-5 {
+		t.Fatalf("variants' JSON round trip: %s -> %+v (%v)", b, vb, err)
+	}
+	if good.TimeFreqShift() != 1 || good.GroupNormEps() != GNEps || good.Heads(64) != 1 || vb.Heads(64) != 8 {
+		t.Fatal("defaults of the variants")
+	}
+	vc := v.clone()
+	*vc.FreqShift = 5
+	if *v.FreqShift != 0 {
+		t.Fatal("clone aliases FreqShift")
 	}
 }
 
@@ -532,6 +560,15 @@ func TestGradCheckDropout(t *testing.T) {
 	// low resolution, one at the high.
 	cfg.LevelBlocks = []int{1, 2}
 	t.Run("level_blocks", func(t *testing.T) { gradCheck(t, cfg) })
+	// diffusers' variants: TF "SAME" downsampling (asymmetric padding),
+	// four heads of 4 channels in every attention block, the flipped,
+	// unshifted embedding and PyTorch's GroupNorm eps.
+	cfg.LevelBlocks = nil
+	cfg.AsymmetricDownsample, cfg.AttentionHeadDim, cfg.FlipSinToCos, cfg.FreqShift, cfg.NormEps = true, 4, true, IntPtr(0), 1e-5
+	t.Run("diffusers", func(t *testing.T) { gradCheck(t, cfg) })
+	cfg.LevelBlocks = []int{2, 1}
+	cfg.AttentionHeadDim = 8
+	t.Run("asymmetric_level_blocks", func(t *testing.T) { gradCheck(t, cfg) })
 }
 
 // gradCheck is TestGradCheckDropout for one config.
