@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
-	"strconv"
 	"syscall"
 	"time"
 
@@ -42,16 +41,18 @@ func runClassifier(args []string) error {
 	return usageErr("unknown action %q (want train or eval)", args[0])
 }
 
+// runClassifierTrain is `ddpm classifier train`: the flags, then
+// classifier.TrainFile.
 func runClassifierTrain(args []string) error {
 	fs := newFlags("classifier train", "--data mnist|fashion-mnist --out FILE [flags]")
-	o := classifier.DefaultTrainOptions()
+	o := classifier.FileOptions{TrainOptions: classifier.DefaultTrainOptions()}
 	spec := fs.String("data", "", "data set: mnist or fashion-mnist (required)")
 	out := fs.String("out", "", "weights file to write (required)")
 	fs.IntVar(&o.Epochs, "epochs", o.Epochs, "passes over the train split")
 	fs.IntVar(&o.Batch, "batch", o.Batch, "images per step")
 	fs.Float64Var(&o.LR, "lr", o.LR, "peak Adam learning rate (cosine-decayed to 0)")
 	fs.Uint64Var(&o.Seed, "seed", o.Seed, "random seed (training is deterministic given it)")
-	f32 := fs.Bool("f32", false, "store float32 weights instead of float16")
+	fs.BoolVar(&o.Float32, "f32", false, "store float32 weights instead of float16")
 	quiet := fs.Bool("quiet", false, "no progress bar")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -65,55 +66,58 @@ func runClassifierTrain(args []string) error {
 	if err := checkFileOut("out", *out); err != nil {
 		return err
 	}
-	train, test, err := loadSplits(*spec)
-	if err != nil {
-		return err
-	}
-
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	fmt.Fprintf(os.Stderr, "training the classifier on %s (%s), %s, batch %d, lr %g, seed %d\n",
-		*spec, plural(train.N, "image"), plural(o.Epochs, "epoch"), o.Batch, o.LR, o.Seed)
-	start := time.Now()
-	bar := progress.New(o.Epochs*((train.N+o.Batch-1)/o.Batch), "", "step", *quiet)
-	var mean float64
-	m, err := classifier.Train(ctx, train, o, func(step, total int, loss float64) {
-		if step == 1 {
-			mean = loss
-		}
-		mean = 0.98*mean + 0.02*loss
-		bar.Describe(fmt.Sprintf("loss %.4f", mean))
-		bar.Add(1)
-	})
+	bars := &classifierBars{spec: *spec, o: &o, quiet: *quiet}
+	o.Begin, o.Progress, o.Scoring = bars.begin, bars.step, bars.scoring
+	r, err := classifier.TrainFile(ctx, *spec, *out, o)
 	if err != nil {
 		return err
 	}
-	bar.Finish()
-	elapsed := time.Since(start).Round(time.Second)
-	acc, err := testAccuracy(m, test, *quiet)
-	if err != nil {
-		return err
-	}
-	storedAcc := acc
-	if !*f32 {
-		// Score what will be written: float16 rounding must not cost accuracy.
-		m.RoundToHalf()
-		if storedAcc, err = testAccuracy(m, test, true); err != nil {
-			return err
-		}
-	}
-	meta := map[string]string{
-		"data": *spec, "epochs": strconv.Itoa(o.Epochs), "batch": strconv.Itoa(o.Batch),
-		"lr": strconv.FormatFloat(o.LR, 'g', -1, 64), "seed": strconv.FormatUint(o.Seed, 10),
-		"train_images":  strconv.Itoa(train.N),
-		"test_accuracy": strconv.FormatFloat(storedAcc, 'f', 4, 64),
-	}
-	if err := m.Save(*out, !*f32, meta); err != nil {
-		return err
-	}
+	bars.finish()
 	fmt.Fprintf(os.Stderr, "trained in %s; test accuracy %.2f%% (float32), %.2f%% as stored; wrote %s\n",
-		elapsed, 100*acc, 100*storedAcc, *out)
+		r.TrainTime.Round(time.Second), 100*r.Accuracy, 100*r.StoredAccuracy, *out)
 	return nil
+}
+
+// classifierBars draws classifier.TrainFile's progress: the settings and a
+// bar over the steps with the loss smoothed over about 50 steps, then a bar
+// over the test images classified.
+type classifierBars struct {
+	spec        string
+	o           *classifier.FileOptions
+	quiet       bool
+	train, test *progress.Bar
+	loss        float64
+}
+
+func (b *classifierBars) begin(images, steps int) {
+	fmt.Fprintf(os.Stderr, "training the classifier on %s (%s), %s, batch %d, lr %g, seed %d\n",
+		b.spec, plural(images, "image"), plural(b.o.Epochs, "epoch"), b.o.Batch, b.o.LR, b.o.Seed)
+	b.train = progress.New(steps, "", "step", b.quiet)
+}
+
+func (b *classifierBars) step(step, _ int, loss float64) {
+	if step == 1 {
+		b.loss = loss
+	}
+	b.loss = 0.98*b.loss + 0.02*loss
+	b.train.Describe(fmt.Sprintf("loss %.4f", b.loss))
+	b.train.Add(1)
+}
+
+func (b *classifierBars) scoring(done, total int) {
+	if b.test == nil {
+		b.train.Finish()
+		b.test = progress.New(total, "classifying "+b.spec+" test images", "img", b.quiet)
+	}
+	b.test.Set(done)
+}
+
+func (b *classifierBars) finish() {
+	if b.test != nil {
+		b.test.Finish()
+	}
 }
 
 func runClassifierEval(args []string) error {
@@ -158,24 +162,13 @@ func loadClassifier(spec, path string) (*classifier.Net, error) {
 	return m, err
 }
 
-// loadSplits loads the train and the test split of the data set spec.
-func loadSplits(spec string) (train, test *data.Dataset, err error) {
-	if train, err = data.Load(spec, "train"); err != nil {
-		return nil, nil, err
-	}
-	if test, err = data.Load(spec, "test"); err != nil {
-		return nil, nil, err
-	}
-	return train, test, nil
-}
-
 // testAccuracy scores m on every image of the labelled set ds.
 func testAccuracy(m *classifier.Net, ds *data.Dataset, quiet bool) (float64, error) {
 	bar := progress.New(ds.N, "classifying "+ds.Name+" test images", "img", quiet)
-	out, err := m.ApplyDataset(ds, nil, func(done int) { bar.Set(done) })
+	acc, err := m.AccuracyOn(ds, func(done int) { bar.Set(done) })
 	if err != nil {
 		return 0, err
 	}
 	bar.Finish()
-	return classifier.Accuracy(out.Probs, ds.Labels)
+	return acc, nil
 }
