@@ -11,14 +11,18 @@ import (
 // Config selects a schedule and a parameterisation; it is what a CLI flag set
 // or a checkpoint records. [DefaultConfig] is the paper's CIFAR-10 setting.
 type Config struct {
-	Schedule  BetaSchedule // linear (the paper) or cosine
+	Schedule  BetaSchedule // linear (the paper), cosine, scaled-linear or given
 	T         int          // number of diffusion steps, ≥ 2
-	BetaStart float64      // β_1 of the linear schedule (ignored by cosine)
-	BetaEnd   float64      // β_T of the linear schedule (ignored by cosine)
-	Mean      ModelMean
-	Var       ModelVar
-	Loss      LossType
-	Clip      bool // clip x̂0 to [−1, 1] when sampling and evaluating the bound
+	BetaStart float64      // β_1 of the (scaled-)linear schedule (ignored by the others)
+	BetaEnd   float64      // β_T of the (scaled-)linear schedule (ignored by the others)
+	// Betas points to β_1..β_T of the given schedule (T of them); nil
+	// for the others. (A pointer keeps Config comparable with ==; two
+	// given schedules compare equal only when they share their betas.)
+	Betas *[]float64 `json:",omitempty"`
+	Mean  ModelMean
+	Var   ModelVar
+	Loss  LossType
+	Clip  bool // clip x̂0 to [−1, 1] when sampling and evaluating the bound
 }
 
 // DefaultConfig is the paper's setting: linear β 1e-4..0.02, T = 1000,
@@ -57,8 +61,25 @@ func New(c Config) (*Diffusion, error) {
 		s, err = LinearSchedule(c.T, c.BetaStart, c.BetaEnd)
 	case CosineBeta:
 		s, err = CosineSchedule(c.T)
+	case ScaledLinearBeta:
+		var b []float64
+		if b, err = ScaledLinearBetas(c.T, c.BetaStart, c.BetaEnd); err == nil {
+			s, err = NewSchedule(b)
+		}
+	case GivenBeta:
+		switch {
+		case c.Betas == nil:
+			err = errors.New("diffusion: the given schedule has no betas")
+		case len(*c.Betas) != c.T:
+			err = fmt.Errorf("diffusion: the given schedule has %d betas for T = %d", len(*c.Betas), c.T)
+		default:
+			s, err = NewSchedule(*c.Betas)
+		}
 	default:
 		err = fmt.Errorf("diffusion: unknown beta schedule %v", c.Schedule)
+	}
+	if err == nil && c.Schedule != GivenBeta && c.Betas != nil {
+		err = fmt.Errorf("diffusion: betas are given for the %v schedule, which makes its own", c.Schedule)
 	}
 	if err != nil {
 		return nil, err
@@ -292,7 +313,8 @@ func (d *Diffusion) Score(dst, eps []float32, t []int) []float32 {
 // meanFromOutput maps one mean-part output value o at x_t = x to the model
 // mean μ_θ and the prediction x̂0 (clipped to [−1, 1] when clip):
 // Eps: x̂0 by eq. 15, μ = μ̃(x_t, x̂0) (eq. 7; equal to eq. 11 unclipped);
-// XStart: x̂0 = o, μ = μ̃(x_t, x̂0); XPrev: μ = o, x̂0 by inverting eq. 7.
+// XStart: x̂0 = o, μ = μ̃(x_t, x̂0); XPrev: μ = o, x̂0 by inverting eq. 7;
+// V: x̂0 = √ᾱ_t x_t − √(1−ᾱ_t) o, μ = μ̃(x_t, x̂0).
 func (d *Diffusion) meanFromOutput(i int, o, x float64, clip bool) (mu, x0 float64) {
 	switch d.Mean {
 	case XPrev:
@@ -303,6 +325,8 @@ func (d *Diffusion) meanFromOutput(i int, o, x float64, clip bool) (mu, x0 float
 		return o, x0
 	case XStart:
 		x0 = o
+	case V:
+		x0 = d.SqrtAlphasCumprod[i]*x - d.SqrtOneMinusAlphasCumprod[i]*o
 	default: // Eps
 		x0 = d.SqrtRecipAlphasCumprod[i]*x - d.SqrtRecipM1AlphasCumprod[i]*o
 	}
@@ -313,13 +337,16 @@ func (d *Diffusion) meanFromOutput(i int, o, x float64, clip bool) (mu, x0 float
 }
 
 // dMeanDOut is ∂μ_θ/∂o of the unclipped map in meanFromOutput: for Eps
-// −c₁√(1/ᾱ_t − 1) = −β_t/(√α_t √(1−ᾱ_t)) (eq. 11), for XStart c₁, for XPrev 1.
+// −c₁√(1/ᾱ_t − 1) = −β_t/(√α_t √(1−ᾱ_t)) (eq. 11), for XStart c₁, for XPrev
+// 1, for V −c₁√(1−ᾱ_t).
 func (d *Diffusion) dMeanDOut(i int) float64 {
 	switch d.Mean {
 	case XPrev:
 		return 1
 	case XStart:
 		return d.PosteriorMeanCoef1[i]
+	case V:
+		return -d.PosteriorMeanCoef1[i] * d.SqrtOneMinusAlphasCumprod[i]
 	}
 	return -d.PosteriorMeanCoef1[i] * d.SqrtRecipM1AlphasCumprod[i]
 }

@@ -15,6 +15,10 @@ const (
 	XPrev
 	// XStart: the network predicts x0; μ_θ = μ̃_t(x_t, x̂0).
 	XStart
+	// V: the network predicts v = √ᾱ_t ε − √(1−ᾱ_t) x0 (Salimans & Ho
+	// 2022; diffusers' prediction_type v_prediction), so x̂0 = √ᾱ_t x_t −
+	// √(1−ᾱ_t) v and μ_θ = μ̃_t(x_t, x̂0).
+	V
 )
 
 // ModelVar is how the reverse-process variance Σ_θ = σ_t² I is chosen.
@@ -58,7 +62,7 @@ const (
 const HybridLambda = 0.001
 
 var (
-	modelMeanNames = []string{Eps: "eps", XPrev: "xprev", XStart: "xstart"}
+	modelMeanNames = []string{Eps: "eps", XPrev: "xprev", XStart: "xstart", V: "v"}
 	modelVarNames  = []string{FixedLarge: "fixedlarge", FixedSmall: "fixedsmall", Learned: "learned", Fitted: "fitted"}
 	lossTypeNames  = []string{Simple: "simple", VLB: "vlb", MSEMu: "mse-mu", Hybrid: "hybrid"}
 )
@@ -93,7 +97,7 @@ func (v ModelVar) Valid() bool { return v >= 0 && int(v) < len(modelVarNames) }
 // Valid reports whether l is one of the defined constants.
 func (l LossType) Valid() bool { return l >= 0 && int(l) < len(lossTypeNames) }
 
-// ParseModelMean parses "eps", "xprev" or "xstart" (case-insensitive).
+// ParseModelMean parses "eps", "xprev", "xstart" or "v" (case-insensitive).
 func ParseModelMean(s string) (ModelMean, error) {
 	v, err := enumParse(modelMeanNames, s, "model mean")
 	return ModelMean(v), err
@@ -153,13 +157,18 @@ const (
 	LinearBeta BetaSchedule = iota
 	// CosineBeta: the cosine schedule of Nichol & Dhariwal.
 	CosineBeta
+	// ScaledLinearBeta: √β linear from √BetaStart to √BetaEnd (diffusers'
+	// scaled_linear, the latent diffusion models' schedule).
+	ScaledLinearBeta
+	// GivenBeta: the β values of Config.Betas (diffusers' trained_betas).
+	GivenBeta
 )
 
-var betaScheduleNames = []string{LinearBeta: "linear", CosineBeta: "cosine"}
+var betaScheduleNames = []string{LinearBeta: "linear", CosineBeta: "cosine", ScaledLinearBeta: "scaled-linear", GivenBeta: "given"}
 
 func (s BetaSchedule) String() string { return enumString(betaScheduleNames, int(s), "BetaSchedule") }
 
-// ParseBetaSchedule parses "linear" or "cosine".
+// ParseBetaSchedule parses "linear", "cosine", "scaled-linear" or "given".
 func ParseBetaSchedule(s string) (BetaSchedule, error) {
 	v, err := enumParse(betaScheduleNames, s, "beta schedule")
 	return BetaSchedule(v), err

@@ -54,6 +54,9 @@ func (m *x0Model) Predict(out, xt []float32, t []int) {
 				om[j] = float32(xs)
 			case XPrev:
 				om[j] = float32(d.posteriorMean(i, xs, x))
+			case V:
+				eps := (d.SqrtRecipAlphasCumprod[i]*x - xs) / d.SqrtRecipM1AlphasCumprod[i]
+				om[j] = float32(d.SqrtAlphasCumprod[i]*eps - d.SqrtOneMinusAlphasCumprod[i]*xs)
 			}
 			if ov != nil {
 				lv := d.PosteriorLogVarianceClipped[i]
@@ -88,7 +91,7 @@ func close(a, b, rel, abs float64) bool {
 }
 
 var (
-	allMeans  = []ModelMean{Eps, XPrev, XStart}
+	allMeans  = []ModelMean{Eps, XPrev, XStart, V}
 	allVars   = []ModelVar{FixedLarge, FixedSmall, Learned}
 	allLosses = []LossType{Simple, VLB, MSEMu, Hybrid}
 )

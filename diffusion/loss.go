@@ -13,7 +13,7 @@ import (
 // code). eps may be nil unless Mean is Eps and the loss is an MSE.
 //
 //   - Simple (eq. 14): mean over pixels of ‖target − out‖², target = ε (Eps),
-//     x0 (XStart) or μ̃_t(x_t, x0) (XPrev). Minimises the reweighted bound
+//     x0 (XStart), μ̃_t(x_t, x0) (XPrev) or √ᾱ_t ε − √(1−ᾱ_t) x0 (V). Minimises the reweighted bound
 //     that favours large t; for Eps it is Algorithm 1's loss.
 //   - MSEMu: mean over pixels of ‖μ̃_t(x_t, x0) − μ_θ‖² with μ_θ mapped from
 //     the output (eq. 11 for Eps): eq. 8 without the 1/(2σ_t²) weight.
@@ -33,7 +33,7 @@ func (d *Diffusion) TrainingLoss(modelOut, x0, xt, eps []float32, t []int, dOut 
 	d.checkOut(modelOut, n, D)
 	d.checkT(t)
 	mse := d.Loss != VLB
-	if mse && d.Loss != MSEMu && d.Mean == Eps {
+	if mse && d.Loss != MSEMu && (d.Mean == Eps || d.Mean == V) {
 		if eps == nil {
 			panic("diffusion: TrainingLoss needs eps for the ε-prediction MSE")
 		}
@@ -78,6 +78,8 @@ func (d *Diffusion) TrainingLoss(modelOut, x0, xt, eps []float32, t []int, dOut 
 					diff = o - float64(eps[k])
 				case d.Mean == XStart:
 					diff = o - x0k
+				case d.Mean == V:
+					diff = o - (d.SqrtAlphasCumprod[i]*float64(eps[k]) - d.SqrtOneMinusAlphasCumprod[i]*x0k)
 				default: // XPrev
 					diff = o - d.posteriorMean(i, x0k, x)
 				}

@@ -38,6 +38,9 @@ func lossSetup(d *Diffusion, seed uint64) (out, x0, xt, eps []float32, idx []int
 				om[j] = float32(xs)
 			case Eps:
 				om[j] = float32((d.SqrtRecipAlphasCumprod[i]*x - xs) / d.SqrtRecipM1AlphasCumprod[i])
+			case V:
+				e := (d.SqrtRecipAlphasCumprod[i]*x - xs) / d.SqrtRecipM1AlphasCumprod[i]
+				om[j] = float32(d.SqrtAlphasCumprod[i]*e - d.SqrtOneMinusAlphasCumprod[i]*xs)
 			}
 		}
 	}
@@ -142,7 +145,8 @@ func TestTrainingLossValues(t *testing.T) {
 				om, _ := d.splitOut(out, b, D)
 				for j := range D {
 					k := b*D + j
-					target := map[ModelMean]float32{Eps: eps[k], XStart: x0[k], XPrev: post[k]}[mean]
+					target := map[ModelMean]float32{Eps: eps[k], XStart: x0[k], XPrev: post[k],
+						V: float32(d.SqrtAlphasCumprod[idx[b]]*float64(eps[k]) - d.SqrtOneMinusAlphasCumprod[idx[b]]*float64(x0[k]))}[mean]
 					want += float64((om[j] - target) * (om[j] - target))
 					wantMu += float64((mu[k] - post[k]) * (mu[k] - post[k]))
 				}

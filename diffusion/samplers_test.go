@@ -25,7 +25,7 @@ func newD(t testing.TB, mean diffusion.ModelMean, v diffusion.ModelVar, clip boo
 }
 
 var (
-	means = []diffusion.ModelMean{diffusion.Eps, diffusion.XPrev, diffusion.XStart}
+	means = []diffusion.ModelMean{diffusion.Eps, diffusion.XPrev, diffusion.XStart, diffusion.V}
 	vars  = []diffusion.ModelVar{diffusion.FixedLarge, diffusion.FixedSmall, diffusion.Learned}
 )
 

@@ -59,6 +59,19 @@ func LinearBetas(T int, start, end float64) ([]float64, error) {
 	return betas, nil
 }
 
+// ScaledLinearBetas returns T values of β whose square roots are spaced
+// linearly from √start to √end: diffusers' "scaled_linear" schedule.
+func ScaledLinearBetas(T int, start, end float64) ([]float64, error) {
+	b, err := LinearBetas(T, math.Sqrt(start), math.Sqrt(end))
+	if err != nil {
+		return nil, err
+	}
+	for i, v := range b {
+		b[i] = v * v
+	}
+	return b, nil
+}
+
 // CosineBetas returns the cosine schedule of Nichol & Dhariwal (2021, eq. 17):
 // ᾱ(t) = f(t)/f(0) with f(t) = cos²(((t/T)+s)/(1+s)·π/2), s = 0.008, and
 // β_t = min(1 − ᾱ(t)/ᾱ(t−1), 0.999).

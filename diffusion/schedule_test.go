@@ -1,6 +1,7 @@
 package diffusion
 
 import (
+	"encoding/json"
 	"math"
 	"strings"
 	"testing"
@@ -145,5 +146,48 @@ func TestScheduleErrors(t *testing.T) {
 	}
 	if _, err := CosineSchedule(1); err == nil {
 		t.Error("CosineSchedule(1) accepted")
+	}
+}
+
+// TestScaledLinearAndGivenBetas: diffusers' scaled_linear (√β linear) and
+// explicit (trained_betas) schedules, through New, and what New refuses.
+func TestScaledLinearAndGivenBetas(t *testing.T) {
+	c := DefaultConfig()
+	c.Schedule, c.T, c.BetaStart, c.BetaEnd = ScaledLinearBeta, 5, 0.01, 0.09
+	d, err := New(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []float64{0.01, 0.0225, 0.04, 0.0625, 0.09} { // (0.1 … 0.3)²
+		if math.Abs(d.Betas[i]-want) > 1e-15 {
+			t.Errorf("scaled-linear β[%d] = %g, want %g", i, d.Betas[i], want)
+		}
+	}
+	c.Schedule, c.Betas = GivenBeta, &[]float64{0.1, 0.2, 0.3, 0.4, 0.5}
+	if d, err = New(c); err != nil || d.Betas[3] != 0.4 || math.Abs(d.AlphasCumprod[1]-0.72) > 1e-15 {
+		t.Fatalf("given betas: %v, %v", d, err)
+	}
+	b, _ := json.Marshal(c)
+	var back Config
+	if err := json.Unmarshal(b, &back); err != nil || back.Schedule != GivenBeta || back.Betas == nil || len(*back.Betas) != 5 {
+		t.Fatalf("JSON round trip %s: %+v %v", b, back, err)
+	}
+	if b, _ := json.Marshal(DefaultConfig()); strings.Contains(string(b), "Betas") {
+		t.Errorf("a config without betas writes them: %s", b)
+	}
+	for name, f := range map[string]func(c *Config){
+		"too few betas":      func(c *Config) { *c.Betas = (*c.Betas)[:4] },
+		"beta of 1":          func(c *Config) { (*c.Betas)[2] = 1 },
+		"no betas":           func(c *Config) { c.Betas = nil },
+		"betas for linear":   func(c *Config) { c.Schedule = LinearBeta },
+		"scaled-linear zero": func(c *Config) { c.Schedule, c.Betas, c.BetaStart = ScaledLinearBeta, nil, 0 },
+	} {
+		cc := c
+		bs := append([]float64(nil), *c.Betas...)
+		cc.Betas = &bs
+		f(&cc)
+		if _, err := New(cc); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
 	}
 }

@@ -32,6 +32,9 @@ func Encode(d *diffusion.Diffusion, out, xt, xStart []float32, i int, logVar fun
 			o = (d.SqrtRecipAlphasCumprod[i]*x - xs) / d.SqrtRecipM1AlphasCumprod[i]
 		case diffusion.XStart:
 			o = xs
+		case diffusion.V: // √ᾱ ε − √(1−ᾱ) x0, ε as for Eps
+			eps := (d.SqrtRecipAlphasCumprod[i]*x - xs) / d.SqrtRecipM1AlphasCumprod[i]
+			o = d.SqrtAlphasCumprod[i]*eps - d.SqrtOneMinusAlphasCumprod[i]*xs
 		case diffusion.XPrev:
 			o = d.PosteriorMeanCoef1[i]*xs + d.PosteriorMeanCoef2[i]*x
 		}
