@@ -82,7 +82,7 @@ func EmojiPath() string {
 type EmojiImage struct {
 	Name     string // the base emoji's name from emoji.json ("GRINNING FACE")
 	Unified  string // this image's code points ("1F385-1F3FB")
-	Base     string // the base emoji's code points: what the split groups by
+	Base     string // the base emoji's code points: the split keeps an emoji's variants together
 	File     string // the PNG's file name in img/google/64
 	Category string // the class name (EmojiCategories()[Label])
 	Label    int
@@ -329,7 +329,8 @@ func readLimited(r io.Reader, limit int64) ([]byte, error) {
 
 // emojiList turns emoji.json into the list of images in the data set's
 // order (emoji by sort_order, each followed by its skin-tone variants in
-// key order), with labels and the split.
+// key order), with labels; emojiSplit marks the split once the pictures
+// are decoded.
 func emojiList(meta []byte, where string) ([]EmojiImage, error) {
 	var entries []emojiEntry
 	if err := json.Unmarshal(meta, &entries); err != nil {
@@ -380,41 +381,81 @@ func emojiList(meta []byte, where string) ([]EmojiImage, error) {
 	if len(images) == 0 {
 		return nil, fmt.Errorf("emoji: %s lists no emoji with a Google image", where)
 	}
-	emojiSplit(images)
 	return images, nil
 }
 
-// emojiSplit marks the test images: in each category, whole groups (an
-// emoji with its skin-tone variants, so that no variant of a test emoji is
-// trained on) are taken in the order of a hash of the base emoji's code
-// points, skipping any group that would overshoot, until the category's
-// test images number round(EmojiTestShare × its images). The hash makes
-// the choice look random but fixes it for good, independent of the order
-// of emoji.json; the per-category target stratifies the split.
-func emojiSplit(images []EmojiImage) {
+// emojiSplit marks the test images. The unit of the split is a group: an
+// emoji with its skin-tone variants, joined with every other emoji whose
+// 32×32 picture is identical to one of its pictures (Noto draws some emoji
+// the same: the flags of Norway, Bouvet Island and Svalbard; FAMILY: MAN,
+// BOY and FAMILY: ADULT, CHILD; …), so that no test picture is also a
+// training picture. A group belongs to the category of its first emoji (in
+// practice duplicates never cross categories). In each category whole
+// groups are taken in the order of a hash (FNV-1a) of the group's first
+// base code points, skipping any group that would overshoot, until the
+// category's test images number round(EmojiTestShare × its images). The
+// hash makes the choice look random but fixes it for good, independent of
+// the order of emoji.json; the per-category target stratifies the split.
+func emojiSplit(images []EmojiImage, pixels []uint8) {
+	const sz = 3 * EmojiSide * EmojiSide
+	// Union-find over the images: same base, or same picture.
+	parent := make([]int, len(images))
+	for i := range parent {
+		parent[i] = i
+	}
+	var find func(int) int
+	find = func(i int) int {
+		for parent[i] != i {
+			parent[i] = parent[parent[i]]
+			i = parent[i]
+		}
+		return i
+	}
+	union := func(a, b int) {
+		a, b = find(a), find(b)
+		if a != b {
+			parent[max(a, b)] = min(a, b) // the root is the group's first image
+		}
+	}
+	firstOfBase := map[string]int{}
+	firstOfPicture := map[string]int{}
+	for i, im := range images {
+		if j, ok := firstOfBase[im.Base]; ok {
+			union(i, j)
+		} else {
+			firstOfBase[im.Base] = i
+		}
+		pic := string(pixels[i*sz : (i+1)*sz])
+		if j, ok := firstOfPicture[pic]; ok {
+			union(i, j)
+		} else {
+			firstOfPicture[pic] = i
+		}
+	}
 	type group struct {
-		base string
 		hash uint64
+		root int
 		idx  []int
 	}
-	groups := map[string]*group{}
+	groups := map[int]*group{}
 	byCat := map[int][]*group{}
 	total := map[int]int{}
-	for i, im := range images {
-		g, ok := groups[im.Base]
+	for i := range images {
+		r := find(i)
+		g, ok := groups[r]
 		if !ok {
 			h := fnv.New64a()
-			h.Write([]byte(strings.ToUpper(im.Base)))
-			g = &group{base: im.Base, hash: h.Sum64()}
-			groups[im.Base] = g
-			byCat[im.Label] = append(byCat[im.Label], g)
+			h.Write([]byte(strings.ToUpper(images[r].Base)))
+			g = &group{hash: h.Sum64(), root: r}
+			groups[r] = g
+			byCat[images[r].Label] = append(byCat[images[r].Label], g)
 		}
 		g.idx = append(g.idx, i)
-		total[im.Label]++
+		total[images[i].Label]++
 	}
 	for c, gs := range byCat {
 		slices.SortFunc(gs, func(a, b *group) int {
-			return cmp.Or(cmp.Compare(a.hash, b.hash), strings.Compare(a.base, b.base))
+			return cmp.Or(cmp.Compare(a.hash, b.hash), strings.Compare(images[a.root].Base, images[b.root].Base))
 		})
 		target := int(math.Round(EmojiTestShare * float64(total[c])))
 		n := 0
@@ -466,6 +507,7 @@ func decodeEmoji(images []EmojiImage, read func(file string) ([]byte, error)) (*
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
+	emojiSplit(s.images, s.pixels)
 	return s, nil
 }
 

@@ -127,7 +127,12 @@ func fakeEmojiSet() []fakeEmoji {
 		}
 		emoji = append(emoji, e)
 	}
-	return append(emoji, fakeEmoji{unified: "1F9B0", category: "Component", col: color.NRGBA{9, 9, 9, 255}})
+	emoji = append(emoji, fakeEmoji{unified: "1F9B0", category: "Component", col: color.NRGBA{9, 9, 9, 255}})
+	// Two flags drawn like flag 2 (and so like each other): one group.
+	for _, u := range []string{"1F1E6", "1F1E7"} {
+		emoji = append(emoji, fakeEmoji{unified: u, category: "Flags", col: emoji[2].col})
+	}
+	return emoji
 }
 
 func TestEmojiFake(t *testing.T) {
@@ -145,9 +150,9 @@ func TestEmojiFake(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// 61 emoji, 10 of them with 5 variants: 111 images.
-	if train.N+test.N != 111 || train.C != 3 || train.H != 32 || train.W != 32 || train.Name != "emoji" {
-		t.Fatalf("train %d + test %d images of %d×%d×%d (%s), want 111 of 3×32×32", train.N, test.N, train.C, train.H, train.W, train.Name)
+	// 63 emoji, 10 of them with 5 variants: 113 images.
+	if train.N+test.N != 113 || train.C != 3 || train.H != 32 || train.W != 32 || train.Name != "emoji" {
+		t.Fatalf("train %d + test %d images of %d×%d×%d (%s), want 113 of 3×32×32", train.N, test.N, train.C, train.H, train.W, train.Name)
 	}
 
 	// Compositing on white and the 2×2 area filter: the top-left output
@@ -199,6 +204,9 @@ func TestEmojiFake(t *testing.T) {
 	if c := all["1F9B0"]; c.Category != "People & Body" || c.Label != 1 {
 		t.Errorf("Component emoji loaded as %+v, want People & Body", c)
 	}
+	if a, b, c := all["1F1E6"], all["1F1E7"], all[emoji[2].unified]; a.Test != b.Test || a.Test != c.Test {
+		t.Errorf("identical pictures on both sides of the split: %+v, %+v, %+v", a, b, c)
+	}
 	// Order: by sort_order (the fake reverses it), variants after their base.
 	list, _ := EmojiImages(tgz, "train")
 	for i := 1; i < len(list); i++ {
@@ -206,7 +214,7 @@ func TestEmojiFake(t *testing.T) {
 			t.Errorf("variants out of order: %s before %s", list[i-1].Unified, list[i].Unified)
 		}
 	}
-	// Groups never straddle; each category holds out round(10 %).
+	// Emoji never straddle; each category holds out round(10 %).
 	testOf := map[string]bool{}
 	perCat := map[string][2]int{}
 	for _, im := range all {
@@ -337,5 +345,20 @@ func TestEmojiReal(t *testing.T) {
 	}
 	if d.N != len(test) || d.C != 3 || d.H != 32 {
 		t.Errorf("loaded %d images of %d×%d", d.N, d.C, d.H)
+	}
+	// No test picture is also a training picture (some emoji are drawn
+	// alike: Norway, Bouvet Island and Svalbard share a flag).
+	tr, err := Load("emoji", "train")
+	if err != nil {
+		t.Fatal(err)
+	}
+	seen := map[string]int{}
+	for i := range tr.N {
+		seen[string(tr.Image(i))] = i
+	}
+	for i := range d.N {
+		if j, ok := seen[string(d.Image(i))]; ok {
+			t.Errorf("test image %s is train image %s", test[i].Unified, train[j].Unified)
+		}
 	}
 }
