@@ -1,16 +1,11 @@
 package main
 
 import (
-	"context"
 	"encoding/json"
-	"math"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/ddpm-go/ddpm/diffusion"
-	"github.com/ddpm-go/ddpm/model/unet"
 )
 
 func TestAblationCLI(t *testing.T) {
@@ -59,36 +54,5 @@ func TestAblationCLI(t *testing.T) {
 		if code := run(a); code != 2 {
 			t.Errorf("%s: exit %d, want 2", name, code)
 		}
-	}
-}
-
-// The quality hook samples a model, runs the classifier on the samples
-// (cropping the 32×32 tiny1 images to 28×28) and compares features.
-func TestLenetFD(t *testing.T) {
-	cfg, err := unet.ConfigByName("tiny1")
-	if err != nil {
-		t.Fatal(err)
-	}
-	m := testUNet(t, cfg, 1)
-	dc := diffusion.DefaultConfig()
-	dc.T = 4
-	d, err := diffusion.New(dc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	q := lenetFD("mnist", 20, 100, 8, 3, true)
-	if !strings.Contains(q.Name, "20 samples") {
-		t.Errorf("name %q", q.Name)
-	}
-	a, err := q.Measure(context.Background(), m, d)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !(a > 0) || math.IsInf(a, 0) {
-		t.Errorf("FD %v", a)
-	}
-	// Same seed, same samples: the measure is reproducible.
-	if b, err := q.Measure(context.Background(), m, d); err != nil || b != a {
-		t.Errorf("second measure %v (%v), first %v", b, err, a)
 	}
 }
