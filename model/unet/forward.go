@@ -367,3 +367,22 @@ func channelSums(dst, y []float32, hw int) {
 		}
 	})
 }
+
+// Activations are the outputs of the latest Forward's modules, for
+// comparing the network with another implementation stage by stage:
+// "conv_in", "down.K" (each down-path entry: a residual block with its
+// attention, or a Downsample), "mid" (the middle block), "up.K" and
+// "norm_out" (silu(norm_out(h)), conv_out's input). Each holds the batch,
+// [n, C, H, W]; the slices alias the network's buffers and change with the
+// next Forward.
+func (u *UNet) Activations() map[string][]float32 {
+	a := &u.act
+	m := map[string][]float32{"conv_in": a.hIn, "mid": u.mid2.out, "norm_out": a.aOut}
+	for k, e := range u.down {
+		m[fmt.Sprintf("down.%d", k)] = e.out
+	}
+	for k, e := range u.up {
+		m[fmt.Sprintf("up.%d", k)] = e.out
+	}
+	return m
+}
