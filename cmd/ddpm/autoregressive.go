@@ -15,9 +15,6 @@ func init() {
 	register("autoregressive", "eq. 16 numerically: the bound as KLs of q(x_{t−1}|x_t) + H(x0) on 1-D data equals eq. 5", runAutoregressive)
 }
 
-// arReport is what `ddpm autoregressive --json` prints (nats).
-type arReport = autoregressive.Report
-
 func runAutoregressive(args []string) error { return autoregressiveCommand(args, os.Stdout) }
 
 // autoregressiveCommand is runAutoregressive writing to w: the flags, then
