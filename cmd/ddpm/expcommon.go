@@ -5,14 +5,18 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"image"
 	"io"
 	"strconv"
 	"strings"
+	"time"
 
+	"github.com/ddpm-go/ddpm"
 	"github.com/ddpm-go/ddpm/data"
 	"github.com/ddpm-go/ddpm/imgio"
+	"github.com/ddpm-go/ddpm/internal/progress"
 )
 
 // expImages converts the images idx of ds to the model's input (padded to
@@ -41,21 +45,63 @@ func expFirst(ds *data.Dataset, n, res int, spec, split string) ([]float32, erro
 	return expImages(ds, idx, res, "image")
 }
 
-// dataMask marks the values of a res×res model input that come from the
-// data set's images rather than from padding (all of them when the images
-// are res×res): the padding is found by converting a white image.
-func dataMask(ds *data.Dataset, res int) []bool {
-	white := &data.Dataset{N: 1, C: ds.C, H: ds.H, W: ds.W, Pixels: make([]uint8, ds.ImageSize())}
-	for k := range white.Pixels {
-		white.Pixels[k] = 255
+// dataImages reads the images idx of a split of the data set spec (empty:
+// the model's training data) as the model's input, and the spec read; what
+// names an index in errors.
+func dataImages(p *ddpm.Pipeline, spec, split string, idx []int, what string) (*ddpm.Tensor, string, error) {
+	ds, spec, err := loadData(p, spec, split)
+	if err != nil {
+		return nil, "", err
 	}
-	x := make([]float32, ds.C*res*res)
-	white.ToFloat(x, []int{0}, res)
-	mask := make([]bool, len(x))
-	for k, v := range x {
-		mask[k] = v == 1
+	x, err := expImages(ds, idx, p.Resolution(), what)
+	if err != nil {
+		return nil, "", err
 	}
-	return mask
+	return tensorOf(p, x), spec, nil
+}
+
+// tensorOf wraps whole model inputs of p as a tensor.
+func tensorOf(p *ddpm.Pipeline, x []float32) *ddpm.Tensor {
+	r := p.Resolution()
+	return &ddpm.Tensor{Data: x, N: len(x) / (p.Channels() * r * r), C: p.Channels(), H: r, W: r}
+}
+
+// figReport is what a figure command's table or JSON says besides the
+// figure's rows, and where the figure goes.
+type figReport struct {
+	w           io.Writer
+	model, out  string
+	seed        uint64
+	json, quiet bool
+	start       time.Time
+}
+
+// usageOf makes an error of an option the library refused
+// (ddpm.ErrInvalidOption) a usage error; other errors pass.
+func usageOf(err error) error {
+	if errors.Is(err, ddpm.ErrInvalidOption) {
+		return usageErr("%v", strings.TrimPrefix(err.Error(), ddpm.ErrInvalidOption.Error()+": "))
+	}
+	return err
+}
+
+// stepBar is a Progress func showing a bar of desc in unit, made at the
+// first call, when the total is known (the first unit does not count
+// towards the rate), and the func that finishes it.
+func stepBar(desc, unit string, quiet bool) (func(done, total int), func()) {
+	var bar *progress.Bar
+	return func(done, total int) {
+			if bar == nil {
+				bar = progress.New(total, desc, unit, quiet)
+				bar.Begin(done)
+				return
+			}
+			bar.Set(done)
+		}, func() {
+			if bar != nil {
+				bar.Finish()
+			}
+		}
 }
 
 // minTile is the smallest side, in pixels, of an image in an experiment's
@@ -63,21 +109,13 @@ func dataMask(ds *data.Dataset, res int) []bool {
 // neighbour, so no pixel is invented) to stay readable.
 const minTile = 64
 
-// saveRows writes rows of images as one grid (PNG or JPEG by the
-// extension of path), a row of the grid per
-// row (each row holds cols images of c×res×res values), enlarged so that
-// each image is at least minTile pixels wide.
-func saveRows(path string, rows [][]float32, cols, c, res int) error {
-	var all []float32
-	for _, r := range rows {
-		all = append(all, r...)
-	}
-	n := len(rows) * cols
-	if len(all) != n*c*res*res {
-		return fmt.Errorf("grid %s: %d values are not %s", path, len(all), plural(n, "image"))
-	}
-	img := imgio.GridImage(all, n, c, res, res, cols)
-	zoom := (minTile + res - 1) / res
+// saveFigure writes a figure's rows of images as one grid (PNG or JPEG by
+// the extension of path), enlarged so that each image is at least minTile
+// pixels wide.
+func saveFigure(path string, f *ddpm.Figure) error {
+	x := f.Images
+	img := imgio.GridImage(x.Data, x.N, x.C, x.H, x.W, f.Cols)
+	zoom := (minTile + x.W - 1) / x.W
 	if zoom > 1 {
 		b := img.Bounds()
 		big := image.NewRGBA(image.Rect(0, 0, b.Dx()*zoom, b.Dy()*zoom))
@@ -130,17 +168,4 @@ func parseList[E any](s, name, what string, parse func(string) (E, error)) ([]E,
 		return nil, usageErr("--%s: empty list", name)
 	}
 	return out, nil
-}
-
-// timesteps turns paper timesteps t (1..T) from a flag into diffusion
-// indices t−1.
-func timesteps(ts []int, T int, name string) ([]int, error) {
-	idx := make([]int, len(ts))
-	for k, t := range ts {
-		if t < 1 || t > T {
-			return nil, usageErr("--%s %d out of range 1..%d (T)", name, t, T)
-		}
-		idx[k] = t - 1
-	}
-	return idx, nil
 }

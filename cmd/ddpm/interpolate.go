@@ -1,21 +1,18 @@
 package main
 
 import (
+	"context"
+	"flag"
 	"fmt"
 	"github.com/ddpm-go/ddpm"
 	"image"
-	"image/color"
 	_ "image/jpeg" // decode JPEG sources
 	_ "image/png"  // decode PNG sources
 	"io"
-	"math/rand/v2"
 	"os"
 	"time"
 
-	"golang.org/x/image/draw"
-
 	"github.com/ddpm-go/ddpm/experiments/interpolate"
-	"github.com/ddpm-go/ddpm/internal/progress"
 )
 
 func init() {
@@ -52,109 +49,101 @@ func interpolateCommand(args []string, w io.Writer) error {
 	if err := mf.parse(args); err != nil {
 		return err
 	}
-	switch {
-	case *steps < 1 || *steps > 100:
-		return usageErr("--lambdas must be in 1..100, got %d", *steps)
-	case (*pngA == "") != (*pngB == ""):
-		return usageErr("give both --png-a and --png-b, or neither")
-	case *pngA != "" && (flagSet(fs, "a") || flagSet(fs, "b") || flagSet(fs, "data") || flagSet(fs, "split")):
-		return usageErr("--png-a/--png-b replace --a, --b, --data and --split")
-	case *out == "":
-		return usageErr("--out must name a .png, .jpg or .jpeg file")
-	}
-	if err := checkImageOut("out", *out); err != nil {
+	if err := checkInterpolateFlags(fs, *steps, *pngA, *pngB, *out); err != nil {
 		return err
 	}
 	p, err := mf.load(*quiet)
 	if err != nil {
 		return err
 	}
-	m, d := p.Net, p.Process
-	cfg := m.Config()
-	D := cfg.InCh * cfg.Res * cfg.Res
-	var ts []int // default T/4, T/2, 3T/4, T
-	for r := 1; r <= 4; r++ {
-		if t := max(1, (r*d.T+2)/4); len(ts) == 0 || t != ts[len(ts)-1] {
-			ts = append(ts, t)
-		}
-	}
+	o := ddpm.InterpolateOptions{Lambdas: interpolate.Lambdas(*steps), Seed: *seed}
 	if *tList != "" {
-		if ts, err = parseInts(*tList, "t"); err != nil {
+		if o.Steps, err = parseInts(*tList, "t"); err != nil {
 			return err
 		}
 	}
-	idx, err := timesteps(ts, d.T, "t")
-	if err != nil {
-		return err
-	}
-	var xa, xb []float32
+	var x *ddpm.Tensor
 	var source string
 	if *pngA != "" {
-		if xa, err = loadSourceImage(*pngA, cfg.InCh, cfg.Res); err != nil {
-			return err
-		}
-		if xb, err = loadSourceImage(*pngB, cfg.InCh, cfg.Res); err != nil {
-			return err
-		}
+		x, err = loadSources(p, *pngA, *pngB)
 		source = fmt.Sprintf("%s and %s", *pngA, *pngB)
 	} else {
-		ds, dataSpec, err := loadData(p, *spec, *split)
-		if err != nil {
-			return err
-		}
-		x, err := expImages(ds, []int{*a, *b}, cfg.Res, "image")
-		if err != nil {
-			return err
-		}
-		xa, xb = x[:D], x[D:]
+		var dataSpec string
+		x, dataSpec, err = dataImages(p, *spec, *split, []int{*a, *b}, "image")
 		source = fmt.Sprintf("images %d and %d of %s (%s)", *a, *b, dataSpec, *split)
 	}
-	lambdas := interpolate.Lambdas(*steps)
-	total := 0
-	for _, i := range idx {
-		total += i + 1
-	}
-	start := time.Now()
-	bar := progress.New(total, fmt.Sprintf("decoding %s of %s", plural(len(idx), "row"), plural(len(lambdas), "interpolation")), "step", *quiet)
-	rows, err := interpolate.Run(d, m, xa, xb, idx, lambdas, rand.New(rand.NewPCG(*seed, 0x696e7470)), func(step, _ int) { bar.Set(step) })
 	if err != nil {
 		return err
 	}
-	bar.Finish()
-	grid := [][]float32{withEnds(xa, interpolate.Pixel(xa, xb, lambdas), xb)}
-	res := make([]interpRow, len(rows))
-	for r, row := range rows {
-		grid = append(grid, withEnds(xa, row, xb))
-		n := len(lambdas)
-		res[r] = interpRow{T: idx[r] + 1, RMSEA: rmse255(row[:D], xa), RMSEB: rmse255(row[(n-1)*D:], xb)}
+	rep := figReport{w: w, model: *modelPath, seed: *seed, out: *out, json: *asJSON, quiet: *quiet, start: time.Now()}
+	return interpolateFig8(rep, p, x.Slice(0, 1), x.Slice(1, 2), o, source)
+}
+
+// checkInterpolateFlags refuses a λ count out of range, one PNG source or
+// PNG sources with data ones, and a bad --out, before any work.
+func checkInterpolateFlags(fs *flag.FlagSet, steps int, pngA, pngB, out string) error {
+	switch {
+	case steps < 1 || steps > 100:
+		return usageErr("--lambdas must be in 1..100, got %d", steps)
+	case (pngA == "") != (pngB == ""):
+		return usageErr("give both --png-a and --png-b, or neither")
+	case pngA != "" && (flagSet(fs, "a") || flagSet(fs, "b") || flagSet(fs, "data") || flagSet(fs, "split")):
+		return usageErr("--png-a/--png-b replace --a, --b, --data and --split")
+	case out == "":
+		return usageErr("--out must name a .png, .jpg or .jpeg file")
 	}
-	if err := saveRows(*out, grid, len(lambdas)+2, cfg.InCh, cfg.Res); err != nil {
+	return checkImageOut("out", out)
+}
+
+// interpolateFig8 draws Figs. 8–9 between a and b, writes the grid and
+// prints its rows.
+func interpolateFig8(rep figReport, p *ddpm.Pipeline, a, b *ddpm.Tensor, o ddpm.InterpolateOptions, source string) error {
+	var finish func()
+	o.Progress, finish = stepBar(fmt.Sprintf("decoding rows of %s", plural(len(o.Lambdas), "interpolation")), "step", rep.quiet)
+	r, err := p.Interpolate(context.Background(), a, b, o)
+	if err != nil {
+		return usageOf(err)
+	}
+	finish()
+	if err := saveFigure(rep.out, r.Figure()); err != nil {
 		return err
 	}
-	if *asJSON {
-		return writeJSON(w, map[string]any{"rows": res, "lambdas": lambdas, "T": d.T, "model": *modelPath, "source": source, "seed": *seed})
+	res := make([]interpRow, len(r.Rows))
+	ts := make([]int, len(r.Rows))
+	for k, row := range r.Rows {
+		res[k], ts[k] = interpRow{T: row.T, RMSEA: row.RMSEA, RMSEB: row.RMSEB}, row.T
 	}
-	fmt.Fprintf(w, "Interpolation in x_t (Figs. 8–9) between %s, T = %d, model %s\n", source, d.T, *modelPath)
-	fmt.Fprintf(w, "grid rows: pixel space, then t = %v; columns: source, λ = 0 … 1 in steps of %.3g, source\n", ts, 1/float64(*steps))
+	if rep.json {
+		return writeJSON(rep.w, map[string]any{"rows": res, "lambdas": r.Lambdas, "T": p.T(), "model": rep.model, "source": source, "seed": rep.seed})
+	}
+	w := rep.w
+	fmt.Fprintf(w, "Interpolation in x_t (Figs. 8–9) between %s, T = %d, model %s\n", source, p.T(), rep.model)
+	fmt.Fprintf(w, "grid rows: pixel space, then t = %v; columns: source, λ = 0 … 1 in steps of %.3g, source\n", ts, r.Lambdas[1]-r.Lambdas[0])
 	fmt.Fprintf(w, "%6s %34s %34s\n", "t", "reconstruction RMSE a (λ=0) [0,255]", "reconstruction RMSE b (λ=1) [0,255]")
 	for _, r := range res {
 		fmt.Fprintf(w, "%6d %34.3f %34.3f\n", r.T, r.RMSEA, r.RMSEB)
 	}
-	fmt.Fprintf(w, "grid: %s (%s)\n", *out, time.Since(start).Round(time.Millisecond))
+	fmt.Fprintf(w, "grid: %s (%s)\n", rep.out, time.Since(rep.start).Round(time.Millisecond))
 	return nil
 }
 
-// withEnds is a grid row: a, the images of row, b.
-func withEnds(a, row, b []float32) []float32 {
-	out := append([]float32(nil), a...)
-	out = append(out, row...)
-	return append(out, b...)
+// loadSources reads PNG or JPEG files as model inputs, one image each (see
+// ddpm.ImageTensor).
+func loadSources(p *ddpm.Pipeline, paths ...string) (*ddpm.Tensor, error) {
+	var x []float32
+	for _, path := range paths {
+		v, err := loadSourceImage(path, p.Channels(), p.Resolution())
+		if err != nil {
+			return nil, err
+		}
+		x = append(x, v...)
+	}
+	return tensorOf(p, x), nil
 }
 
-// loadSourceImage reads a PNG or JPEG file as one model input: centre-cropped
-// to a square, resized to res×res, converted to c channels (grey by
-// luminance, or RGB) and quantised to 8 bits, mapped to [−1, 1] like the
-// data sets.
+// loadSourceImage reads a PNG or JPEG file as one model input of c
+// channels of res×res values: centre-cropped, resized and quantised like
+// the data sets (ddpm.ImageTensor).
 func loadSourceImage(path string, c, res int) ([]float32, error) {
 	f, err := os.Open(path)
 	if err != nil {
@@ -175,29 +164,8 @@ func loadSourceImage(path string, c, res int) ([]float32, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	b := src.Bounds()
-	s := min(b.Dx(), b.Dy())
-	if s == 0 {
+	if b := src.Bounds(); b.Dx() == 0 || b.Dy() == 0 {
 		return nil, fmt.Errorf("%s: empty image", path)
 	}
-	crop := image.Rect(b.Min.X+(b.Dx()-s)/2, b.Min.Y+(b.Dy()-s)/2, 0, 0)
-	crop.Max = crop.Min.Add(image.Pt(s, s))
-	dst := image.NewRGBA(image.Rect(0, 0, res, res))
-	draw.CatmullRom.Scale(dst, dst.Bounds(), src, crop, draw.Src, nil)
-	x := make([]float32, c*res*res)
-	for y := range res {
-		for xx := range res {
-			px := dst.At(xx, y)
-			if c == 1 {
-				g := color.GrayModel.Convert(px).(color.Gray)
-				x[y*res+xx] = float32(g.Y)/127.5 - 1
-				continue
-			}
-			r, g, bl, _ := px.RGBA()
-			for ch, v := range []uint32{r, g, bl} {
-				x[ch*res*res+y*res+xx] = float32(v>>8)/127.5 - 1
-			}
-		}
-	}
-	return x, nil
+	return ddpm.ImageTensor([]image.Image{src}, c, res).Data, nil
 }

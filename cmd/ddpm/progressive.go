@@ -2,17 +2,12 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"github.com/ddpm-go/ddpm"
 	"io"
-	"math"
-	"math/rand/v2"
 	"os"
 	"time"
-
-	"github.com/ddpm-go/ddpm/diffusion"
-	"github.com/ddpm-go/ddpm/experiments/progressive"
-	"github.com/ddpm-go/ddpm/internal/progress"
 )
 
 func init() {
@@ -60,173 +55,123 @@ func progressiveCommand(args []string, w io.Writer) error {
 	if err := mf.parse(args); err != nil {
 		return err
 	}
-	if *out == "" {
-		return usageErr("--out must name a .png, .jpg or .jpeg file")
-	}
-	if err := checkImageOut("out", *out); err != nil {
+	if err := checkProgressiveFlags(fs, *out, *shared, *n, *cols, *per); err != nil {
 		return err
-	}
-	for _, f := range []string{"n", "cols", "xt"} {
-		if *shared && flagSet(fs, f) {
-			return usageErr("--%s is a flag of Fig. 6, not of --shared", f)
-		}
-	}
-	for _, f := range []string{"image", "data", "split", "per", "t"} {
-		if !*shared && flagSet(fs, f) {
-			return usageErr("--%s needs --shared (Fig. 7)", f)
-		}
 	}
 	p, err := mf.load(*quiet)
 	if err != nil {
 		return err
 	}
-	m, d := p.Net, p.Process
-	cfg := m.Config()
-	D := cfg.InCh * cfg.Res * cfg.Res
-	rng := rand.New(rand.NewPCG(*seed, 0x70726f67))
-	start := time.Now()
-
+	rep := figReport{w: w, model: *modelPath, seed: *seed, out: *out, json: *asJSON, quiet: *quiet, start: time.Now()}
 	if !*shared {
-		if *n <= 0 {
-			return usageErr("--n must be positive, got %d", *n)
-		}
-		record, err := progressive.Columns(d.T, *cols)
-		if err != nil {
-			return usageErr("--cols %d out of range 1..%d (T)", *cols, d.T) // the only error of Columns
-		}
-		xT := make([]float32, *n*D)
-		diffusion.FillNormal(xT, rng)
-		bar := progress.New(d.T, fmt.Sprintf("%d sampling chains", *n), "step", *quiet)
-		ch, err := progressive.Run(context.Background(), d, m, xT, *n, record, rng, func(int, int) { bar.Add(1) })
-		if err != nil {
-			return err
-		}
-		bar.Finish()
-		// Rows: per chain, optionally x_t, then x̂0.
-		var rows [][]float32
-		for b := range *n {
-			if *showXt {
-				rows = append(rows, gather(ch.Xt, b, D))
-			}
-			rows = append(rows, gather(ch.XStart, b, D))
-		}
-		if err := saveRows(*out, rows, len(record), cfg.InCh, cfg.Res); err != nil {
-			return err
-		}
-		res := make([]progressiveColumn, len(record))
-		for c, i := range record {
-			res[c] = progressiveColumn{ReverseStep: d.T - i, T: i + 1, RMSE: rmse255(ch.XStart[c], ch.Final)}
-		}
-		if *asJSON {
-			return writeJSON(w, map[string]any{"columns": res, "n": *n, "T": d.T, "model": *modelPath, "seed": *seed, "xt_rows": *showXt})
-		}
-		fmt.Fprintf(w, "Progressive generation (Fig. 6): %s, T = %d, model %s\n", plural(*n, "chain"), d.T, *modelPath)
-		fmt.Fprintf(w, "columns: x̂0 = (x_t − √(1−ᾱ_t) ε_θ)/√ᾱ_t at each reverse step%s; rows: chains\n",
-			map[bool]string{true: " (x_t in the row above)", false: ""}[*showXt])
-		fmt.Fprintf(w, "%14s %6s %24s\n", "reverse step", "t", "RMSE to sample [0,255]")
-		for _, r := range res {
-			fmt.Fprintf(w, "%14d %6d %24.3f\n", r.ReverseStep, r.T, r.RMSE)
-		}
-		fmt.Fprintf(w, "grid: %s (%s)\n", *out, time.Since(start).Round(time.Millisecond))
-		return nil
+		return progressiveFig6(rep, p, ddpm.ProgressiveOptions{Chains: *n, Columns: *cols, Seed: *seed}, *showXt)
 	}
-
-	if *per <= 0 {
-		return usageErr("--per must be positive, got %d", *per)
-	}
-	idx := progressive.SharedIndices(d.T)
+	o := ddpm.SharedOptions{PerRow: *per, Seed: *seed}
 	if *tList != "" {
-		ts, err := parseInts(*tList, "t")
-		if err != nil {
-			return err
-		}
-		if idx, err = timesteps(ts, d.T, "t"); err != nil {
+		if o.Steps, err = parseInts(*tList, "t"); err != nil {
 			return err
 		}
 	}
-	var latents [][]float32
-	var ref []float32
 	source := "one sampling chain"
 	if flagSet(fs, "image") {
-		ds, dataSpec, err := loadData(p, *spec, *split)
-		if err != nil {
+		var dataSpec string
+		if o.Image, dataSpec, err = dataImages(p, *spec, *split, []int{*image}, "--image"); err != nil {
 			return err
 		}
-		ref, err = expImages(ds, []int{*image}, cfg.Res, "--image")
-		if err != nil {
-			return err
-		}
-		eps := make([]float32, D)
-		diffusion.FillNormal(eps, rng)
-		latents = progressive.Encode(d, ref, eps, idx)
 		source = fmt.Sprintf("image %d of %s (%s), encoded by q with one noise draw", *image, dataSpec, *split)
 	}
-	total := 0
-	for _, i := range idx {
-		total += i + 1
+	return progressiveFig7(rep, p, o, source)
+}
+
+// checkProgressiveFlags refuses the flags of the other figure, counts that
+// are not positive and a bad --out, before any work.
+func checkProgressiveFlags(fs *flag.FlagSet, out string, shared bool, n, cols, per int) error {
+	if out == "" {
+		return usageErr("--out must name a .png, .jpg or .jpeg file")
 	}
-	if latents == nil {
-		total += d.T
+	if err := checkImageOut("out", out); err != nil {
+		return err
 	}
-	bar := progress.New(total, fmt.Sprintf("%d × %d samples sharing x_t", len(idx), *per), "step", *quiet)
-	done := 0
-	if latents == nil {
-		xT := make([]float32, D)
-		diffusion.FillNormal(xT, rng)
-		latents, ref, err = progressive.ChainLatents(context.Background(), d, m, xT, idx, rng, func(int, int) { bar.Add(1) })
-		if err != nil {
-			return err
+	for _, f := range []string{"n", "cols", "xt"} {
+		if shared && flagSet(fs, f) {
+			return usageErr("--%s is a flag of Fig. 6, not of --shared", f)
 		}
-		done = d.T
 	}
-	rows, err := progressive.Shared(context.Background(), d, m, latents, idx, *per, rng, func(step, _ int) { bar.Set(done + step) })
+	for _, f := range []string{"image", "data", "split", "per", "t"} {
+		if !shared && flagSet(fs, f) {
+			return usageErr("--%s needs --shared (Fig. 7)", f)
+		}
+	}
+	for _, c := range []struct {
+		flag  string
+		value int
+	}{{"n", n}, {"cols", cols}, {"per", per}} {
+		if c.value <= 0 {
+			return usageErr("--%s must be positive, got %d", c.flag, c.value)
+		}
+	}
+	return nil
+}
+
+// progressiveFig6 draws Fig. 6, writes its grid and prints its columns.
+func progressiveFig6(rep figReport, p *ddpm.Pipeline, o ddpm.ProgressiveOptions, showXt bool) error {
+	var finish func()
+	o.Progress, finish = stepBar(fmt.Sprintf("%d sampling chains", o.Chains), "step", rep.quiet)
+	r, err := p.Progressive(context.Background(), o)
 	if err != nil {
+		return usageOf(err)
+	}
+	finish()
+	if err := saveFigure(rep.out, r.Figure(showXt)); err != nil {
 		return err
 	}
-	bar.Finish()
-	refs := make([]float32, 0, *per*len(ref)) // the reference once per sample of a row
-	for range *per {
-		refs = append(refs, ref...)
+	res := make([]progressiveColumn, len(r.Columns))
+	for c, col := range r.Columns {
+		res[c] = progressiveColumn{ReverseStep: p.T() - col.T + 1, T: col.T, RMSE: col.RMSE}
 	}
-	grid := make([][]float32, len(rows))
-	res := make([]sharedRow, len(rows))
-	for r := range rows {
-		grid[r] = append(append([]float32(nil), ref...), rows[r]...)
-		res[r] = sharedRow{T: idx[r] + 1, PixelStd: 127.5 * math.Sqrt(progressive.PixelVariance(rows[r], *per)), RMSE: rmse255(rows[r], refs)}
+	if rep.json {
+		return writeJSON(rep.w, map[string]any{"columns": res, "n": o.Chains, "T": p.T(), "model": rep.model, "seed": rep.seed, "xt_rows": showXt})
 	}
-	if err := saveRows(*out, grid, *per+1, cfg.InCh, cfg.Res); err != nil {
+	w := rep.w
+	fmt.Fprintf(w, "Progressive generation (Fig. 6): %s, T = %d, model %s\n", plural(o.Chains, "chain"), p.T(), rep.model)
+	fmt.Fprintf(w, "columns: x̂0 = (x_t − √(1−ᾱ_t) ε_θ)/√ᾱ_t at each reverse step%s; rows: chains\n",
+		map[bool]string{true: " (x_t in the row above)", false: ""}[showXt])
+	fmt.Fprintf(w, "%14s %6s %24s\n", "reverse step", "t", "RMSE to sample [0,255]")
+	for _, r := range res {
+		fmt.Fprintf(w, "%14d %6d %24.3f\n", r.ReverseStep, r.T, r.RMSE)
+	}
+	fmt.Fprintf(w, "grid: %s (%s)\n", rep.out, time.Since(rep.start).Round(time.Millisecond))
+	return nil
+}
+
+// progressiveFig7 draws Fig. 7 from the latents of source, writes its grid
+// and prints its rows.
+func progressiveFig7(rep figReport, p *ddpm.Pipeline, o ddpm.SharedOptions, source string) error {
+	var finish func()
+	o.Progress, finish = stepBar(fmt.Sprintf("samples sharing x_t, %d a row", o.PerRow), "step", rep.quiet)
+	r, err := p.SharedLatents(context.Background(), o)
+	if err != nil {
+		return usageOf(err)
+	}
+	finish()
+	if err := saveFigure(rep.out, r.Figure()); err != nil {
 		return err
 	}
-	if *asJSON {
-		return writeJSON(w, map[string]any{"rows": res, "per": *per, "T": d.T, "model": *modelPath, "seed": *seed, "source": source})
+	res := make([]sharedRow, len(r.Rows))
+	for k, row := range r.Rows {
+		res[k] = sharedRow{T: row.T, PixelStd: row.PixelStd, RMSE: row.RMSE}
 	}
+	if rep.json {
+		return writeJSON(rep.w, map[string]any{"rows": res, "per": o.PerRow, "T": p.T(), "model": rep.model, "seed": rep.seed, "source": source})
+	}
+	w := rep.w
 	fmt.Fprintf(w, "Samples sharing a latent (Fig. 7): x_t from %s, %s x0 ~ p(x0 | x_t) per row, T = %d, model %s\n",
-		source, plural(*per, "sample"), d.T, *modelPath)
-	fmt.Fprintf(w, "first column: the reference (%s)\n", map[bool]string{true: "the data image", false: "the chain's own sample"}[flagSet(fs, "image")])
+		source, plural(o.PerRow, "sample"), p.T(), rep.model)
+	fmt.Fprintf(w, "first column: the reference (%s)\n", map[bool]string{true: "the data image", false: "the chain's own sample"}[o.Image != nil])
 	fmt.Fprintf(w, "%6s %26s %28s\n", "t", "pixel std across row", "RMSE to reference [0,255]")
 	for _, r := range res {
 		fmt.Fprintf(w, "%6d %26.3f %28.3f\n", r.T, r.PixelStd, r.RMSE)
 	}
-	fmt.Fprintf(w, "grid: %s (%s)\n", *out, time.Since(start).Round(time.Millisecond))
+	fmt.Fprintf(w, "grid: %s (%s)\n", rep.out, time.Since(rep.start).Round(time.Millisecond))
 	return nil
-}
-
-// gather returns image b (D values) of every slice in cols, one after the
-// other: a grid row.
-func gather(cols [][]float32, b, D int) []float32 {
-	row := make([]float32, 0, len(cols)*D)
-	for _, c := range cols {
-		row = append(row, c[b*D:(b+1)*D]...)
-	}
-	return row
-}
-
-// rmse255 is the root mean squared difference of a and b on [0, 255].
-func rmse255(a, b []float32) float64 {
-	s := 0.0
-	for k := range a {
-		e := float64(a[k] - b[k])
-		s += e * e
-	}
-	return 127.5 * math.Sqrt(s/float64(len(a)))
 }

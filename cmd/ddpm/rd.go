@@ -6,13 +6,11 @@ import (
 	"fmt"
 	"github.com/ddpm-go/ddpm"
 	"io"
-	"math/rand/v2"
 	"os"
 	"os/signal"
 	"syscall"
 	"time"
 
-	"github.com/ddpm-go/ddpm/experiments/rd"
 	"github.com/ddpm-go/ddpm/internal/plot"
 	"github.com/ddpm-go/ddpm/internal/progress"
 )
@@ -61,77 +59,88 @@ func rdCommand(args []string, w io.Writer) error {
 	if err := mf.parse(args); err != nil {
 		return err
 	}
-	switch {
-	case *n <= 0:
-		return usageErr("--n must be positive, got %d", *n)
-	case *batch <= 0:
-		return usageErr("--batch must be positive, got %d", *batch)
-	case *out == "":
-		return usageErr("--out must name a PNG file")
-	}
-	if err := checkImageOut("out", *out, ".png"); err != nil {
+	if err := checkRDFlags(*n, *batch, *out); err != nil {
 		return err
 	}
 	p, err := mf.load(*quiet)
 	if err != nil {
 		return err
 	}
-	m, d := p.Net, p.Process
-	cfg := m.Config()
 	ds, dataSpec, err := loadData(p, *spec, *split)
 	if err != nil {
 		return err
 	}
-	x0, err := expFirst(ds, *n, cfg.Res, dataSpec, *split)
+	x0, err := expFirst(ds, *n, p.Resolution(), dataSpec, *split)
 	if err != nil {
 		return err
 	}
-	D := len(x0) / *n
-
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	bar := progress.New(*n*d.T, fmt.Sprintf("rate/distortion of %d %s images", *n, *split), "eval", *quiet)
+	bar := progress.New(*n*p.T(), fmt.Sprintf("rate/distortion of %d %s images", *n, *split), "eval", *quiet)
 	start := time.Now()
-	curve, err := rd.Run(ctx, d, m, x0, *n, rd.Options{
-		Batch: *batch, Rng: rand.New(rand.NewPCG(*seed, 0x627064)),
-		Scale: float64(D) / float64(ds.ImageSize()), Mask: dataMask(ds, cfg.Res),
-		Progress: func(done, total int) { bar.Set(done) },
+	r, err := p.RateDistortion(ctx, tensorOf(p, x0), ddpm.RDOptions{
+		Batch: *batch, Seed: *seed, DataH: ds.H, DataW: ds.W, Progress: func(done, total int) { bar.Set(done) },
 	})
 	if errors.Is(err, context.Canceled) {
 		return fmt.Errorf("interrupted: no result (the curve needs every t of every image)")
 	}
 	if err != nil {
-		return err
+		return usageOf(err)
 	}
 	bar.Finish()
-	rep := rdReport{
-		PriorBPD: curve.Prior, DecoderBPD: curve.Decoder, TotalBPD: curve.Total,
-		N: *n, T: d.T, Model: *modelPath, Data: dataSpec, Split: *split, Seed: *seed, Dims: D, DataDims: ds.ImageSize(),
-	}
-	for k := 1; k <= d.T; k++ {
-		rep.Rows = append(rep.Rows, rdRow{ReverseStep: k, RateBPD: curve.Rate[k-1], RMSE: curve.RMSE[k-1]})
-	}
+	rep := newRDReport(r, *modelPath, dataSpec, *split, *seed)
 	if err := plotRD(*out, rep); err != nil {
 		return err
 	}
 	if *asJSON {
 		return writeJSON(w, rep)
 	}
+	printRD(w, rep, r.Table(), fmt.Sprintf("%d×%d to %d×%d", ds.H, ds.W, p.Resolution(), p.Resolution()))
+	fmt.Fprintf(w, "figure: %s (%s)\n", *out, time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// newRDReport is the report of the curve r of the first images of a split
+// of the data set spec.
+func newRDReport(r *ddpm.RDResult, model, spec, split string, seed uint64) rdReport {
+	rep := rdReport{
+		PriorBPD: r.Prior, DecoderBPD: r.Decoder, TotalBPD: r.Total,
+		N: r.N, T: r.T, Model: model, Data: spec, Split: split, Seed: seed, Dims: r.Dims, DataDims: r.DataDims,
+	}
+	for _, row := range r.Rows() {
+		rep.Rows = append(rep.Rows, rdRow{ReverseStep: row.ReverseStep, RateBPD: row.Rate, RMSE: row.RMSE})
+	}
+	return rep
+}
+
+// checkRDFlags refuses counts that are not positive and a bad --out,
+// before any work.
+func checkRDFlags(n, batch int, out string) error {
+	switch {
+	case n <= 0:
+		return usageErr("--n must be positive, got %d", n)
+	case batch <= 0:
+		return usageErr("--batch must be positive, got %d", batch)
+	case out == "":
+		return usageErr("--out must name a PNG file")
+	}
+	return checkImageOut("out", out, ".png")
+}
+
+// printRD prints Table 4's rows of rep; padded says how the images were
+// padded when they were.
+func printRD(w io.Writer, rep rdReport, table []ddpm.RDRow, padded string) {
 	fmt.Fprintf(w, "Progressive lossy compression (Table 4) of the first %s of %s (%s), T = %d, model %s\n",
 		plural(rep.N, "image"), rep.Data, rep.Split, rep.T, rep.Model)
 	fmt.Fprintf(w, "%14s %18s %26s\n", "reverse step", "rate (bits/dim)", "distortion (RMSE [0,255])")
-	for _, k := range rd.TableSteps(d.T) {
-		r := rep.Rows[k-1]
-		fmt.Fprintf(w, "%14d %18.5f %26.5f\n", r.ReverseStep, r.RateBPD, r.RMSE)
+	for _, r := range table {
+		fmt.Fprintf(w, "%14d %18.5f %26.5f\n", r.ReverseStep, r.Rate, r.RMSE)
 	}
 	fmt.Fprintf(w, "prior L_T %.3e, decoder L_0 %.5f bits/dim; final rate + decoder = %.5f bits/dim, the bound of `ddpm eval bpd --split %s --n %d --seed %d`\n",
 		rep.PriorBPD, rep.DecoderBPD, rep.TotalBPD, rep.Split, rep.N, rep.Seed)
-	if D != ds.ImageSize() {
-		fmt.Fprintf(w, "images padded from %d×%d to %d×%d: bits per data dimension (%d), RMSE over the data pixels\n",
-			ds.H, ds.W, cfg.Res, cfg.Res, ds.ImageSize())
+	if rep.Dims != rep.DataDims {
+		fmt.Fprintf(w, "images padded from %s: bits per data dimension (%d), RMSE over the data pixels\n", padded, rep.DataDims)
 	}
-	fmt.Fprintf(w, "figure: %s (%s)\n", *out, time.Since(start).Round(time.Millisecond))
-	return nil
 }
 
 // plotRD draws Fig. 5: rate and distortion against the reverse step, and

@@ -9,6 +9,7 @@
 package interpolate
 
 import (
+	"context"
 	"fmt"
 	"math/rand/v2"
 
@@ -23,6 +24,18 @@ func Lambdas(steps int) []float64 {
 		l[k] = float64(k) / float64(steps)
 	}
 	return l
+}
+
+// Indices are the diffusion indices of Figure 8's rows, t = T/4, T/2, 3T/4
+// and T (250, 500, 750 and 1000 for T = 1000), rounded, without repeats.
+func Indices(T int) []int {
+	var idx []int
+	for r := 1; r <= 4; r++ {
+		if i := max(1, (r*T+2)/4) - 1; len(idx) == 0 || i != idx[len(idx)-1] {
+			idx = append(idx, i)
+		}
+	}
+	return idx
 }
 
 // Pixel is the reference row: the pixel-space mixes (1 − λ)a + λb of the
@@ -41,9 +54,12 @@ func Pixel(a, b []float32, lambdas []float64) []float32 {
 // Run interpolates between the images a and b (D values each) at each
 // diffusion index in idx (each in [0, T)): row r holds one decoded image per
 // λ in lambdas. For each row it draws ε (D normals) for the encoding, then
-// one z (D normals) per reverse step i > 0, shared by every λ. progress
-// (may be nil) counts the Σ_r (idx[r]+1) reverse steps.
-func Run(d *diffusion.Diffusion, m diffusion.Model, a, b []float32, idx []int, lambdas []float64, rng *rand.Rand, progress func(step, total int)) ([][]float32, error) {
+// one z (D normals) per reverse step i > 0, shared by every λ: the draws do
+// not depend on the number of λ, so one λ gives that column of a longer
+// row. h.Progress counts the Σ_r (idx[r]+1) reverse steps; h.Observe sees
+// each step's x_t and x̂0 of the row's images, one per λ. It stops between
+// steps once ctx is done, returning ctx.Err().
+func Run(ctx context.Context, d *diffusion.Diffusion, m diffusion.Model, a, b []float32, idx []int, lambdas []float64, rng *rand.Rand, h diffusion.Hooks) ([][]float32, error) {
 	D := len(a)
 	switch {
 	case D == 0 || len(b) != D:
@@ -64,6 +80,7 @@ func Run(d *diffusion.Diffusion, m diffusion.Model, a, b []float32, idx []int, l
 	z := make([]float32, n*D)
 	done := 0
 	var buf diffusion.StepBuffers
+	var xt []float32 // x_t before the step, for h.Observe
 	for r, i := range idx {
 		diffusion.FillNormal(eps, rng)
 		ti := []int{i}
@@ -71,16 +88,25 @@ func Run(d *diffusion.Diffusion, m diffusion.Model, a, b []float32, idx []int, l
 		xb := d.QSample(nil, b, eps, ti)
 		x := Pixel(xa, xb, lambdas)
 		for s := i; s >= 0; s-- {
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
 			if s > 0 {
 				diffusion.FillNormal(z[:D], rng)
 				for k := 1; k < n; k++ {
 					copy(z[k*D:(k+1)*D], z[:D])
 				}
 			}
-			d.SampleStepNoise(m, x, n, s, z, &buf)
+			if h.Observe != nil {
+				xt = append(xt[:0], x...)
+			}
+			xs := d.SampleStepNoise(m, x, n, s, z, &buf)
 			done++
-			if progress != nil {
-				progress(done, total)
+			if h.Observe != nil {
+				h.Observe(s, xt, xs)
+			}
+			if h.Progress != nil {
+				h.Progress(done, total)
 			}
 		}
 		rows[r] = x

@@ -1,6 +1,7 @@
 package interpolate
 
 import (
+	"context"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -42,12 +43,12 @@ func TestEndsAreReconstructions(t *testing.T) {
 		c.Var = v
 		d, _ := diffusion.New(c)
 		m, _ := analytic.NewPoints(d, imgs, 3, nil)
-		rows, err := Run(d, m, a, b, idx, Lambdas(10), rng(5), nil)
+		rows, err := Run(context.Background(), d, m, a, b, idx, Lambdas(10), rng(5), diffusion.Hooks{})
 		if err != nil {
 			t.Fatal(err)
 		}
-		recA, _ := Run(d, m, a, b, idx, []float64{0}, rng(5), nil)
-		recB, _ := Run(d, m, b, a, idx, []float64{0}, rng(5), nil)
+		recA, _ := Run(context.Background(), d, m, a, b, idx, []float64{0}, rng(5), diffusion.Hooks{})
+		recB, _ := Run(context.Background(), d, m, b, a, idx, []float64{0}, rng(5), diffusion.Hooks{})
 		for r := range idx {
 			if !slices.Equal(rows[r][:D], recA[r]) {
 				t.Errorf("%v row %d: λ = 0 is not the reconstruction of a", v, r)
@@ -66,7 +67,7 @@ func TestEndsAreReconstructions(t *testing.T) {
 	c := diffusion.DefaultConfig()
 	c.Var = diffusion.FixedSmall
 	d, _ := diffusion.New(c)
-	rows, err := Run(d, constModel{d}, a, b, []int{300}, Lambdas(4), rng(2), nil)
+	rows, err := Run(context.Background(), d, constModel{d}, a, b, []int{300}, Lambdas(4), rng(2), diffusion.Hooks{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -95,15 +96,62 @@ func TestRunErrors(t *testing.T) {
 	d, _ := diffusion.New(diffusion.DefaultConfig())
 	m := constModel{d}
 	a := []float32{0, 0}
+	run := func(a, b []float32, idx []int, lambdas []float64) func() error {
+		return func() error {
+			_, err := Run(context.Background(), d, m, a, b, idx, lambdas, rng(1), diffusion.Hooks{})
+			return err
+		}
+	}
 	for name, f := range map[string]func() error{
-		"lengths":   func() error { _, err := Run(d, m, a, []float32{0}, []int{1}, Lambdas(2), rng(1), nil); return err },
-		"empty":     func() error { _, err := Run(d, m, nil, nil, []int{1}, Lambdas(2), rng(1), nil); return err },
-		"no λ":      func() error { _, err := Run(d, m, a, a, []int{1}, nil, rng(1), nil); return err },
-		"index":     func() error { _, err := Run(d, m, a, a, []int{1000}, Lambdas(2), rng(1), nil); return err },
-		"neg index": func() error { _, err := Run(d, m, a, a, []int{-1}, Lambdas(2), rng(1), nil); return err },
+		"lengths":   run(a, []float32{0}, []int{1}, Lambdas(2)),
+		"empty":     run(nil, nil, []int{1}, Lambdas(2)),
+		"no λ":      run(a, a, []int{1}, nil),
+		"index":     run(a, a, []int{1000}, Lambdas(2)),
+		"neg index": run(a, a, []int{-1}, Lambdas(2)),
 	} {
 		if f() == nil {
 			t.Errorf("%s: no error", name)
 		}
+	}
+}
+
+// TestOneLambdaIsAColumn: the draws do not depend on the number of λ, so a
+// row of one λ is that column of the full row (a λ slider), Observe sees
+// every step of the row and a cancelled context stops the run.
+func TestOneLambdaIsAColumn(t *testing.T) {
+	d, _ := diffusion.New(diffusion.DefaultConfig())
+	imgs := []float32{0.5, -1, 1, 0, -0.5, 1, 0, 0.25}
+	m, _ := analytic.NewPoints(d, imgs, 2, nil)
+	a, b := imgs[:4], imgs[4:]
+	idx := []int{9, 29}
+	seen := 0
+	rows, err := Run(context.Background(), d, m, a, b, idx, Lambdas(4), rng(3), diffusion.Hooks{Observe: func(i int, xt, xs []float32) {
+		if len(xt) != 5*4 || len(xs) != 5*4 {
+			t.Fatalf("step %d: %d and %d values", i, len(xt), len(xs))
+		}
+		seen++
+	}})
+	if err != nil || seen != 10+30 {
+		t.Fatalf("%v after %d observations", err, seen)
+	}
+	one, err := Run(context.Background(), d, m, a, b, idx, []float64{0.25}, rng(3), diffusion.Hooks{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for r := range idx {
+		if !slices.Equal(one[r], rows[r][4:8]) {
+			t.Errorf("row %d: λ = 0.25 alone %v, in the row %v", r, one[r], rows[r][4:8])
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := Run(ctx, d, m, a, b, idx, Lambdas(2), rng(3), diffusion.Hooks{}); err != context.Canceled {
+		t.Errorf("cancelled: %v", err)
+	}
+	if got := Indices(1000); !slices.Equal(got, []int{249, 499, 749, 999}) {
+		t.Errorf("Indices(1000) = %v", got)
+	}
+	if got := Indices(2); !slices.Equal(got, []int{0, 1}) {
+		t.Errorf("Indices(2) = %v", got)
 	}
 }

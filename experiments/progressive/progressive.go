@@ -45,8 +45,10 @@ type Chain struct {
 
 // Run runs Algorithm 2 on the n images of xT (x_T; they are not modified)
 // and records x̂0 (clipped when d clips) and x_t at each index in record
-// (each in [0, T), distinct). progress (may be nil) counts the T steps.
-func Run(ctx context.Context, d *diffusion.Diffusion, m diffusion.Model, xT []float32, n int, record []int, rng *rand.Rand, progress func(step, total int)) (*Chain, error) {
+// (each in [0, T), distinct). h.Progress counts the T steps; h.Observe
+// sees every step, recorded or not (a live view). It stops between steps
+// once ctx is done, returning ctx.Err().
+func Run(ctx context.Context, d *diffusion.Diffusion, m diffusion.Model, xT []float32, n int, record []int, rng *rand.Rand, h diffusion.Hooks) (*Chain, error) {
 	if n <= 0 || len(xT) == 0 || len(xT)%n != 0 {
 		return nil, fmt.Errorf("progressive: %d values are not %d images", len(xT), n)
 	}
@@ -62,10 +64,13 @@ func Run(ctx context.Context, d *diffusion.Diffusion, m diffusion.Model, xT []fl
 	}
 	ch := &Chain{Record: slices.Clone(record), XStart: make([][]float32, len(record)), Xt: make([][]float32, len(record))}
 	x := slices.Clone(xT)
-	err := d.SampleFrom(ctx, m, x, n, d.T-1, rng, diffusion.Hooks{Progress: progress, Observe: func(i int, xt, xs []float32) {
+	err := d.SampleFrom(ctx, m, x, n, d.T-1, rng, diffusion.Hooks{Progress: h.Progress, Observe: func(i int, xt, xs []float32) {
 		if c, ok := pos[i]; ok {
 			ch.XStart[c] = slices.Clone(xs)
 			ch.Xt[c] = slices.Clone(xt)
+		}
+		if h.Observe != nil {
+			h.Observe(i, xt, xs)
 		}
 	}})
 	if err != nil {
@@ -101,9 +106,9 @@ func Encode(d *diffusion.Diffusion, x0, eps []float32, idx []int) [][]float32 {
 
 // ChainLatents runs one sampling chain from the one image xT and returns
 // its x_t at every index of idx (in idx's order) and its final sample: the
-// latents of a generated image.
-func ChainLatents(ctx context.Context, d *diffusion.Diffusion, m diffusion.Model, xT []float32, idx []int, rng *rand.Rand, progress func(step, total int)) ([][]float32, []float32, error) {
-	ch, err := Run(ctx, d, m, xT, 1, idx, rng, progress)
+// latents of a generated image. h watches the chain as in [Run].
+func ChainLatents(ctx context.Context, d *diffusion.Diffusion, m diffusion.Model, xT []float32, idx []int, rng *rand.Rand, h diffusion.Hooks) ([][]float32, []float32, error) {
+	ch, err := Run(ctx, d, m, xT, 1, idx, rng, h)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -112,9 +117,11 @@ func ChainLatents(ctx context.Context, d *diffusion.Diffusion, m diffusion.Model
 
 // Shared draws per samples x0 ~ p_θ(x0 | x_t) for each latent: latents[r]
 // is one image x_t at index idx[r], and row r of the result holds per
-// images decoded from it by Algorithm 2 with independent noise. progress
-// (may be nil) counts the Σ_r (idx[r]+1) reverse steps.
-func Shared(ctx context.Context, d *diffusion.Diffusion, m diffusion.Model, latents [][]float32, idx []int, per int, rng *rand.Rand, progress func(step, total int)) ([][]float32, error) {
+// images decoded from it by Algorithm 2 with independent noise.
+// h.Progress counts the Σ_r (idx[r]+1) reverse steps; h.Observe sees each
+// step of each row's per chains. It stops between steps once ctx is done,
+// returning ctx.Err().
+func Shared(ctx context.Context, d *diffusion.Diffusion, m diffusion.Model, latents [][]float32, idx []int, per int, rng *rand.Rand, h diffusion.Hooks) ([][]float32, error) {
 	if len(latents) != len(idx) {
 		return nil, fmt.Errorf("progressive: %d latents for %d indices", len(latents), len(idx))
 	}
@@ -136,9 +143,9 @@ func Shared(ctx context.Context, d *diffusion.Diffusion, m diffusion.Model, late
 		for s := range per {
 			copy(x[s*D:], latents[r])
 		}
-		err := d.SampleFrom(ctx, m, x, per, i, rng, diffusion.Hooks{Progress: func(step, _ int) {
-			if progress != nil {
-				progress(done+step, total)
+		err := d.SampleFrom(ctx, m, x, per, i, rng, diffusion.Hooks{Observe: h.Observe, Progress: func(step, _ int) {
+			if h.Progress != nil {
+				h.Progress(done+step, total)
 			}
 		}})
 		if err != nil {

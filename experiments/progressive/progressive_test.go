@@ -64,9 +64,15 @@ func TestRun(t *testing.T) {
 	diffusion.FillNormal(xT, rng(1))
 	keep := slices.Clone(xT)
 	cols, _ := Columns(d.T, 10)
-	ch, err := Run(context.Background(), d, m, xT, n, cols, rng(2), nil)
-	if err != nil {
-		t.Fatal(err)
+	seen := 0 // every step is observed, recorded or not
+	ch, err := Run(context.Background(), d, m, xT, n, cols, rng(2), diffusion.Hooks{Observe: func(i int, xt, xs []float32) {
+		if i != d.T-1-seen || len(xt) != n*D || len(xs) != n*D {
+			t.Fatalf("observation %d: index %d, %d and %d values", seen, i, len(xt), len(xs))
+		}
+		seen++
+	}})
+	if err != nil || seen != d.T {
+		t.Fatalf("%v after %d observations", err, seen)
 	}
 	if !slices.Equal(xT, keep) {
 		t.Error("Run modified x_T")
@@ -98,11 +104,11 @@ func TestRun(t *testing.T) {
 		t.Errorf("x_1 differs from the sample by %g", e)
 	}
 	for _, bad := range [][]int{{-1}, {d.T}, {3, 3}} {
-		if _, err := Run(context.Background(), d, m, xT, n, bad, rng(1), nil); err == nil {
+		if _, err := Run(context.Background(), d, m, xT, n, bad, rng(1), diffusion.Hooks{}); err == nil {
 			t.Errorf("record %v: no error", bad)
 		}
 	}
-	if _, err := Run(context.Background(), d, m, xT[:5], n, cols, rng(1), nil); err == nil {
+	if _, err := Run(context.Background(), d, m, xT[:5], n, cols, rng(1), diffusion.Hooks{}); err == nil {
 		t.Error("ragged x_T: no error")
 	}
 }
@@ -126,18 +132,18 @@ func TestSharedVarianceFalls(t *testing.T) {
 			lat = Encode(d, imgs[16:32], eps, idx)
 		} else {
 			var err error
-			lat, _, err = ChainLatents(context.Background(), d, m, eps, idx, rng(6), nil)
+			lat, _, err = ChainLatents(context.Background(), d, m, eps, idx, rng(6), diffusion.Hooks{})
 			if err != nil {
 				t.Fatal(err)
 			}
 		}
 		steps := 0
-		rows, err := Shared(context.Background(), d, m, lat, idx, per, rng(7), func(step, total int) {
+		rows, err := Shared(context.Background(), d, m, lat, idx, per, rng(7), diffusion.Hooks{Progress: func(step, total int) {
 			steps++
 			if step != steps || total != 999+749+499+249+4 {
 				t.Fatalf("progress %d/%d at call %d", step, total, steps)
 			}
-		})
+		}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -150,10 +156,10 @@ func TestSharedVarianceFalls(t *testing.T) {
 			t.Errorf("%s: variance at t = 250 %g, at t = 1000 %g", source, v[3], v[0])
 		}
 	}
-	if _, err := Shared(context.Background(), d, m, [][]float32{eps}, []int{1, 2}, 2, rng(1), nil); err == nil {
+	if _, err := Shared(context.Background(), d, m, [][]float32{eps}, []int{1, 2}, 2, rng(1), diffusion.Hooks{}); err == nil {
 		t.Error("mismatched latents: no error")
 	}
-	if _, err := Shared(context.Background(), d, m, [][]float32{eps}, []int{1}, 0, rng(1), nil); err == nil {
+	if _, err := Shared(context.Background(), d, m, [][]float32{eps}, []int{1}, 0, rng(1), diffusion.Hooks{}); err == nil {
 		t.Error("zero samples: no error")
 	}
 }

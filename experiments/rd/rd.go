@@ -51,6 +51,11 @@ type Options struct {
 	// Progress, when set, is called after each network call with the
 	// number of pairs done and the total n·T.
 	Progress func(done, total int)
+	// Observe, when set, sees each pair as it is computed: image img at
+	// diffusion index i, its x_t and the receiver's estimate x̂0 (D values
+	// each, valid during the call) — what a live view of the compression
+	// shows. Pairs come for i = T−1 down to 0.
+	Observe func(img, i int, xt, xStart []float32)
 }
 
 // Curve is the rate–distortion curve of N images, averaged over them.
@@ -116,6 +121,9 @@ func Run(ctx context.Context, d *diffusion.Diffusion, m diffusion.Model, x0 []fl
 					}
 				}
 				sse[i] += s
+				if opt.Observe != nil {
+					opt.Observe(b.Img[p], i, b.Xt[p*D:(p+1)*D], xh[p*D:(p+1)*D])
+				}
 			}
 		},
 	})

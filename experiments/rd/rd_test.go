@@ -155,6 +155,24 @@ func TestRunOptions(t *testing.T) {
 			t.Fatalf("scale 2: rate %g, want %g", scaled.Rate[k], 2*ref.Rate[k])
 		}
 	}
+	// Observe sees every pair once, with the x̂0 the distortion is made of.
+	sse := make([]float64, d.T)
+	pairs := 0
+	run(Options{Batch: 4, Observe: func(img, i int, xt, xs []float32) {
+		pairs++
+		for j := range D {
+			e := float64(xs[j] - x0[img*D+j])
+			sse[i] += e * e
+		}
+	}})
+	for k := 1; k <= d.T && pairs == n*d.T; k++ {
+		if got := 127.5 * math.Sqrt(sse[d.T-k]/(n*D)); math.Abs(got-ref.RMSE[k-1]) > 1e-9*ref.RMSE[k-1] {
+			t.Fatalf("step %d: RMSE of the observed x̂0 %g, curve %g", k, got, ref.RMSE[k-1])
+		}
+	}
+	if pairs != n*d.T {
+		t.Errorf("%d pairs observed, want %d", pairs, n*d.T)
+	}
 	// Masks: an all-true mask is no mask, and the squared RMSEs of the D
 	// one-value masks average to the squared RMSE of the whole image.
 	all := run(Options{Batch: 5, Mask: []bool{true, true, true, true}})
