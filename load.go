@@ -16,6 +16,7 @@ import (
 	"github.com/ddpm-go/ddpm/data"
 	"github.com/ddpm-go/ddpm/diffusion"
 	"github.com/ddpm-go/ddpm/internal/text"
+	"github.com/ddpm-go/ddpm/interop"
 	"github.com/ddpm-go/ddpm/model/unet"
 	"github.com/ddpm-go/ddpm/pretrained"
 	"github.com/ddpm-go/ddpm/weights"
@@ -44,6 +45,10 @@ const (
 	Shipped                    // embedded in the binary (package pretrained)
 	RunDir                     // a `ddpm train --out` directory: its newest checkpoint
 	File                       // a checkpoint or weights file
+	// Diffusers is a Hugging Face diffusers model (package interop): a
+	// DDPMPipeline folder, a bare UNet2DModel folder, or a weights file
+	// with diffusers' (or pesser/pytorch_diffusion's) tensor names.
+	Diffusers
 )
 
 // Source is where a pipeline's model came from.
@@ -67,6 +72,8 @@ func (s Source) String() string {
 		return "run " + s.Name + " (" + s.Path + ")"
 	case File:
 		return s.Path
+	case Diffusers:
+		return "diffusers model " + s.Path
 	}
 	return "in-memory model"
 }
@@ -130,7 +137,12 @@ const fitMinBin = 100
 const fitSeed = 0x666974
 
 // Load reads a model: the name of a shipped model ([ShippedModels]), a run
-// directory of `ddpm train`, a checkpoint or a weights file. A local file
+// directory of `ddpm train`, a checkpoint or a weights file, or a Hugging
+// Face diffusers model — a pipeline folder (model_index.json, unet/,
+// scheduler/), a bare UNet2DModel folder (config.json and weights) or
+// .safetensors weights with diffusers' tensor names and their config.json
+// beside them (see package interop; PyTorch .bin and .ckpt pickles are
+// refused until a reader is plugged into interop.ReadPickle). A local file
 // or directory wins over a shipped model of the same name.
 func Load(source string, opts ...Option) (*Pipeline, error) {
 	return LoadContext(context.Background(), source, opts...)
@@ -199,16 +211,34 @@ func open(source string, raw bool) (*unet.UNet, diffusion.Config, Source, error)
 	if st.IsDir() {
 		src.Kind, src.Path = RunDir, checkpoint.Path(source)
 		if _, err := os.Stat(src.Path); err != nil {
+			if interop.IsDiffusers(source) {
+				return openDiffusers(source, raw, src)
+			}
 			if src.ShadowsShipped {
 				return nil, diffusion.Config{}, src, fmt.Errorf("model %s: the local directory %s holds no checkpoint and hides the shipped model of that name (run from another directory, or rename it)", source, source)
 			}
 			return nil, diffusion.Config{}, src, fmt.Errorf("model %s: the directory holds no checkpoint (%s): is it a `ddpm train --out` directory?", source, filepath.Base(src.Path))
 		}
+	} else if interop.IsDiffusers(source) {
+		return openDiffusers(source, raw, src)
 	} else if err := sniffSafetensors(source); err != nil {
 		return nil, diffusion.Config{}, src, fmt.Errorf("model %s: %w", source, err)
 	}
 	net, dc, err := checkpoint.LoadModel(source, raw, nil)
 	return net, dc, src, err
+}
+
+// openDiffusers reads a diffusers model (interop.Load).
+func openDiffusers(source string, raw bool, src Source) (*unet.UNet, diffusion.Config, Source, error) {
+	src.Kind, src.Path = Diffusers, source
+	if raw {
+		return nil, diffusion.Config{}, src, fmt.Errorf("%w: a diffusers model holds one set of weights (no raw/EMA pair)", ErrInvalidOption)
+	}
+	m, err := interop.Load(source)
+	if err != nil {
+		return nil, diffusion.Config{}, src, fmt.Errorf("model %s: %w", source, err)
+	}
+	return m.Net, m.Process, src, nil
 }
 
 // sniffSafetensors reports a file that is plainly not safetensors (an

@@ -38,7 +38,7 @@ var ReadPickle TensorReader
 
 // ErrPickle marks weights in PyTorch's pickle format when no ReadPickle is
 // plugged in.
-var ErrPickle = errors.New("PyTorch pickle weights cannot be read yet")
+var ErrPickle = errors.New("no reader for PyTorch pickle weights is built in")
 
 // isPickle reports whether path names a torch.save file, by extension or
 // by its first bytes (a zip archive, or a pickle's PROTO opcode).
@@ -67,8 +67,16 @@ func ReadTensors(path string) (map[string]weights.Tensor, error) {
 		return ts, err
 	}
 	if ReadPickle == nil {
-		return nil, fmt.Errorf("%s: %w (no pickle reader is built in); convert it to safetensors: python -c \"import torch, safetensors.torch as s; s.save_file(torch.load('%s', map_location='cpu'), '%s')\"",
-			path, ErrPickle, filepath.Base(path), strings.TrimSuffix(filepath.Base(path), filepath.Ext(path))+".safetensors")
+		kind := "a PyTorch pickle (torch.save)"
+		if f, err := os.Open(path); err == nil {
+			var head [4]byte
+			if n, _ := io.ReadFull(f, head[:]); n == 4 && string(head[:]) == "PK\x03\x04" {
+				kind = "a zip archive (PyTorch's torch.save)"
+			}
+			f.Close()
+		}
+		return nil, fmt.Errorf("%s is %s: %w; convert it to safetensors: python -c \"import torch, safetensors.torch as s; s.save_file(torch.load('%s', map_location='cpu'), '%s')\"",
+			path, kind, ErrPickle, filepath.Base(path), strings.TrimSuffix(filepath.Base(path), filepath.Ext(path))+".safetensors")
 	}
 	ts, err := ReadPickle(path)
 	if err != nil {

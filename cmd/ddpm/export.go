@@ -5,11 +5,13 @@ import (
 	"os"
 	"strconv"
 
+	"github.com/ddpm-go/ddpm"
 	"github.com/ddpm-go/ddpm/checkpoint"
+	"github.com/ddpm-go/ddpm/interop"
 )
 
 func init() {
-	register("export", "write a run's EMA weights alone (optionally float16), as shipped models and PyTorch take them", runExport)
+	register("export", "write a run's EMA weights alone (optionally float16), as shipped models and PyTorch take them, or any model as a diffusers pipeline folder", runExport)
 }
 
 // runExport is `ddpm export`: the sampling weights of a training checkpoint
@@ -17,9 +19,10 @@ func init() {
 // configs and the training options in its metadata so that every command
 // still knows the model's data set. The shipped models were made with it.
 func runExport(args []string) error {
-	fs := newFlags("export", "--model DIR|FILE --out FILE [--half] [--raw]")
-	modelPath := fs.String("model", "", "run directory or training checkpoint (required)")
-	out := fs.String("out", "", "weights file to write (required)")
+	fs := newFlags("export", "--model DIR|FILE --out FILE [--half] [--raw] | --format diffusers --model M --out DIR")
+	modelPath := fs.String("model", "", "run directory or training checkpoint (required); with --format diffusers any model: "+modelHelp)
+	out := fs.String("out", "", "weights file to write (required); with --format diffusers the pipeline folder")
+	format := fs.String("format", "safetensors", "safetensors (the project's weights file) or diffusers (a DDPMPipeline folder: model_index.json, unet/, scheduler/, which diffusers' DDPMPipeline.from_pretrained loads)")
 	half := fs.Bool("half", false, "store float16 (half the size; the shipped models are stored so)")
 	raw := fs.Bool("raw", false, "export the raw weights instead of the EMA weights")
 	if err := parseFlags(fs, args); err != nil {
@@ -27,6 +30,14 @@ func runExport(args []string) error {
 	}
 	if *modelPath == "" || *out == "" {
 		return usageErr("--model and --out are required")
+	}
+	switch {
+	case *format == "diffusers" && *half:
+		return usageErr("--half applies to --format safetensors (diffusers' export is float32)")
+	case *format == "diffusers":
+		return exportDiffusers(*modelPath, *out, *raw)
+	case *format != "safetensors":
+		return usageErr("--format %q: safetensors or diffusers", *format)
 	}
 	if err := checkFileOut("out", *out); err != nil {
 		return err
@@ -55,5 +66,26 @@ func runExport(args []string) error {
 	}
 	fmt.Fprintf(os.Stderr, "wrote %s: %s weights of step %d, %d parameters, %s, %.2f MB\n",
 		*out, which, c.Step, m.NumParams(), dtype, float64(st.Size())/1e6)
+	return nil
+}
+
+// exportDiffusers is `ddpm export --format diffusers`: any model as a
+// diffusers DDPMPipeline folder (interop.ExportDiffusers).
+func exportDiffusers(model, dir string, raw bool) error {
+	if err := checkDirOut("out", dir); err != nil {
+		return err
+	}
+	var opts []ddpm.Option
+	if raw {
+		opts = append(opts, ddpm.RawWeights())
+	}
+	p, err := loadPipeline(model, true, opts...)
+	if err != nil {
+		return err
+	}
+	if err := interop.ExportDiffusers(p.Net, p.ProcessConfig(), dir); err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "wrote %s: a diffusers DDPMPipeline of %s, %d parameters\n", dir, p.Source, p.Net.NumParams())
 	return nil
 }
