@@ -18,19 +18,21 @@ const applyBatch = 200
 // because the metrics accumulate sums and covariances over thousands of
 // images.
 type Outputs struct {
-	Features [][]float64 // [n][FeatureDim], the fc1 activations (after ReLU)
-	Probs    [][]float64 // [n][NumClasses], softmax of the logits
+	Features [][]float64 // [n][m.FeatureDim()], the fc1 activations (after ReLU)
+	Probs    [][]float64 // [n][m.NumClasses()], softmax of the logits
 }
 
-// Apply runs n images x [n, 1, 28, 28] through the network in batches.
+// Apply runs n images x [n, C, S, S] (the architecture's input, see
+// Net.Prepare) through the network in batches.
 // progress, when not nil, is called with the number of images done after
 // each batch.
 func (m *Net) Apply(x []float32, n int, progress func(done int)) (Outputs, error) {
-	if len(x) != n*Channels*Size*Size {
-		return Outputs{}, fmt.Errorf("classifier: got %d values for %d images of %d×%d×%d", len(x), n, Channels, Size, Size)
+	a := m.arch
+	if len(x) != n*m.inputLen() {
+		return Outputs{}, fmt.Errorf("classifier: got %d values for %d images of %d×%d×%d", len(x), n, a.Channels, a.Size, a.Size)
 	}
-	o := newOutputs(n)
-	d := Channels * Size * Size
+	o := m.newOutputs(n)
+	d := m.inputLen()
 	for lo := 0; lo < n; lo += applyBatch {
 		hi := min(lo+applyBatch, n)
 		m.collect(o, lo, x[lo*d:hi*d], hi-lo)
@@ -45,7 +47,7 @@ func (m *Net) Apply(x []float32, n int, progress func(done int)) (Outputs, error
 // nil), converted batch by batch with ds.ToFloat so that the whole set is
 // never held as float32.
 func (m *Net) ApplyDataset(ds *data.Dataset, idx []int, progress func(done int)) (Outputs, error) {
-	if err := checkDataset(ds, false); err != nil {
+	if err := m.checkDataset(ds, false); err != nil {
 		return Outputs{}, err
 	}
 	if idx == nil {
@@ -59,11 +61,11 @@ func (m *Net) ApplyDataset(ds *data.Dataset, idx []int, progress func(done int))
 			return Outputs{}, fmt.Errorf("classifier: image index %d outside data set %s of %d images", i, ds.Name, ds.N)
 		}
 	}
-	o := newOutputs(len(idx))
-	x := make([]float32, applyBatch*Size*Size)
+	o := m.newOutputs(len(idx))
+	x := make([]float32, applyBatch*m.inputLen())
 	for lo := 0; lo < len(idx); lo += applyBatch {
 		hi := min(lo+applyBatch, len(idx))
-		xb := x[:(hi-lo)*Size*Size]
+		xb := x[:(hi-lo)*m.inputLen()]
 		ds.ToFloat(xb, idx[lo:hi], 0)
 		m.collect(o, lo, xb, hi-lo)
 		if progress != nil {
@@ -73,12 +75,13 @@ func (m *Net) ApplyDataset(ds *data.Dataset, idx []int, progress func(done int))
 	return o, nil
 }
 
-func newOutputs(n int) Outputs {
+func (m *Net) newOutputs(n int) Outputs {
 	o := Outputs{Features: make([][]float64, n), Probs: make([][]float64, n)}
-	feat, prob := make([]float64, n*FeatureDim), make([]float64, n*NumClasses)
+	fd, k := m.FeatureDim(), m.classes
+	feat, prob := make([]float64, n*fd), make([]float64, n*k)
 	for i := range n {
-		o.Features[i] = feat[i*FeatureDim : (i+1)*FeatureDim : (i+1)*FeatureDim]
-		o.Probs[i] = prob[i*NumClasses : (i+1)*NumClasses : (i+1)*NumClasses]
+		o.Features[i] = feat[i*fd : (i+1)*fd : (i+1)*fd]
+		o.Probs[i] = prob[i*k : (i+1)*k : (i+1)*k]
 	}
 	return o
 }
@@ -86,13 +89,14 @@ func newOutputs(n int) Outputs {
 // collect runs one batch and stores its rows from row lo on.
 func (m *Net) collect(o Outputs, lo int, x []float32, n int) {
 	feat, logits := m.Forward(x, n)
-	p := make([]float32, n*NumClasses)
-	Softmax(p, logits, n, NumClasses)
+	fd, k := m.FeatureDim(), m.classes
+	p := make([]float32, n*k)
+	Softmax(p, logits, n, k)
 	for i := 0; i < n; i++ {
-		for j, v := range feat[i*FeatureDim : (i+1)*FeatureDim] {
+		for j, v := range feat[i*fd : (i+1)*fd] {
 			o.Features[lo+i][j] = float64(v)
 		}
-		for j, v := range p[i*NumClasses : (i+1)*NumClasses] {
+		for j, v := range p[i*k : (i+1)*k] {
 			o.Probs[lo+i][j] = float64(v)
 		}
 	}

@@ -33,6 +33,7 @@ func (m *Net) Save(path string, half bool, meta map[string]string) error {
 		md = map[string]string{}
 	}
 	md["format"] = Format
+	md["arch"] = m.arch.Name
 	if err := weights.Save(path, tensors, md); err != nil {
 		return fmt.Errorf("classifier: %w", err)
 	}
@@ -77,7 +78,18 @@ func fromTensors(tensors map[string]weights.Tensor, meta map[string]string) (*Ne
 	if meta["format"] != Format {
 		return nil, fmt.Errorf("not a classifier weights file (format %q, want %q)", meta["format"], Format)
 	}
-	m := New()
+	arch := meta["arch"]
+	if arch == "" {
+		arch = LeNet // files from before the RGB network
+	}
+	classes := 0
+	if b, ok := tensors["fc2.bias"]; ok && len(b.Shape) == 1 {
+		classes = b.Shape[0]
+	}
+	m, err := NewArch(arch, classes)
+	if err != nil {
+		return nil, err
+	}
 	for _, p := range m.params {
 		t, ok := tensors[p.Name]
 		if !ok {
@@ -114,7 +126,7 @@ func Datasets() []string {
 }
 
 // Embedded returns a fresh copy of the classifier shipped for dataset
-// ("mnist" or "fashion-mnist") and its metadata.
+// ("mnist", "fashion-mnist" or "emoji") and its metadata.
 func Embedded(dataset string) (*Net, map[string]string, error) {
 	b, err := shipped.ReadFile("weights/" + dataset + ".safetensors")
 	if err != nil || dataset == "" {

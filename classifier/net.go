@@ -1,7 +1,8 @@
 // Package classifier is the small convolutional network whose features the
 // sample-quality metrics (package metrics) are computed on: a LeNet-style
-// digit / clothing classifier trained on MNIST or Fashion-MNIST, built from
-// the engine's layers.
+// digit / clothing classifier trained on MNIST or Fashion-MNIST, and its
+// RGB 32×32 sibling for the emoji categories (see [Arch]), built from the
+// engine's layers.
 //
 // FID proper uses an ImageNet Inception-v3, which knows nothing useful about
 // 28×28 grey digits and cannot ship with a CPU project anyway; the standard
@@ -25,7 +26,24 @@
 // single-channel images in [−1, 1], exactly as data.Dataset.ToFloat
 // produces them; see Prepare for model outputs of other sizes.
 //
-// Trained weights for both data sets ship inside the package (Embedded);
+// The RGB network ("cnn32", for 3×32×32 images such as the emoji data set)
+// is the same design one level deeper and wider:
+//
+//	conv1   3→32             32×32
+//	conv2  32→32  stride 2   16×16
+//	conv3  32→64             16×16
+//	conv4  64→64  stride 2    8×8
+//	conv5  64→128             8×8
+//	conv6 128→64  stride 2    4×4
+//	fc1  1024→128                   ← the features (after ReLU)
+//	fc2   128→k                     ← logits, k classes (9 for emoji)
+//
+// A weights file names its architecture in its metadata ("arch"; files
+// without it are the LeNet). The package-level constants Size, Channels,
+// FeatureDim, NumClasses and the function Prepare describe the LeNet; a
+// Net's own methods (Arch, NumClasses, Prepare) describe any network.
+//
+// Trained weights for the data sets ship inside the package (Embedded);
 // Train and the `ddpm classifier train` command reproduce them.
 package classifier
 
@@ -33,61 +51,152 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 
 	"github.com/ddpm-go/ddpm/engine/nn"
 )
 
-// Size is the side of the square input images, Channels their channel count.
+// Size is the side of the square input images, Channels their channel count
+// (of the LeNet; see Net.Arch for any network).
 const (
 	Size     = 28
 	Channels = 1
 )
 
 // FeatureDim is the width of the feature layer, NumClasses the number of
-// outputs.
+// outputs (of the LeNet; every shipped network has 128 features).
 const (
 	FeatureDim = 128
 	NumClasses = 10
 )
 
+// ConvLayer is one 3×3, padding-1 convolution (followed by ReLU) of an
+// [Arch]: its output channels and stride.
+type ConvLayer struct {
+	Out, Stride int
+}
+
+// Arch is a network's architecture: Channels×Size×Size inputs, a stack of
+// 3×3 convolutions, the feature layer fc1 and the output layer fc2.
+type Arch struct {
+	Name           string
+	Channels, Size int
+	Convs          []ConvLayer
+	FeatureDim     int
+	// Classes is the fixed number of outputs, or 0 when Train takes it
+	// from the labels (largest label + 1).
+	Classes int
+}
+
+// archs are the architectures by name.
+var archs = map[string]Arch{
+	"lenet28": {Name: "lenet28", Channels: 1, Size: 28, FeatureDim: FeatureDim, Classes: NumClasses,
+		Convs: []ConvLayer{{32, 1}, {32, 2}, {64, 1}, {32, 2}}},
+	"cnn32": {Name: "cnn32", Channels: 3, Size: 32, FeatureDim: 128,
+		Convs: []ConvLayer{{32, 1}, {32, 2}, {64, 1}, {64, 2}, {128, 1}, {64, 2}}},
+}
+
+// LeNet is the name of the grey 28×28 architecture, the default.
+const LeNet = "lenet28"
+
+// ArchByName returns the architecture called name ("lenet28", "cnn32").
+func ArchByName(name string) (Arch, error) {
+	a, ok := archs[name]
+	if !ok {
+		return Arch{}, fmt.Errorf("classifier: unknown architecture %q (have lenet28, cnn32)", name)
+	}
+	a.Convs = slices.Clone(a.Convs)
+	return a, nil
+}
+
+// ArchFor returns the architecture for c×s×s images: lenet28 for 1×28×28,
+// cnn32 for 3×32×32.
+func ArchFor(c, s int) (Arch, error) {
+	for _, name := range []string{"lenet28", "cnn32"} {
+		if a := archs[name]; a.Channels == c && a.Size == s {
+			return ArchByName(name)
+		}
+	}
+	return Arch{}, fmt.Errorf("classifier: no architecture takes %d×%d×%d images (have 1×28×28 and 3×32×32)", c, s, s)
+}
+
+// side is the feature map side after the convolutions.
+func (a Arch) side() int {
+	s := a.Size
+	for _, l := range a.Convs {
+		s = (s+2-3)/l.Stride + 1
+	}
+	return s
+}
+
 // Net is the classifier. Its parameters live in one flat buffer (Weights)
 // in Params order. A Net keeps its activations between Forward and
 // Backward, so one Net must not be used by several goroutines at once.
 type Net struct {
-	conv1, conv2, conv3, conv4 *nn.Conv2d
-	fc1, fc2                   *nn.Linear
-	params                     []*nn.Param
-	w, g                       []float32
+	arch    Arch
+	classes int
+	convs   []*nn.Conv2d
+	sides   []int // input side of each conv
+	fc1     *nn.Linear
+	fc2     *nn.Linear
+	drop    *nn.Dropout // on the features, in training only (TrainOptions.Dropout)
+	params  []*nn.Param
+	w, g    []float32
 
-	n int // batch size of the latest Forward
+	n        int  // batch size of the latest Forward
+	dropping bool // the latest Forward applied dropout (its fc2 input is dropped)
 	// Activations of the latest Forward, after ReLU (which runs in place:
-	// ReLU's backward only needs its output).
-	a1, a2, a3, a4, feat, logits []float32
+	// ReLU's backward only needs its output): one per conv, the features
+	// before and after dropout, the logits.
+	acts                  [][]float32
+	feat, dropped, logits []float32
 	// Gradient scratch, sized for the largest activation.
 	dA, dB []float32
 }
 
-// layerSpec names a layer's parameters in the weights file.
-type layerSpec struct {
-	prefix string
-	params []*nn.Param
+// New returns the LeNet (1×28×28 inputs, 10 classes) with all parameters
+// zero; call Init or load weights.
+func New() *Net {
+	m, err := NewArch(LeNet, NumClasses)
+	if err != nil {
+		panic(err)
+	}
+	return m
 }
 
-// New returns a network with all parameters zero; call Init or load weights.
-func New() *Net {
-	m := &Net{
-		conv1: nn.NewConv2d(Channels, 32, 3, 1, 1),
-		conv2: nn.NewConv2d(32, 32, 3, 2, 1),
-		conv3: nn.NewConv2d(32, 64, 3, 1, 1),
-		conv4: nn.NewConv2d(64, 32, 3, 2, 1),
-		fc1:   nn.NewLinear(32*7*7, FeatureDim),
-		fc2:   nn.NewLinear(FeatureDim, NumClasses),
+// NewArch returns the network of the named architecture with classes
+// outputs (0: the architecture's fixed count), parameters zero.
+func NewArch(name string, classes int) (*Net, error) {
+	a, err := ArchByName(name)
+	if err != nil {
+		return nil, err
 	}
-	for _, l := range []layerSpec{
-		{"conv1.", m.conv1.Params()}, {"conv2.", m.conv2.Params()},
-		{"conv3.", m.conv3.Params()}, {"conv4.", m.conv4.Params()},
-		{"fc1.", m.fc1.Params()}, {"fc2.", m.fc2.Params()},
-	} {
+	if classes == 0 {
+		classes = a.Classes
+	}
+	if classes < 2 || a.Classes != 0 && classes != a.Classes {
+		return nil, fmt.Errorf("classifier: %s with %d classes (want %s)", name, classes,
+			map[bool]string{true: fmt.Sprint(a.Classes), false: "at least 2"}[a.Classes != 0])
+	}
+	m := &Net{arch: a, classes: classes, drop: nn.NewDropout(0)}
+	s, cin := a.Size, a.Channels
+	for i, l := range a.Convs {
+		c := nn.NewConv2d(cin, l.Out, 3, l.Stride, 1)
+		m.convs = append(m.convs, c)
+		m.sides = append(m.sides, s)
+		for _, p := range c.Params() {
+			p.Name = fmt.Sprintf("conv%d.%s", i+1, p.Name)
+			m.params = append(m.params, p)
+		}
+		s, _ = c.OutSize(s, s)
+		cin = l.Out
+	}
+	m.fc1 = nn.NewLinear(cin*s*s, a.FeatureDim)
+	m.fc2 = nn.NewLinear(a.FeatureDim, classes)
+	for _, l := range []struct {
+		prefix string
+		params []*nn.Param
+	}{{"fc1.", m.fc1.Params()}, {"fc2.", m.fc2.Params()}} {
 		for _, p := range l.params {
 			p.Name = l.prefix + p.Name
 			m.params = append(m.params, p)
@@ -99,8 +208,25 @@ func New() *Net {
 	}
 	m.w, m.g = make([]float32, total), make([]float32, total)
 	nn.Bind(m.params, m.w, m.g)
-	return m
+	m.acts = make([][]float32, len(m.convs))
+	return m, nil
 }
+
+// Arch is the network's architecture.
+func (m *Net) Arch() Arch {
+	a := m.arch
+	a.Convs = slices.Clone(a.Convs)
+	return a
+}
+
+// NumClasses is the number of outputs.
+func (m *Net) NumClasses() int { return m.classes }
+
+// FeatureDim is the width of the feature layer.
+func (m *Net) FeatureDim() int { return m.arch.FeatureDim }
+
+// inputLen is the number of values of one input image.
+func (m *Net) inputLen() int { return m.arch.Channels * m.arch.Size * m.arch.Size }
 
 // Params lists the parameters in file order (conv1.weight, conv1.bias, …).
 func (m *Net) Params() []*nn.Param { return m.params }
@@ -140,32 +266,42 @@ func grow(buf []float32, n int) []float32 {
 	return buf[:n]
 }
 
-// Forward runs n images x [n, 1, 28, 28] through the network and returns
-// the features [n, FeatureDim] and the logits [n, NumClasses]. Both alias
-// the Net's buffers and are overwritten by the next Forward.
+// Forward runs n images x [n, C, S, S] (the architecture's input) through
+// the network and returns the features [n, FeatureDim] and the logits
+// [n, NumClasses]. Both alias the Net's buffers and are overwritten by the
+// next Forward.
 func (m *Net) Forward(x []float32, n int) (features, logits []float32) {
-	if len(x) != n*Channels*Size*Size {
-		panic(fmt.Sprintf("classifier: Forward: x has %d values, want %d for %d images", len(x), n*Channels*Size*Size, n))
+	return m.forward(x, n, nil)
+}
+
+// forward is Forward; with rng set it is a training pass, which applies
+// the feature dropout (drawing its mask from rng).
+func (m *Net) forward(x []float32, n int, rng *rand.Rand) (features, logits []float32) {
+	if len(x) != n*m.inputLen() {
+		panic(fmt.Sprintf("classifier: Forward: x has %d values, want %d for %d images", len(x), n*m.inputLen(), n))
 	}
 	m.n = n
-	m.a1 = grow(m.a1, n*32*28*28)
-	m.a2 = grow(m.a2, n*32*14*14)
-	m.a3 = grow(m.a3, n*64*14*14)
-	m.a4 = grow(m.a4, n*32*7*7)
-	m.feat = grow(m.feat, n*FeatureDim)
-	m.logits = grow(m.logits, n*NumClasses)
-
-	m.conv1.Forward(m.a1, x, n, 28, 28)
-	ReLUForward(m.a1, m.a1)
-	m.conv2.Forward(m.a2, m.a1, n, 28, 28)
-	ReLUForward(m.a2, m.a2)
-	m.conv3.Forward(m.a3, m.a2, n, 14, 14)
-	ReLUForward(m.a3, m.a3)
-	m.conv4.Forward(m.a4, m.a3, n, 14, 14)
-	ReLUForward(m.a4, m.a4)
-	m.fc1.Forward(m.feat, m.a4, n)
+	in := x
+	for i, c := range m.convs {
+		s := m.sides[i]
+		ho, wo := c.OutSize(s, s)
+		m.acts[i] = grow(m.acts[i], n*c.Cout*ho*wo)
+		c.Forward(m.acts[i], in, n, s, s)
+		ReLUForward(m.acts[i], m.acts[i])
+		in = m.acts[i]
+	}
+	m.feat = grow(m.feat, n*m.fc1.Out)
+	m.logits = grow(m.logits, n*m.classes)
+	m.fc1.Forward(m.feat, in, n)
 	ReLUForward(m.feat, m.feat)
-	m.fc2.Forward(m.logits, m.feat, n)
+	f := m.feat
+	m.dropping = rng != nil && m.drop.P > 0
+	if m.dropping {
+		m.dropped = grow(m.dropped, len(m.feat))
+		m.drop.Forward(m.dropped, m.feat, rng, true)
+		f = m.dropped
+	}
+	m.fc2.Forward(m.logits, f, n)
 	return m.feat, m.logits
 }
 
@@ -174,22 +310,37 @@ func (m *Net) Forward(x []float32, n int) (features, logits []float32) {
 // input that Forward saw. The caller zeroes Grads once per step.
 func (m *Net) Backward(dLogits, x []float32) {
 	n := m.n
-	m.dA = grow(m.dA, n*32*28*28)
-	m.dB = grow(m.dB, n*64*14*14)
-	dFeat := m.dA[:n*FeatureDim]
-	m.fc2.Backward(dFeat, dLogits, m.feat, n)
+	largest := n * m.fc1.Out
+	for _, a := range m.acts {
+		largest = max(largest, len(a))
+	}
+	m.dA = grow(m.dA, largest)
+	m.dB = grow(m.dB, largest)
+	dFeat := m.dA[:n*m.fc1.Out]
+	f := m.feat
+	if m.dropping {
+		f = m.dropped
+	}
+	m.fc2.Backward(dFeat, dLogits, f, n)
+	if m.dropping {
+		m.drop.Backward(dFeat, dFeat)
+	}
 	ReLUBackward(dFeat, dFeat, m.feat)
-	d4 := m.dB[:n*32*7*7]
-	m.fc1.Backward(d4, dFeat, m.a4, n)
-	ReLUBackward(d4, d4, m.a4)
-	d3 := m.dA[:n*64*14*14]
-	m.conv4.Backward(d3, d4, m.a3, n, 14, 14)
-	ReLUBackward(d3, d3, m.a3)
-	d2 := m.dB[:n*32*14*14]
-	m.conv3.Backward(d2, d3, m.a2, n, 14, 14)
-	ReLUBackward(d2, d2, m.a2)
-	d1 := m.dA[:n*32*28*28]
-	m.conv2.Backward(d1, d2, m.a1, n, 28, 28)
-	ReLUBackward(d1, d1, m.a1)
-	m.conv1.Backward(nil, d1, x, n, 28, 28)
+	last := len(m.convs) - 1
+	d := m.dB[:len(m.acts[last])]
+	m.fc1.Backward(d, dFeat, m.acts[last], n)
+	ReLUBackward(d, d, m.acts[last])
+	cur, other := m.dB, m.dA
+	for i := last; i >= 0; i-- {
+		s := m.sides[i]
+		if i == 0 {
+			m.convs[0].Backward(nil, d, x, n, s, s)
+			break
+		}
+		dIn := other[:len(m.acts[i-1])]
+		m.convs[i].Backward(dIn, d, m.acts[i-1], n, s, s)
+		ReLUBackward(dIn, dIn, m.acts[i-1])
+		d = dIn
+		cur, other = other, cur
+	}
 }

@@ -93,6 +93,10 @@ func TrainFile(ctx context.Context, spec, path string, o FileOptions) (*Trained,
 		"train_images":  strconv.Itoa(train.N),
 		"test_accuracy": strconv.FormatFloat(r.StoredAccuracy, 'f', 4, 64),
 	}
+	if o.Flip || o.Shift > 0 || o.Dropout > 0 { // recorded when used (the LeNets were trained without)
+		meta["flip"], meta["shift"] = strconv.FormatBool(o.Flip), strconv.Itoa(o.Shift)
+		meta["dropout"] = strconv.FormatFloat(o.Dropout, 'g', -1, 64)
+	}
 	if err := m.Save(path, !o.Float32, meta); err != nil {
 		return nil, err
 	}

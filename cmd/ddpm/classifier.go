@@ -44,14 +44,17 @@ func runClassifier(args []string) error {
 // runClassifierTrain is `ddpm classifier train`: the flags, then
 // classifier.TrainFile.
 func runClassifierTrain(args []string) error {
-	fs := newFlags("classifier train", "--data mnist|fashion-mnist --out FILE [flags]")
+	fs := newFlags("classifier train", "--data mnist|fashion-mnist|emoji --out FILE [flags]")
 	o := classifier.FileOptions{TrainOptions: classifier.DefaultTrainOptions()}
-	spec := fs.String("data", "", "data set: mnist or fashion-mnist (required)")
+	spec := fs.String("data", "", "data set: mnist, fashion-mnist or emoji (required)")
 	out := fs.String("out", "", "weights file to write (required)")
 	fs.IntVar(&o.Epochs, "epochs", o.Epochs, "passes over the train split")
 	fs.IntVar(&o.Batch, "batch", o.Batch, "images per step")
 	fs.Float64Var(&o.LR, "lr", o.LR, "peak Adam learning rate (cosine-decayed to 0)")
 	fs.Uint64Var(&o.Seed, "seed", o.Seed, "random seed (training is deterministic given it)")
+	fs.BoolVar(&o.Flip, "flip", o.Flip, "mirror training images left-right at random (augmentation)")
+	fs.IntVar(&o.Shift, "shift", o.Shift, "shift training images by up to this many pixels at random (augmentation)")
+	fs.Float64Var(&o.Dropout, "dropout", o.Dropout, "dropout on the features in training")
 	fs.BoolVar(&o.Float32, "f32", false, "store float32 weights instead of float16")
 	quiet := fs.Bool("quiet", false, "no progress bar")
 	if err := parseFlags(fs, args); err != nil {
@@ -121,11 +124,12 @@ func (b *classifierBars) finish() {
 }
 
 func runClassifierEval(args []string) error {
-	fs := newFlags("classifier eval", "--data mnist|fashion-mnist [--weights FILE]")
-	spec := fs.String("data", "", "data set: mnist or fashion-mnist (required)")
+	fs := newFlags("classifier eval", "--data mnist|fashion-mnist|emoji [--weights FILE]")
+	spec := fs.String("data", "", "data set: mnist, fashion-mnist or emoji (required)")
 	path := fs.String("weights", "", "classifier weights file (default: the one shipped for --data)")
 	n := fs.Int("n", 0, "score only the first N test images (0: all)")
 	quiet := fs.Bool("quiet", false, "no progress bar")
+	confusion := fs.Bool("confusion", false, "also print the confusion matrix and each class's accuracy")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -142,6 +146,17 @@ func runClassifierEval(args []string) error {
 	test, err := data.Load(*spec, "test", data.WithLimit(*n))
 	if err != nil {
 		return err
+	}
+	if *confusion {
+		out, err := m.ApplyDataset(test, nil, nil)
+		if err != nil {
+			return err
+		}
+		c, err := classifier.NewConfusion(out.Probs, test.Labels, m.NumClasses())
+		if err != nil {
+			return err
+		}
+		return c.Write(os.Stdout, classifier.ClassNames(*spec, m.NumClasses()), fmt.Sprintf("%s, %s", *spec, plural(test.N, "test image")))
 	}
 	acc, err := testAccuracy(m, test, *quiet)
 	if err != nil {
