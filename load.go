@@ -15,6 +15,7 @@ import (
 	"github.com/ddpm-go/ddpm/checkpoint"
 	"github.com/ddpm-go/ddpm/data"
 	"github.com/ddpm-go/ddpm/diffusion"
+	"github.com/ddpm-go/ddpm/hub"
 	"github.com/ddpm-go/ddpm/internal/text"
 	"github.com/ddpm-go/ddpm/interop"
 	"github.com/ddpm-go/ddpm/model/unet"
@@ -73,6 +74,9 @@ func (s Source) String() string {
 	case File:
 		return s.Path
 	case Diffusers:
+		if s.Name != s.Path {
+			return "diffusers model " + s.Name + " (" + s.Path + ")"
+		}
 		return "diffusers model " + s.Path
 	}
 	return "in-memory model"
@@ -142,8 +146,11 @@ const fitSeed = 0x666974
 // scheduler/), a bare UNet2DModel folder (config.json and weights) or
 // .safetensors weights with diffusers' tensor names and their config.json
 // beside them (see package interop; PyTorch .bin and .ckpt pickles are
-// refused until a reader is plugged into interop.ReadPickle). A local file
-// or directory wins over a shipped model of the same name.
+// refused until a reader is plugged into interop.ReadPickle) — or one on the
+// Hugging Face hub, hf:org/name[@revision] (e.g. hf:google/ddpm-cifar10-32),
+// fetched into the huggingface_hub cache (package hub; HF_HUB_OFFLINE=1
+// reads the cache alone). A local file or directory wins over a shipped
+// model or a hub id of the same name.
 func Load(source string, opts ...Option) (*Pipeline, error) {
 	return LoadContext(context.Background(), source, opts...)
 }
@@ -155,7 +162,7 @@ func LoadContext(ctx context.Context, source string, opts ...Option) (*Pipeline,
 	for _, f := range opts {
 		f(&o)
 	}
-	net, dc, src, err := open(source, o.raw)
+	net, dc, src, err := open(ctx, source, o.raw)
 	if err != nil {
 		return nil, err
 	}
@@ -189,7 +196,7 @@ func LoadContext(ctx context.Context, source string, opts ...Option) (*Pipeline,
 }
 
 // open resolves a source string to a network and its diffusion config.
-func open(source string, raw bool) (*unet.UNet, diffusion.Config, Source, error) {
+func open(ctx context.Context, source string, raw bool) (*unet.UNet, diffusion.Config, Source, error) {
 	src := Source{Name: source}
 	if source == "" {
 		return nil, diffusion.Config{}, src, fmt.Errorf("%w: no model named (shipped models: %s)", ErrInvalidOption, strings.Join(ShippedModels(), ", "))
@@ -202,6 +209,9 @@ func open(source string, raw bool) (*unet.UNet, diffusion.Config, Source, error)
 		}
 		net, dc, err := pretrained.Load(source)
 		return net, dc, src, err
+	}
+	if statErr != nil && strings.HasPrefix(source, "hf:") {
+		return openHub(ctx, source, raw, src)
 	}
 	if statErr != nil {
 		return nil, diffusion.Config{}, src, fmt.Errorf("model %s: %w (shipped models: %s)", source, statErr, strings.Join(ShippedModels(), ", "))
@@ -228,17 +238,45 @@ func open(source string, raw bool) (*unet.UNet, diffusion.Config, Source, error)
 	return net, dc, src, err
 }
 
-// openDiffusers reads a diffusers model (interop.Load).
-func openDiffusers(source string, raw bool, src Source) (*unet.UNet, diffusion.Config, Source, error) {
-	src.Kind, src.Path = Diffusers, source
+// openDiffusers reads the diffusers model at path (interop.Load).
+func openDiffusers(path string, raw bool, src Source) (*unet.UNet, diffusion.Config, Source, error) {
+	src.Kind, src.Path = Diffusers, path
 	if raw {
 		return nil, diffusion.Config{}, src, fmt.Errorf("%w: a diffusers model holds one set of weights (no raw/EMA pair)", ErrInvalidOption)
 	}
-	m, err := interop.Load(source)
+	m, err := interop.Load(path)
 	if err != nil {
-		return nil, diffusion.Config{}, src, fmt.Errorf("model %s: %w", source, err)
+		return nil, diffusion.Config{}, src, fmt.Errorf("model %s: %w", src.Name, err)
 	}
 	return m.Net, m.Process, src, nil
+}
+
+// openHub fetches the diffusers model of a hub id hf:org/name[@revision]
+// into the hub cache (what a DDPM needs: hub.Pipeline) and reads it. While
+// no pickle reader is plugged in, a repository whose weights are .bin only
+// is refused before anything is downloaded.
+func openHub(ctx context.Context, source string, raw bool, src Source) (*unet.UNet, diffusion.Config, Source, error) {
+	repo, rev, err := hub.ParseRef(source)
+	if err != nil {
+		return nil, diffusion.Config{}, src, fmt.Errorf("%w: %v", ErrInvalidOption, err)
+	}
+	sel := hub.Pipeline
+	if interop.ReadPickle == nil {
+		sel = func(files []string) ([]string, error) {
+			picked, err := hub.Pipeline(files)
+			for _, f := range picked {
+				if strings.HasSuffix(f, ".bin") {
+					return nil, fmt.Errorf("its weights are %s, a PyTorch pickle, which cannot be read yet (no pickle reader is built in), and no .safetensors", f)
+				}
+			}
+			return picked, err
+		}
+	}
+	dir, err := hub.NewClient().Snapshot(ctx, repo, rev, sel)
+	if err != nil {
+		return nil, diffusion.Config{}, src, fmt.Errorf("model %w", err)
+	}
+	return openDiffusers(dir, raw, src)
 }
 
 // sniffSafetensors reports a file that is plainly not safetensors (an

@@ -5,6 +5,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/ddpm-go/ddpm"
@@ -52,5 +53,61 @@ func TestLoadDiffusers(t *testing.T) {
 	}
 	if _, err := ddpm.Load(dir, ddpm.RawWeights()); !errors.Is(err, ddpm.ErrInvalidOption) {
 		t.Errorf("raw weights of a diffusers model: %v", err)
+	}
+}
+
+// TestLoadHub: hf:org/name reads a hub repository from the huggingface_hub
+// cache (offline here: HF_HUB_OFFLINE=1 over a cache laid out by hand);
+// a repository with only .bin weights is refused in one line while no
+// pickle reader is plugged in, and one not in the cache says so.
+func TestLoadHub(t *testing.T) {
+	tiny := filepath.Join("..", "shared", "peers", "diffusers", "tiny")
+	if _, err := os.Stat(tiny); err != nil {
+		t.Skipf("diffusers fixtures absent: %v", err)
+	}
+	cache := t.TempDir()
+	t.Setenv("HF_HUB_CACHE", cache)
+	t.Setenv("HF_HUB_OFFLINE", "1")
+	const commit = "0123456789abcdef0123456789abcdef01234567"
+	put := func(repo, file string, data []byte) {
+		p := filepath.Join(cache, "models--test-org--"+repo, "snapshots", commit, file)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, repo := range []string{"tiny", "tiny-bin"} {
+		for _, f := range []string{"model_index.json", "unet/config.json", "scheduler/scheduler_config.json"} {
+			b, err := os.ReadFile(filepath.Join(tiny, f))
+			if err != nil {
+				t.Fatal(err)
+			}
+			put(repo, f, b)
+		}
+		put(repo, "../../refs/main", []byte(commit))
+	}
+	w, _ := os.ReadFile(filepath.Join(tiny, "unet", "diffusion_pytorch_model.safetensors"))
+	put("tiny", "unet/diffusion_pytorch_model.safetensors", w)
+	put("tiny-bin", "unet/diffusion_pytorch_model.bin", []byte("PK\x03\x04"))
+
+	p, err := ddpm.Load("hf:test-org/tiny")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.Source.Kind != ddpm.Diffusers || p.Source.Name != "hf:test-org/tiny" || p.Resolution() != 16 {
+		t.Errorf("source %v", p.Source)
+	}
+	for _, src := range []string{"hf:test-org/tiny-bin", "hf:test-org/absent", "hf:not a repo"} {
+		_, err := ddpm.Load(src)
+		if err == nil || strings.Contains(err.Error(), "\n") {
+			t.Errorf("%s: %v", src, err)
+		} else {
+			t.Logf("%s: %v", src, err)
+		}
+	}
+	if _, err := ddpm.Load("hf:test-org/tiny-bin"); err == nil || !strings.Contains(err.Error(), ".bin") {
+		t.Errorf(".bin-only repository: %v", err)
 	}
 }
