@@ -146,7 +146,7 @@ const fitSeed = 0x666974
 // scheduler/), a bare UNet2DModel folder (config.json and weights) or
 // .safetensors weights with diffusers' tensor names and their config.json
 // beside them (see package interop; PyTorch .bin and .ckpt pickles are
-// refused until a reader is plugged into interop.ReadPickle) — or one on the
+// read too, through interop.ReadPickle) — or one on the
 // Hugging Face hub, hf:org/name[@revision] (e.g. hf:google/ddpm-cifar10-32),
 // fetched into the huggingface_hub cache (package hub; HF_HUB_OFFLINE=1
 // reads the cache alone). A local file or directory wins over a shipped

@@ -57,9 +57,10 @@ func TestLoadDiffusers(t *testing.T) {
 }
 
 // TestLoadHub: hf:org/name reads a hub repository from the huggingface_hub
-// cache (offline here: HF_HUB_OFFLINE=1 over a cache laid out by hand);
-// a repository with only .bin weights is refused in one line while no
-// pickle reader is plugged in, and one not in the cache says so.
+// cache (offline here: HF_HUB_OFFLINE=1 over a cache laid out by hand),
+// with .safetensors weights or .bin ones (old attention names, as the
+// google/ddpm-* repositories hold them); a corrupt .bin, a repository not
+// in the cache and a bad id are one line each.
 func TestLoadHub(t *testing.T) {
 	tiny := filepath.Join("..", "shared", "peers", "diffusers", "tiny")
 	if _, err := os.Stat(tiny); err != nil {
@@ -78,9 +79,10 @@ func TestLoadHub(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	for _, repo := range []string{"tiny", "tiny-bin"} {
+	oldBin := filepath.Join(filepath.Dir(tiny), "tiny-old-bin")
+	for repo, from := range map[string]string{"tiny": tiny, "tiny-bin": oldBin, "corrupt": tiny} {
 		for _, f := range []string{"model_index.json", "unet/config.json", "scheduler/scheduler_config.json"} {
-			b, err := os.ReadFile(filepath.Join(tiny, f))
+			b, err := os.ReadFile(filepath.Join(from, f))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -90,16 +92,33 @@ func TestLoadHub(t *testing.T) {
 	}
 	w, _ := os.ReadFile(filepath.Join(tiny, "unet", "diffusion_pytorch_model.safetensors"))
 	put("tiny", "unet/diffusion_pytorch_model.safetensors", w)
-	put("tiny-bin", "unet/diffusion_pytorch_model.bin", []byte("PK\x03\x04"))
+	w, _ = os.ReadFile(filepath.Join(oldBin, "unet", "diffusion_pytorch_model.bin"))
+	put("tiny-bin", "unet/diffusion_pytorch_model.bin", w)
+	put("corrupt", "unet/diffusion_pytorch_model.bin", []byte("PK\x03\x04"))
 
-	p, err := ddpm.Load("hf:test-org/tiny")
-	if err != nil {
-		t.Fatal(err)
+	for repo, expected := range map[string]string{"tiny": tiny, "tiny-bin": oldBin} {
+		p, err := ddpm.Load("hf:test-org/" + repo)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p.Source.Kind != ddpm.Diffusers || p.Source.Name != "hf:test-org/"+repo || p.Resolution() != 16 {
+			t.Errorf("source %v", p.Source)
+		}
+		ts, _, _ := weights.Load(filepath.Join(expected, "expected.safetensors"))
+		pr, err := p.PredictTensors(ts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var num, den float64
+		for i, v := range ts["eps"].F32 {
+			d := float64(pr["eps"].F32[i] - v)
+			num, den = num+d*d, den+float64(v)*float64(v)
+		}
+		if e := math.Sqrt(num / den); !(e < 1e-4) {
+			t.Errorf("%s: eps relative error %.3g", repo, e)
+		}
 	}
-	if p.Source.Kind != ddpm.Diffusers || p.Source.Name != "hf:test-org/tiny" || p.Resolution() != 16 {
-		t.Errorf("source %v", p.Source)
-	}
-	for _, src := range []string{"hf:test-org/tiny-bin", "hf:test-org/absent", "hf:not a repo"} {
+	for _, src := range []string{"hf:test-org/corrupt", "hf:test-org/absent", "hf:not a repo"} {
 		_, err := ddpm.Load(src)
 		if err == nil || strings.Contains(err.Error(), "\n") {
 			t.Errorf("%s: %v", src, err)
@@ -107,7 +126,7 @@ func TestLoadHub(t *testing.T) {
 			t.Logf("%s: %v", src, err)
 		}
 	}
-	if _, err := ddpm.Load("hf:test-org/tiny-bin"); err == nil || !strings.Contains(err.Error(), ".bin") {
-		t.Errorf(".bin-only repository: %v", err)
+	if _, err := ddpm.Load("hf:test-org/corrupt"); err == nil || !strings.Contains(err.Error(), ".bin") {
+		t.Errorf("corrupt .bin: %v", err)
 	}
 }

@@ -26,7 +26,8 @@
 //     diffusers-named weights file; [ExportDiffusers] writes a DDPMPipeline
 //     folder that diffusers' DDPMPipeline.from_pretrained loads.
 //
-// PyTorch pickles (.bin, .ckpt) are not read by this package: a reader
-// plugs in through [ReadPickle]; until one does, such files are refused
-// with a line that says how to convert them to safetensors.
+// PyTorch pickles (.bin, .ckpt) are read through [ReadPickle], which is
+// package torchbin's reader (it runs none of the pickle); with ReadPickle
+// set to nil they are refused with a line that says how to convert them to
+// safetensors.
 package interop

@@ -219,10 +219,12 @@ func TestTinyOldNames(t *testing.T) {
 }
 
 // TestTinyOldBin: tiny-old-bin's configs (root-level copies and the
-// pipeline's) read as tiny's; its weights are PyTorch pickles only, which
-// are refused with a line saying how to convert them unless a pickle
-// reader is plugged in, in which case its ε (old names, and pesser's
-// names in pesser/model.ckpt) is checked against diffusers'.
+// pipeline's) read as tiny's; its weights are PyTorch pickles only (old
+// attention names in the .bin files, pesser's names in pesser/model.ckpt),
+// read through ReadPickle, and its ε is checked against diffusers' for
+// the pipeline folder, the unet/ folder and the pesser checkpoint (with
+// the config.json it lacks put beside it). With ReadPickle nil they are
+// refused with a line saying how to convert them.
 func TestTinyOldBin(t *testing.T) {
 	dir := fixtures(t, "tiny-old-bin")
 	for _, f := range []string{ConfigFile, filepath.Join("unet", ConfigFile)} {
@@ -237,19 +239,23 @@ func TestTinyOldBin(t *testing.T) {
 		}
 	}
 	expected := filepath.Join(dir, "expected.safetensors")
-	for _, src := range []string{dir, filepath.Join(dir, "unet"), filepath.Join(dir, "pesser", "model.ckpt")} {
+	// The tiny pesser model is none of pesser's own configs: alone, its
+	// checkpoint is refused; with a config.json beside it, it loads.
+	if _, err := Load(filepath.Join(dir, "pesser", "model.ckpt")); err == nil || !strings.Contains(err.Error(), ConfigFile) {
+		t.Errorf("pesser checkpoint without a config: %v", err)
+	}
+	pesser := t.TempDir()
+	ckpt, _ := os.ReadFile(filepath.Join(dir, "pesser", "model.ckpt"))
+	cfg, _ := os.ReadFile(filepath.Join(dir, ConfigFile))
+	os.WriteFile(filepath.Join(pesser, "model.ckpt"), ckpt, 0o644)
+	os.WriteFile(filepath.Join(pesser, ConfigFile), cfg, 0o644)
+	for _, src := range []string{dir, filepath.Join(dir, "unet"), filepath.Join(pesser, "model.ckpt")} {
 		m, err := Load(src)
-		if ReadPickle == nil {
-			if !errors.Is(err, ErrPickle) || strings.Contains(err.Error(), "\n") || !strings.Contains(err.Error(), "safetensors") {
-				t.Errorf("%s without a pickle reader: %v", src, err)
-			}
-			continue
-		}
 		if err != nil {
-			if strings.HasSuffix(src, ".ckpt") { // the tiny pesser model has no config of pesser's own
-				continue
-			}
 			t.Fatalf("%s: %v", src, err)
+		}
+		if want := map[bool]Naming{false: DiffusersOld, true: Pesser}[strings.HasSuffix(src, ".ckpt")]; m.Naming != want {
+			t.Errorf("%s: %v names, want %v", src, m.Naming, want)
 		}
 		for c, e := range forwardCases(t, m.Net, expected) {
 			t.Logf("%s case %d: eps relative error %.3g", src, c, e)
@@ -258,8 +264,11 @@ func TestTinyOldBin(t *testing.T) {
 			}
 		}
 	}
-	if ReadPickle == nil {
-		t.Log("no pickle reader plugged in (interop.ReadPickle): the .bin weights were checked to be refused only")
+	saved := ReadPickle
+	defer func() { ReadPickle = saved }()
+	ReadPickle = nil
+	if _, err := Load(dir); !errors.Is(err, ErrPickle) || strings.Contains(err.Error(), "\n") || !strings.Contains(err.Error(), "safetensors") {
+		t.Errorf("without a pickle reader: %v", err)
 	}
 }
 

@@ -12,6 +12,7 @@ import (
 	"strings"
 
 	"github.com/ddpm-go/ddpm/diffusion"
+	"github.com/ddpm-go/ddpm/interop/torchbin"
 	"github.com/ddpm-go/ddpm/model/unet"
 	"github.com/ddpm-go/ddpm/weights"
 )
@@ -30,14 +31,13 @@ type TensorReader func(path string) (map[string]weights.Tensor, error)
 
 // ReadPickle reads the PyTorch pickles torch.save writes (.bin, .ckpt,
 // .pt, .pth: diffusers' diffusion_pytorch_model.bin, pesser's model.ckpt)
-// into tensors, as weights.Load reads safetensors. It is nil until a
-// reader is plugged in (interop.ReadPickle = somepackage.Load); until then
-// such files are refused with ErrPickle and a line saying how to convert
-// them.
-var ReadPickle TensorReader
+// into tensors, as weights.Load reads safetensors: torchbin.Load, which
+// runs none of the pickle. Set to nil, such files are refused with
+// ErrPickle and a line saying how to convert them.
+var ReadPickle TensorReader = torchbin.Load
 
-// ErrPickle marks weights in PyTorch's pickle format when no ReadPickle is
-// plugged in.
+// ErrPickle marks weights in PyTorch's pickle format when ReadPickle is
+// nil.
 var ErrPickle = errors.New("no reader for PyTorch pickle weights is built in")
 
 // isPickle reports whether path names a torch.save file, by extension or
@@ -66,21 +66,23 @@ func ReadTensors(path string) (map[string]weights.Tensor, error) {
 		ts, _, err := weights.Load(path)
 		return ts, err
 	}
-	if ReadPickle == nil {
-		kind := "a PyTorch pickle (torch.save)"
-		if f, err := os.Open(path); err == nil {
-			var head [4]byte
-			if n, _ := io.ReadFull(f, head[:]); n == 4 && string(head[:]) == "PK\x03\x04" {
-				kind = "a zip archive (PyTorch's torch.save)"
-			}
-			f.Close()
+	kind := "a PyTorch pickle (torch.save)"
+	if f, err := os.Open(path); err == nil {
+		var head [4]byte
+		if n, _ := io.ReadFull(f, head[:]); n == 4 && string(head[:]) == "PK\x03\x04" {
+			kind = "a zip archive (PyTorch's torch.save)"
 		}
+		f.Close()
+	}
+	if ReadPickle == nil {
 		return nil, fmt.Errorf("%s is %s: %w; convert it to safetensors: python -c \"import torch, safetensors.torch as s; s.save_file(torch.load('%s', map_location='cpu'), '%s')\"",
 			path, kind, ErrPickle, filepath.Base(path), strings.TrimSuffix(filepath.Base(path), filepath.Ext(path))+".safetensors")
 	}
 	ts, err := ReadPickle(path)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
+		// The reader's errors name the file already (torchbin: "torchbin: PATH: …").
+		msg := strings.TrimPrefix(strings.TrimPrefix(err.Error(), "torchbin: "), path+": ")
+		return nil, fmt.Errorf("%s is %s, unreadable: %s", path, kind, msg)
 	}
 	return ts, nil
 }
@@ -187,7 +189,8 @@ func isFile(p string) bool {
 //     config.json is matched against pesser's own configs (PesserConfigs).
 //
 // .safetensors weights are preferred to .bin ones, as diffusers does; .bin
-// needs ReadPickle. Every refusal is one line naming the file and key.
+// and .ckpt are read through ReadPickle. Every refusal is one line naming
+// the file and key.
 func Load(path string) (*Model, error) {
 	st, err := os.Stat(path)
 	if err != nil {
