@@ -359,3 +359,56 @@ func jsonOf(c unet.Config) string {
 	b, _ := json.Marshal(c)
 	return string(b)
 }
+
+// TestTinyMultiHead checks the multi-head attention against diffusers
+// without a fixture of its own: the fixture records (fixture.json,
+// cross_checks.multi_head_attention_head_dim_8) how far diffusers' ε moves,
+// over both cases, when the same weights run with attention_head_dim 8
+// (two and four heads) instead of one head. The project's network with
+// AttentionHeadDim 8 must move exactly as far: a different head layout or
+// scale would not.
+func TestTinyMultiHead(t *testing.T) {
+	dir := fixtures(t, "tiny")
+	var fx struct {
+		CrossChecks map[string]struct{ Rel float64 } `json:"cross_checks"`
+	}
+	data, err := os.ReadFile(filepath.Join(dir, "fixture.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(data, &fx); err != nil {
+		t.Fatal(err)
+	}
+	want, ok := fx.CrossChecks["multi_head_attention_head_dim_8"]
+	if !ok {
+		t.Skip("fixture.json has no multi-head cross-check")
+	}
+	m, err := Load(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := m.Net.Config()
+	cfg.AttentionHeadDim = 8
+	u, err := unet.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	copy(u.Weights(), m.Net.Weights())
+	ts, _, _ := weights.Load(filepath.Join(dir, "expected.safetensors"))
+	x, n := ts["x"].F32, ts["x"].Shape[0]
+	var got []float32
+	for k := range ts["t"].Shape[0] {
+		out := make([]float32, len(x))
+		steps := make([]int, n)
+		for i := range steps {
+			steps[i] = int(ts["t"].I64[k*n+i])
+		}
+		u.Forward(out, x, steps, n, false, nil)
+		got = append(got, out...)
+	}
+	rel := relErr(got, ts["eps"].F32)
+	t.Logf("attention_head_dim 8 moves ε by %.6g relative; diffusers' by %.6g", rel, want.Rel)
+	if math.Abs(rel-want.Rel) > 2e-5 {
+		t.Errorf("attention_head_dim 8 moves ε by %.6g relative, diffusers' by %.6g", rel, want.Rel)
+	}
+}
