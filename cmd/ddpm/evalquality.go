@@ -38,14 +38,16 @@ func runEvalQuality(args []string) error {
 	mf := addModelFlags(fs, "")
 	modelPath := mf.path
 	refDir := fs.String("ref", "", "score this folder of PNG/JPEG images instead of sampling (any generator)")
-	spec := fs.String("data", "", "data set the images imitate: mnist or fashion-mnist (default: the model's training data; required with --ref)")
-	n := fs.Int("n", 1000, "number of images scored, and of real images in the floor")
+	spec := fs.String("data", "", "data set the images imitate: mnist, fashion-mnist or emoji (default: the model's training data; required with --ref)")
+	n := fs.Int("n", 1000, "number of images scored, and of real images in the floor (at most the test split's size; left at the default, capped to it)")
 	batch := fs.Int("batch", 64, "images denoised together while sampling")
 	seed := fs.Uint64("seed", 0, "random seed (samples, real subsets, KID subsets)")
 	asJSON := fs.Bool("json", false, "print the scores as JSON")
 	samples := fs.String("samples", "", fmt.Sprintf("also save a grid of (the first %d of) the scored images (.png, .jpg or .jpeg)", maxGrid))
 	doubted := fs.String("doubted", "", fmt.Sprintf("also save a grid of the %d scored images the classifier is least sure of, least sure first (.png, .jpg or .jpeg)", quality.DoubtedN))
 	clsPath := fs.String("classifier", "", "feature classifier weights (default: the one shipped for the data set)")
+	memo := fs.Bool("memorization", true, "also measure each image's distance to its nearest training image (pixels and features) against held-out real images', and count near-copies")
+	neighbours := fs.String("neighbours", "", fmt.Sprintf("also save the %d scored images nearest to a training image, nearest first, each beside that training image (rows of [image | train image]; .png, .jpg or .jpeg)", quality.NeighboursN))
 	quiet := fs.Bool("quiet", false, "no progress bars")
 	sf := addSamplerFlags(fs)
 	if err := parseFlags(fs, args); err != nil {
@@ -72,6 +74,12 @@ func runEvalQuality(args []string) error {
 	if err := checkImageOut("doubted", *doubted); err != nil {
 		return err
 	}
+	if err := checkImageOut("neighbours", *neighbours); err != nil {
+		return err
+	}
+	if *neighbours != "" && !*memo {
+		return usageErr("--neighbours needs the memorization check (drop --memorization=false)")
+	}
 	var p *ddpm.Pipeline
 	if *modelPath != "" {
 		var err error
@@ -86,13 +94,25 @@ func runEvalQuality(args []string) error {
 	}
 	// The classifier and the real images first: a bad --n or data set is
 	// an error before the sampling starts, not after.
-	opt := quality.Options{Data: *spec, Seed: *seed}
+	opt := quality.Options{Data: *spec, Seed: *seed, SkipMemorization: !*memo}
 	var err error
 	if opt.Classifier, err = loadClassifier(*spec, *clsPath); err != nil {
 		return err
 	}
 	if err := opt.Load(); err != nil {
 		return err
+	}
+	if p != nil {
+		cfg := p.Net.Config()
+		if err := opt.CheckShape(cfg.InCh, cfg.Res, cfg.Res); err != nil {
+			return fmt.Errorf("model %s: %w", p.Source.Name, err)
+		}
+	}
+	if *n > opt.MaxN() && !flagSet(fs, "n") {
+		*n = opt.MaxN()
+		if !*quiet {
+			fmt.Fprintf(os.Stderr, "scoring %d images: the %s test split, which the real-data floor draws from, holds %d\n", *n, *spec, *n)
+		}
 	}
 	if *n > opt.MaxN() {
 		return usageErr("--n %d exceeds the %d test images the real-data floor needs", *n, opt.MaxN())
@@ -107,7 +127,7 @@ func runEvalQuality(args []string) error {
 		}
 	} else {
 		opt.Source = "folder " + *refDir
-		if gen, err = quality.ReadFolder(*refDir, *n); err != nil {
+		if gen, err = opt.ReadFolder(*refDir, *n); err != nil {
 			return err
 		}
 		if gen.N < *n {
@@ -134,6 +154,15 @@ func runEvalQuality(args []string) error {
 			return err
 		}
 	}
+	if *neighbours != "" {
+		pairs, err := r.Neighbours(gen, opt.Train, quality.NeighboursN)
+		if err != nil {
+			return err
+		}
+		if err := imgio.SaveGrid(*neighbours, pairs.X, pairs.N, pairs.C, pairs.H, pairs.W, 2); err != nil {
+			return err
+		}
+	}
 
 	if *asJSON {
 		b, err := json.MarshalIndent(r, "", "  ")
@@ -157,8 +186,8 @@ func interrupted(err error) error {
 // qualityBars draws quality.Evaluate's progress: a bar over the images the
 // classifier has seen, then one over the measures, named as each starts.
 type qualityBars struct {
-	quiet          bool
-	features, meas *progress.Bar
+	quiet                bool
+	features, meas, memo *progress.Bar
 }
 
 func newQualityBars(quiet bool) *qualityBars { return &qualityBars{quiet: quiet} }
@@ -181,11 +210,21 @@ func (b *qualityBars) update(p quality.Progress) {
 		if p.Measure != "" {
 			b.meas.Describe(p.Measure)
 		}
+	case quality.StageMemorization:
+		if b.memo == nil {
+			if b.meas != nil {
+				b.meas.Finish()
+			}
+			b.memo = progress.New(p.Total, "nearest training images", "img", b.quiet)
+		}
+		b.memo.Set(p.Done)
 	}
 }
 
 func (b *qualityBars) finish() {
-	if b.meas != nil {
+	if b.memo != nil {
+		b.memo.Finish()
+	} else if b.meas != nil {
 		b.meas.Finish()
 	}
 }
@@ -206,10 +245,7 @@ func sampleForQuality(ctx context.Context, p *ddpm.Pipeline, fs *flag.FlagSet, s
 	if err != nil {
 		return gen, "", err
 	}
-	cfg := m.Config()
-	if err := quality.CheckShape(cfg.InCh, cfg.Res, cfg.Res); err != nil {
-		return gen, "", fmt.Errorf("model %s: %w", path, err)
-	}
+	cfg := m.Config() // its shape was checked against the classifier (Options.CheckShape)
 	D := cfg.InCh * cfg.Res * cfg.Res
 	chunks := (n + batch - 1) / batch
 	evals := sampler.Evaluations(d.T)

@@ -81,3 +81,30 @@ func firstImageSide(dir string) (int, error) {
 	}
 	return classifier.Size, nil
 }
+
+// ReadFolder reads up to limit (≤ 0: all) PNG/JPEG images of dir, in name
+// order, the way o's classifier takes them: as [ReadFolder] does for a
+// LeNet (or before [Options.Load]); for another network (the emoji
+// classifier's 3×32×32) each image is fitted to its input, with an area
+// filter where it must be resized and colour conversion where it must
+// be converted.
+func (o *Options) ReadFolder(dir string, limit int) (Images, error) {
+	if o.Classifier == nil || o.Classifier.Arch().Name == classifier.LeNet {
+		return ReadFolder(dir, limit)
+	}
+	a := o.Classifier.Arch()
+	ds, err := data.Load("folder:"+dir, "", data.WithSize(a.Size), data.WithChannels(a.Channels), data.Strict(true, true), data.WithLimit(limit))
+	if err != nil {
+		return Images{}, err
+	}
+	if ds.N < MinN {
+		return Images{}, fmt.Errorf("folder %s holds %d images; the metrics need at least %d", dir, ds.N, MinN)
+	}
+	idx := make([]int, ds.N)
+	for i := range idx {
+		idx[i] = i
+	}
+	x := make([]float32, ds.N*ds.ImageSize())
+	ds.ToFloat(x, idx, 0)
+	return Images{X: x, N: ds.N, C: ds.C, H: ds.H, W: ds.W}, nil
+}

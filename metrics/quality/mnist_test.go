@@ -42,6 +42,35 @@ func TestMNISTRealDigits(t *testing.T) {
 	if math.Abs(s.Precision-f.Precision) > 0.05 || math.Abs(s.Recall-f.Recall) > 0.05 {
 		t.Errorf("precision/recall %.3f/%.3f of real digits are not near the floor's %.3f/%.3f", s.Precision, s.Recall, f.Precision, f.Recall)
 	}
+	// Unseen digits sit as far from the 60 000 training digits as the
+	// floor's (also unseen) do, and are not near-copies.
+	m := r.Memorization
+	t.Logf("memorization: %+v", m)
+	if m == nil || m.TrainN != 60000 {
+		t.Fatalf("memorization %+v", m)
+	}
+	a, b := m.Images, m.Floor
+	if math.Abs(a.PixelMedian-b.PixelMedian) > 0.05*b.PixelMedian || math.Abs(a.FeatureMedian-b.FeatureMedian) > 0.1*b.FeatureMedian {
+		t.Errorf("nearest-train medians of real digits %.3f px, %.3f feat; floor %.3f, %.3f", a.PixelMedian, a.FeatureMedian, b.PixelMedian, b.FeatureMedian)
+	}
+	if a.NearCopies > 5 || b.NearCopies > 5 {
+		t.Errorf("near-copies among unseen digits: %d, floor %d", a.NearCopies, b.NearCopies)
+	}
+	// Training digits are their own nearest neighbours: all near-copies.
+	tr, err := data.Load("mnist", "train")
+	if err != nil {
+		t.Fatal(err)
+	}
+	idx = rand.New(rand.NewPCG(8, 8)).Perm(tr.N)[:200]
+	x = make([]float32, 200*28*28)
+	tr.ToFloat(x, idx, 0)
+	r, err = Evaluate(context.Background(), Images{X: x, N: 200, C: 1, H: 28, W: 28}, Options{Data: "mnist"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := r.Memorization; m.Images.NearCopies != 200 || m.Images.PixelMean != 0 {
+		t.Errorf("training digits: %d near-copies of 200, mean distance %g", m.Images.NearCopies, m.Images.PixelMean)
+	}
 }
 
 // TestMNISTNoise scores pictures of noise: they must be far from the floor
@@ -62,7 +91,7 @@ func TestMNISTNoise(t *testing.T) {
 		p := math.Round((2*rng.Float64() - 1 + 1) * 127.5)
 		x[i] = float32(p/127.5 - 1)
 	}
-	r, err := Evaluate(context.Background(), Images{X: x, N: n, C: 1, H: 28, W: 28}, Options{Data: "mnist"})
+	r, err := Evaluate(context.Background(), Images{X: x, N: n, C: 1, H: 28, W: 28}, Options{Data: "mnist", SkipMemorization: true})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -6,7 +6,14 @@
 // Score with its two entropies, improved precision and recall. The floor is
 // what real images that the reference has not seen score: a sample can
 // only be judged beside it, since with a LeNet instead of Inception no
-// published number is comparable.
+// published number is comparable. A memorization check ([Memorization])
+// compares the images' distances to their nearest training image with the
+// floor's.
+//
+// The number of images N is at least [MinN] and at most the size of the
+// test split ([Options.MaxN]): the floor scores N distinct test images.
+// For MNIST that is 10 000; for the emoji data set, whose test split is
+// 379 images, it is 379.
 //
 // The images come as one NCHW float32 tensor in [−1, 1] ([Images]), from a
 // sampler or from a folder of pictures ([ReadFolder]).
@@ -67,11 +74,23 @@ func (im Images) First(k int) Images {
 }
 
 // CheckShape reports whether images of c channels and h×w pixels can be
-// scored: the classifier takes grey 28×28 images, or larger square ones
-// that it centre-crops (a 32×32 model's padded digits). Call it before
-// sampling for an hour.
+// scored by a LeNet classifier (MNIST, Fashion-MNIST): it takes grey 28×28
+// images, or larger square ones that it centre-crops (a 32×32 model's
+// padded digits). [Options.CheckShape] checks against the classifier in
+// use. Call it before sampling for an hour.
 func CheckShape(c, h, w int) error {
 	_, err := classifier.Prepare(nil, 0, c, h, w)
+	return err
+}
+
+// CheckShape reports whether images of c channels and h×w pixels can be
+// scored with o's classifier (the LeNet's rule before [Options.Load]; the
+// emoji classifier takes 3×32×32 images).
+func (o *Options) CheckShape(c, h, w int) error {
+	if o.Classifier == nil {
+		return CheckShape(c, h, w)
+	}
+	_, err := o.Classifier.Prepare(nil, 0, c, h, w)
 	return err
 }
 
@@ -96,6 +115,10 @@ type Options struct {
 	Source string
 	// Progress, when not nil, is called as the work advances.
 	Progress func(Progress)
+	// SkipMemorization leaves out the memorization check, which runs the
+	// whole train split through the classifier (tens of seconds for
+	// MNIST's 60 000 images, once per process) and searches it.
+	SkipMemorization bool
 }
 
 // Stages of [Progress].
@@ -163,19 +186,30 @@ type Report struct {
 	N        int    `json:"n"`
 	Seed     uint64 `json:"seed"`
 	Features string `json:"features"`
+	// Net names the feature network for the table ("LeNet", "cnn32").
+	Net string `json:"feature_net"`
 	metrics.Scores
 	Floor metrics.Scores `json:"floor"`
+	// Memorization is the nearest-training-image check (nil when skipped).
+	Memorization *Memorization `json:"memorization,omitempty"`
 	// Doubted are the indices of the DoubtedN images (fewer when N is
 	// smaller) whose most probable class the classifier gives the lowest
 	// probability, least sure first: what holds the Inception Score down,
 	// to look at (Images.Subset).
 	Doubted []int `json:"-"`
+	// Nearest and NearestDist are, for each image, the index in the train
+	// split of its nearest training image (in pixels) and the distance:
+	// see [Report.Neighbours].
+	Nearest     []int     `json:"-"`
+	NearestDist []float64 `json:"-"`
 }
 
 // Evaluate scores the images gen against N random train images of the
 // data set and, computed the same way, N random test images against the
-// same reference: the floor. ctx is checked between the stages (the
-// three classifier passes, the images' measures and the floor's).
+// same reference: the floor. Unless opt.SkipMemorization, it then runs
+// the memorization check against the whole train split. ctx is checked
+// between the stages (the three classifier passes, the images' measures
+// and the floor's, the memorization searches).
 func Evaluate(ctx context.Context, gen Images, opt Options) (*Report, error) {
 	if err := gen.check(); err != nil {
 		return nil, err
@@ -190,7 +224,7 @@ func Evaluate(ctx context.Context, gen Images, opt Options) (*Report, error) {
 	if n > opt.MaxN() {
 		return nil, fmt.Errorf("quality: %d images exceed the %d real images of each split that the floor needs", n, opt.MaxN())
 	}
-	in, err := classifier.Prepare(gen.X, n, gen.C, gen.H, gen.W)
+	in, err := opt.Classifier.Prepare(gen.X, n, gen.C, gen.H, gen.W)
 	if err != nil {
 		return nil, err
 	}
@@ -240,8 +274,13 @@ func Evaluate(ctx context.Context, gen Images, opt Options) (*Report, error) {
 		started++
 	}
 	kid := rand.New(rand.NewPCG(opt.Seed, 0x6b6964)) // "kid"
+	netName := cls.Arch().Name
+	if netName == classifier.LeNet {
+		netName = "LeNet"
+	}
 	r := &Report{Data: opt.Data, Source: opt.Source, N: n, Seed: opt.Seed,
-		Features: fmt.Sprintf("%s classifier, %d-d penultimate layer", opt.Data, classifier.FeatureDim),
+		Features: fmt.Sprintf("%s classifier, %d-d penultimate layer", opt.Data, cls.FeatureDim()),
+		Net:      netName,
 		Doubted:  classifier.LeastSure(g.Probs, DoubtedN)}
 	if r.Scores, err = metrics.Compare(ref.Features, g.Features, g.Probs, kid, stage); err != nil {
 		return nil, fmt.Errorf("scoring the images (non-finite pixels from a diverged model?): %w", err)
@@ -253,5 +292,10 @@ func Evaluate(ctx context.Context, gen Images, opt Options) (*Report, error) {
 		return nil, fmt.Errorf("scoring the real-data floor: %w", err)
 	}
 	report(Progress{Stage: StageMetrics, Done: 8, Total: 8})
+	if !opt.SkipMemorization {
+		if r.Memorization, r.Nearest, r.NearestDist, err = memorization(ctx, &opt, in, n, g.Features, floor.Features, testIdx); err != nil {
+			return nil, err
+		}
+	}
 	return r, nil
 }

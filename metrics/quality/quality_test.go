@@ -123,7 +123,7 @@ func TestEvaluateProgressAndDoubted(t *testing.T) {
 	for k := range 784 {
 		gen.X[7*784+k] = -0.5
 	}
-	var feats, measures []Progress
+	var feats, measures, memo []Progress
 	opt := synthetic(0)
 	opt.Progress = func(p Progress) {
 		switch p.Stage {
@@ -131,6 +131,11 @@ func TestEvaluateProgressAndDoubted(t *testing.T) {
 			feats = append(feats, p)
 		case StageMetrics:
 			measures = append(measures, p)
+		case StageMemorization:
+			if len(measures) != 9 {
+				t.Errorf("memorization began before the metrics ended")
+			}
+			memo = append(memo, p)
 		default:
 			t.Errorf("unknown stage %q", p.Stage)
 		}
@@ -152,6 +157,14 @@ func TestEvaluateProgressAndDoubted(t *testing.T) {
 	}
 	if len(measures) != 9 || measures[0].Measure != "inception score" || measures[8].Done != 8 || measures[8].Measure != "" {
 		t.Errorf("metric stages: %+v", measures)
+	}
+	if len(memo) < 2 || memo[0].Done != 0 || memo[len(memo)-1].Done != 3*400 || memo[len(memo)-1].Total != 3*400 {
+		t.Errorf("memorization stages: %+v", memo)
+	}
+	for k := 1; k < len(memo); k++ {
+		if memo[k].Done < memo[k-1].Done {
+			t.Errorf("memorization went back: %+v then %+v", memo[k-1], memo[k])
+		}
 	}
 	sub := gen.Subset(r.Doubted[:2])
 	if sub.N != 2 || len(sub.X) != 2*784 || sub.X[0] != gen.X[r.Doubted[0]*784] {
@@ -255,22 +268,52 @@ func TestReportJSONAndTable(t *testing.T) {
 	}
 	var keys map[string]any
 	json.Unmarshal(b, &keys)
-	for _, k := range []string{"data", "source", "n", "seed", "features", "is_mean", "is_std", "fd", "kid", "kid_stderr",
-		"precision", "recall", "class_entropy", "pred_entropy", "unsure", "floor"} {
+	for _, k := range []string{"data", "source", "n", "seed", "features", "feature_net", "is_mean", "is_std", "fd", "kid", "kid_stderr",
+		"precision", "recall", "class_entropy", "pred_entropy", "unsure", "floor", "memorization"} {
 		if _, ok := keys[k]; !ok {
 			t.Errorf("JSON lacks %q: %s", k, b)
 		}
 	}
-	if len(keys) != 16 {
-		t.Errorf("JSON has %d keys, want 16: %s", len(keys), b)
+	if len(keys) != 18 {
+		t.Errorf("JSON has %d keys, want 18: %s", len(keys), b)
+	}
+	memo, _ := keys["memorization"].(map[string]any)
+	for _, k := range []string{"train_images", "near_copy_threshold", "images", "floor"} {
+		if _, ok := memo[k]; !ok {
+			t.Errorf("JSON memorization lacks %q: %s", k, b)
+		}
+	}
+	for _, side := range []string{"images", "floor"} {
+		m, _ := memo[side].(map[string]any)
+		for _, k := range []string{"pixel_min", "pixel_median", "pixel_mean", "feature_min", "feature_median", "feature_mean", "near_copies", "near_copy_share"} {
+			if _, ok := m[k]; !ok {
+				t.Errorf("JSON memorization.%s lacks %q: %s", side, k, b)
+			}
+		}
 	}
 	var buf bytes.Buffer
 	if err := r.WriteTable(&buf); err != nil {
 		t.Fatal(err)
 	}
 	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
-	if len(lines) != 12 || !strings.HasPrefix(lines[0], "sample quality of 30 images (test) against 30 random mnist train images") ||
-		!strings.HasPrefix(lines[4], "FD (LeNet features)") || !strings.HasPrefix(lines[11], "recall (k=3)") {
+	if len(lines) != 17 || !strings.HasPrefix(lines[0], "sample quality of 30 images (test) against 30 random mnist train images") ||
+		!strings.HasPrefix(lines[4], "FD (LeNet features)") || !strings.HasPrefix(lines[11], "recall (k=3)") ||
+		!strings.HasPrefix(lines[13], "memorization: distance to the nearest of all 400 train images") || !strings.HasPrefix(lines[16], "  near-copies") {
 		t.Errorf("table:\n%s", buf.String())
+	}
+	// Without the memorization check the table ends at recall.
+	opt := synthetic(0)
+	opt.SkipMemorization = true
+	r, err = Evaluate(context.Background(), asImages(blobs(30, 8), 0), opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf.Reset()
+	r.WriteTable(&buf)
+	if r.Memorization != nil || r.Nearest != nil || strings.Count(strings.TrimSpace(buf.String()), "\n") != 11 {
+		t.Errorf("skipped memorization: %+v\n%s", r.Memorization, buf.String())
+	}
+	if b, _ := json.Marshal(r); strings.Contains(string(b), "memorization") {
+		t.Errorf("skipped memorization in the JSON: %s", b)
 	}
 }
