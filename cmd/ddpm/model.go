@@ -28,7 +28,7 @@ type modelFlags struct {
 }
 
 // modelHelp is the help text of every --model flag.
-var modelHelp = "a shipped model (" + strings.Join(ddpm.ShippedModels(), ", ") + "), a run directory or a checkpoint/weights file"
+var modelHelp = "a shipped model (" + strings.Join(ddpm.ShippedModels(), ", ") + "), a run directory, a checkpoint/weights file (.safetensors, .bin, .ckpt), a diffusers folder, or hf:org/name[@revision]"
 
 // addModelFlags registers the model flags on fs; def is --model's default
 // (empty: the command checks whether one was given).
