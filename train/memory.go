@@ -49,6 +49,10 @@ func (e *MemoryError) Error() string {
 	return s + fmt.Sprintf(" — even --batch 1 needs about %s: pick a smaller --config", sysmem.Size(e.Need1))
 }
 
+// Is makes a refused batch an ErrInvalidOption: the batch and the config
+// are the user's to change.
+func (e *MemoryError) Is(target error) bool { return target == ErrInvalidOption }
+
 // available is sysmem.Available, replaceable by tests.
 var available = sysmem.Available
 

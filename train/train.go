@@ -7,6 +7,11 @@
 // All randomness (batches, t, ε, dropout, flips) comes from one PCG
 // generator whose state is saved in every checkpoint, so a run resumed from
 // step N is bit-identical to one that never stopped.
+//
+// Prepare sets up a whole run as ddpm train does (new, resumed, or from a
+// trained model, with its data checked against the network); the Session
+// it returns trains it with the loss log and previews beside the
+// checkpoints.
 package train
 
 import (

@@ -2,12 +2,14 @@ package main
 
 import (
 	"bytes"
+	"flag"
 	"fmt"
 	"image"
 	"image/color"
 	"image/png"
 	"os"
 	"path/filepath"
+	"sort"
 	"strings"
 	"testing"
 
@@ -15,6 +17,25 @@ import (
 	"github.com/ddpm-go/ddpm/diffusion"
 	"github.com/ddpm-go/ddpm/train"
 )
+
+// dirHasCheckpoint reports whether a refused run left a checkpoint.
+func dirHasCheckpoint(dir string) bool { return train.HasCheckpoint(dir) }
+
+// TestTrainSettingFlags: the flags that define a run are the settings
+// train.Prepare knows by name (a resume compares them, --init carries the
+// process among them), so a new one cannot be forgotten there.
+func TestTrainSettingFlags(t *testing.T) {
+	fs := flag.NewFlagSet("settings", flag.ContinueOnError)
+	o, dc, dropout := train.DefaultOptions(), diffusion.DefaultConfig(), -1.0
+	settingFlags(fs, &o, &dc, &dropout)
+	var names []string
+	fs.VisitAll(func(f *flag.Flag) { names = append(names, f.Name) })
+	want := train.Settings()
+	sort.Strings(want)
+	if fmt.Sprint(names) != fmt.Sprint(want) {
+		t.Errorf("setting flags %v, train.Settings %v", names, want)
+	}
+}
 
 // imageFolder writes one PNG per name into a new folder: w×h, RGB or grey,
 // a different gradient in each.
@@ -74,7 +95,7 @@ func TestTrainFolderRefusals(t *testing.T) {
 		{"size only", []string{"--data", "folder:" + photos, "--config", "tiny32"}, 1,
 			"cat1.png is 64×48 RGB; config tiny32 wants 32×32 RGB — pass --resize to scale, or pick a config with --config"},
 		{"colour only", []string{"--data", "folder:" + rgb32, "--config", "tiny1"}, 1,
-			"a.png is 32×32 RGB; config tiny1 wants 32×32 grey — pass --channels 1 to convert, or use --config cifar or rgb32 or tiny32"},
+			"a.png is 32×32 RGB; config tiny1 wants 32×32 grey — pass --channels 1 to convert, or use --config cifar or emoji32 or rgb32 or tiny32"},
 		{"grey into RGB", []string{"--data", "folder:" + grey32, "--config", "tiny32"}, 1,
 			"a.png is 32×32 grey; config tiny32 wants 32×32 RGB — pass --channels 3 to convert, or use --config small or tiny1"},
 		{"colour after resize", []string{"--data", "folder:" + photos, "--config", "tiny1", "--resize"}, 1,
