@@ -122,8 +122,12 @@ func (l *Conv2d) ForwardBias(out, in, extra []float32, n, h, w int) {
 		return
 	}
 	ho, wo := l.OutSize(h, w)
-	if g := l.imageGroup(ho, wo, n); g > 1 {
-		l.forwardGrouped(out, in, extra, n, h, w, g)
+	// Small planes take the grouped lowering also when an image is alone
+	// in its group (g = 1): the direct path adds the bias first and would
+	// round differently, making an image's output depend on the size of
+	// its batch (see ForwardConcat).
+	if ho*wo < groupMaxPixels {
+		l.forwardGrouped(out, in, extra, n, h, w, l.imageGroup(ho, wo, n))
 		return
 	}
 	inSize, outSize, kk, howo := l.Cin*h*w, l.Cout*ho*wo, l.Cin*l.K*l.K, ho*wo
@@ -229,8 +233,14 @@ func (l *Conv2d) ForwardConcat(out, a, b []float32, ca, n, h, w int) {
 		panic("nn: Conv2d.ForwardConcat needs a 1×1 stride-1 conv and 0 < ca < Cin")
 	}
 	howo, cb := h*w, l.Cin-ca
-	if g := l.imageGroup(h, w, n); g > 1 {
-		l.forwardGroupedFrom(out, nil, n, howo, g, func(col []float32, ld, i int) {
+	// Small planes gather both halves into one GEMM also when an image is
+	// alone in its group (g = 1, batches of up to one image per worker):
+	// splitting the inner dimension would sum in another order, and an
+	// image's output would depend on the size of its batch. Package serve
+	// denoises the images of many requests in one batch and promises each
+	// request the images it would get alone.
+	if howo < groupMaxPixels {
+		l.forwardGroupedFrom(out, nil, n, howo, l.imageGroup(h, w, n), func(col []float32, ld, i int) {
 			copyPlanes(col, ld, a[i*ca*howo:], ca, howo)
 			copyPlanes(col[ca*ld:], ld, b[i*cb*howo:], cb, howo)
 		})
