@@ -186,8 +186,6 @@ func LoadContext(ctx context.Context, source string, opts ...Option) (*Pipeline,
 	p := &Pipeline{Net: net, Process: d, Source: src, config: dc}
 	if fitted {
 		p.config.Var = diffusion.Fitted
-	}
-	if fitted {
 		if err := p.fit(ctx, o); err != nil {
 			return nil, err
 		}
