@@ -71,9 +71,10 @@ func (c *Confusion) Write(w io.Writer, names []string, title string) error {
 	}
 	k := len(c.Count)
 	printf("test accuracy on %s: %.2f%%\n\n", title, 100*c.Accuracy())
-	width := 0
-	for _, n := range names {
-		width = max(width, len(n))
+	label := func(t int) string { return strconv.Itoa(t) + " " + names[t] }
+	width := len("true \\ predicted")
+	for t := range k {
+		width = max(width, len(label(t)))
 	}
 	printf("%-*s  ", width, "true \\ predicted")
 	for p := range k {
@@ -81,7 +82,7 @@ func (c *Confusion) Write(w io.Writer, names []string, title string) error {
 	}
 	printf("  recall\n")
 	for t, row := range c.Count {
-		printf("%-*s  ", width, strconv.Itoa(t)+" "+names[t])
+		printf("%-*s  ", width, label(t))
 		for _, n := range row {
 			printf("%5d", n)
 		}
