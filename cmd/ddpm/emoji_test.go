@@ -6,8 +6,11 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/ddpm-go/ddpm/checkpoint"
 	"github.com/ddpm-go/ddpm/data"
+	"github.com/ddpm-go/ddpm/diffusion"
 	"github.com/ddpm-go/ddpm/imgio"
+	"github.com/ddpm-go/ddpm/model/unet"
 )
 
 // TestEmojiQualityAndClassifier scores a folder of real emoji with
@@ -59,4 +62,36 @@ func TestEmojiQualityAndClassifier(t *testing.T) {
 		t.Errorf("classifier eval --confusion: status %d\n%s", code, out)
 	}
 	t.Logf("\n%s", out)
+}
+
+// TestEmojiQualityModel samples from a small untrained RGB model whose
+// checkpoint records emoji as its data: the emoji classifier takes its
+// 3×32×32 samples (the grey LeNet's shape check would refuse them), and
+// the untrained model is far from the floor and copies nothing.
+func TestEmojiQualityModel(t *testing.T) {
+	if _, err := data.Load("emoji", "test"); err != nil {
+		t.Skipf("emoji data not available: %v", err)
+	}
+	cfg, err := unet.ConfigByName("tiny32")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := testUNet(t, cfg, 4)
+	dc := diffusion.DefaultConfig()
+	dc.T = 5
+	np := m.NumParams()
+	path := filepath.Join(t.TempDir(), "ckpt.safetensors")
+	c := &checkpoint.Checkpoint{UNet: cfg, Diffusion: dc, Train: json.RawMessage(`{"data":"emoji"}`),
+		Model: m.Weights(), EMA: m.Weights(), AdamM: make([]float32, np), AdamV: make([]float32, np)}
+	if err := checkpoint.Save(path, c, m.Params()); err != nil {
+		t.Fatal(err)
+	}
+	r := qualityJSON(t, "--model", path, "--n", "40", "--batch", "40", "--seed", "2")
+	t.Logf("untrained RGB model: %+v\nfloor %+v\nmemorization %+v", r.Scores, r.Floor, r.Memorization)
+	if r.Data != "emoji" || r.N != 40 || r.Net != "cnn32" {
+		t.Errorf("report: data %q, n %d, net %q", r.Data, r.N, r.Net)
+	}
+	if r.FD < 2*r.Floor.FD || r.Memorization == nil || r.Memorization.Images.NearCopies != 0 {
+		t.Errorf("untrained model: FD %.3f (floor %.3f), memorization %+v", r.FD, r.Floor.FD, r.Memorization)
+	}
 }
