@@ -385,11 +385,13 @@ func emojiList(meta []byte, where string) ([]EmojiImage, error) {
 }
 
 // emojiSplit marks the test images. The unit of the split is a group: an
-// emoji with its skin-tone variants, joined with every other emoji whose
-// 32×32 picture is identical to one of its pictures (Noto draws some emoji
-// the same: the flags of Norway, Bouvet Island and Svalbard; FAMILY: MAN,
-// BOY and FAMILY: ADULT, CHILD; …), so that no test picture is also a
-// training picture. A group belongs to the category of its first emoji (in
+// emoji with its skin-tone variants and its gender and direction variants
+// (those of one emojiDesign: RUNNER, MAN RUNNING, WOMAN RUNNING FACING
+// RIGHT, …, drawn alike but for a detail), joined with every other emoji
+// whose 32×32 picture is identical to one of its pictures (Noto draws some
+// emoji the same: the flags of Norway, Bouvet Island and Svalbard; FAMILY:
+// MAN, BOY and FAMILY: ADULT, CHILD; …), so that no test picture is also a
+// training picture and no held-out emoji is a variant of a trained one. A group belongs to the category of its first emoji (in
 // practice duplicates never cross categories). In each category whole
 // groups are taken in the order of a hash (FNV-1a) of the group's first
 // base code points, skipping any group that would overshoot, until the
@@ -417,13 +419,13 @@ func emojiSplit(images []EmojiImage, pixels []uint8) {
 			parent[max(a, b)] = min(a, b) // the root is the group's first image
 		}
 	}
-	firstOfBase := map[string]int{}
+	firstOfDesign := map[string]int{}
 	firstOfPicture := map[string]int{}
 	for i, im := range images {
-		if j, ok := firstOfBase[im.Base]; ok {
+		if j, ok := firstOfDesign[emojiDesign(im.Base)]; ok {
 			union(i, j)
 		} else {
-			firstOfBase[im.Base] = i
+			firstOfDesign[emojiDesign(im.Base)] = i
 		}
 		pic := string(pixels[i*sz : (i+1)*sz])
 		if j, ok := firstOfPicture[pic]; ok {
@@ -472,6 +474,45 @@ func emojiSplit(images []EmojiImage, pixels []uint8) {
 			}
 		}
 	}
+}
+
+// emojiDesignDrop are the code points that only vary an emoji's design:
+// the zero-width joiner, the emoji presentation selector, the gender signs,
+// the skin tones and "facing right" (a mirrored figure).
+var emojiDesignDrop = map[string]bool{
+	"200D": true, "FE0F": true, "2640": true, "2642": true, "27A1": true,
+	"1F3FB": true, "1F3FC": true, "1F3FD": true, "1F3FE": true, "1F3FF": true,
+}
+
+// emojiDesignPeople maps the gendered people code points to one person of
+// their age, and the gendered couples to their sequence form.
+var emojiDesignPeople = map[string]string{
+	"1F468": "P", "1F469": "P", "1F9D1": "P", // man, woman, person
+	"1F466": "C", "1F467": "C", "1F9D2": "C", // boy, girl, child
+	"1F474": "O", "1F475": "O", "1F9D3": "O", // old man, old woman, older person
+	"1F491": "P 2764 P", "1F48F": "P 2764 1F48B P", // couple with heart, kiss
+	"1F46B": "P 1F91D P", "1F46C": "P 1F91D P", "1F46D": "P 1F91D P", // holding hands
+}
+
+// emojiDesign is the code points of unified with the gender, skin-tone
+// and direction variation taken out: the emoji of one design share it
+// (1F3C3 for RUNNER, MAN RUNNING and WOMAN RUNNING FACING RIGHT; "P 1F4BB"
+// for TECHNOLOGIST, MAN TECHNOLOGIST and WOMAN TECHNOLOGIST).
+func emojiDesign(unified string) string {
+	var t []string
+	for _, cp := range strings.Split(strings.ToUpper(unified), "-") {
+		if emojiDesignDrop[cp] {
+			continue
+		}
+		if p, ok := emojiDesignPeople[cp]; ok {
+			cp = p
+		}
+		t = append(t, cp)
+	}
+	if len(t) == 0 {
+		return strings.ToUpper(unified)
+	}
+	return strings.Join(t, " ")
 }
 
 // decodeEmoji decodes the images' PNGs (bytes from read) in parallel,

@@ -132,6 +132,10 @@ func fakeEmojiSet() []fakeEmoji {
 	for _, u := range []string{"1F1E6", "1F1E7"} {
 		emoji = append(emoji, fakeEmoji{unified: u, category: "Flags", col: emoji[2].col})
 	}
+	// Runners of three genders and two directions: one design, one group.
+	for i, u := range []string{"1F3C3", "1F3C3-200D-2640-FE0F", "1F3C3-200D-2642-FE0F", "1F3C3-200D-27A1-FE0F", "1F3C3-200D-2640-FE0F-200D-27A1-FE0F"} {
+		emoji = append(emoji, fakeEmoji{unified: u, category: "People & Body", col: color.NRGBA{250, uint8(10 * i), 7, 255}})
+	}
 	return emoji
 }
 
@@ -150,9 +154,9 @@ func TestEmojiFake(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// 63 emoji, 10 of them with 5 variants: 113 images.
-	if train.N+test.N != 113 || train.C != 3 || train.H != 32 || train.W != 32 || train.Name != "emoji" {
-		t.Fatalf("train %d + test %d images of %d×%d×%d (%s), want 113 of 3×32×32", train.N, test.N, train.C, train.H, train.W, train.Name)
+	// 68 emoji, 10 of them with 5 variants: 118 images.
+	if train.N+test.N != 118 || train.C != 3 || train.H != 32 || train.W != 32 || train.Name != "emoji" {
+		t.Fatalf("train %d + test %d images of %d×%d×%d (%s), want 118 of 3×32×32", train.N, test.N, train.C, train.H, train.W, train.Name)
 	}
 
 	// Compositing on white and the 2×2 area filter: the top-left output
@@ -206,6 +210,11 @@ func TestEmojiFake(t *testing.T) {
 	}
 	if a, b, c := all["1F1E6"], all["1F1E7"], all[emoji[2].unified]; a.Test != b.Test || a.Test != c.Test {
 		t.Errorf("identical pictures on both sides of the split: %+v, %+v, %+v", a, b, c)
+	}
+	for _, u := range []string{"1F3C3-200D-2640-FE0F", "1F3C3-200D-2642-FE0F", "1F3C3-200D-27A1-FE0F", "1F3C3-200D-2640-FE0F-200D-27A1-FE0F"} {
+		if all[u].Test != all["1F3C3"].Test {
+			t.Errorf("runner %s and 1F3C3 on both sides of the split", u)
+		}
 	}
 	// Order: by sort_order (the fake reverses it), variants after their base.
 	list, _ := EmojiImages(tgz, "train")
@@ -359,6 +368,30 @@ func TestEmojiReal(t *testing.T) {
 	for i := range d.N {
 		if j, ok := seen[string(d.Image(i))]; ok {
 			t.Errorf("test image %s is train image %s", test[i].Unified, train[j].Unified)
+		}
+	}
+}
+
+func TestEmojiDesign(t *testing.T) {
+	for _, c := range []struct{ a, b string }{
+		{"1F3C3", "1F3C3-200D-2642-FE0F-200D-27A1-FE0F"}, // runner, man running facing right
+		{"1F9D1-200D-1F4BB", "1F469-1F3FD-200D-1F4BB"},   // technologist, woman technologist (medium skin)
+		{"1F46A", "1F46A"},                                         // family
+		{"1F468-200D-1F466", "1F9D1-200D-1F9D2"},                   // family: man, boy and adult, child
+		{"1F491", "1F469-200D-2764-FE0F-200D-1F468"},               // couple with heart
+		{"1F46C-1F3FB", "1F9D1-1F3FF-200D-1F91D-200D-1F9D1-1F3FB"}, // holding hands
+	} {
+		if emojiDesign(c.a) != emojiDesign(c.b) {
+			t.Errorf("%s (%s) and %s (%s) differ", c.a, emojiDesign(c.a), c.b, emojiDesign(c.b))
+		}
+	}
+	for _, c := range []struct{ a, b string }{
+		{"1F3C3", "1F3C4"}, // runner, surfer
+		{"1F468-200D-1F466", "1F468-200D-1F466-200D-1F466"}, // one child, two
+		{"1F1F3-1F1F4", "1F1F8-1F1EF"},                      // Norway, Svalbard (their pictures join them)
+	} {
+		if emojiDesign(c.a) == emojiDesign(c.b) {
+			t.Errorf("%s and %s share the design %s", c.a, c.b, emojiDesign(c.a))
 		}
 	}
 }
