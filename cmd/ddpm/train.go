@@ -156,7 +156,7 @@ func (f *trainFlags) parse(args []string) (train.Setup, error) {
 // settingFlags registers the flags that define a run (train.Settings,
 // stored in its checkpoint).
 func settingFlags(fs *flag.FlagSet, o *train.Options, dc *diffusion.Config, dropout *float64) {
-	fs.StringVar(&o.Data, "data", o.Data, "data set: mnist, fashion-mnist, cifar10:DIR, folder:DIR (PNG/JPEG files; see --resize, --channels)")
+	fs.StringVar(&o.Data, "data", o.Data, "data set: mnist, fashion-mnist, emoji, emoji:PATH, cifar10:DIR, folder:DIR (PNG/JPEG files; see --resize, --channels)")
 	fs.StringVar(&o.Config, "config", o.Config, configHelp("U-Net config; it fixes the size and colour of the images (see --resize, --channels)"))
 	fs.StringVar(&o.Init, "init", o.Init, "start from this model's weights instead of a random init ("+modelHelp+"); it brings its network (unless --config names it) and diffusion process (unless --T, --schedule, --beta-start, --beta-end, --mean, --var, --loss or --clip are given), and its training data when --data is not given")
 	fs.BoolVar(&o.Resize, "resize", o.Resize, "folder:DIR: scale every image to the config's resolution (centre-cropped to a square first, area filter); without it every image must already have that size")

@@ -57,7 +57,7 @@ func ClassifierFD(dataset string, n, refN, batch int, seed uint64, quiet bool) (
 				return 0, err
 			}
 			bar.Finish()
-			in, err := classifier.Prepare(x, n, cfg.InCh, cfg.Res, cfg.Res)
+			in, err := net.Prepare(x, n, cfg.InCh, cfg.Res, cfg.Res)
 			if err != nil {
 				return 0, err
 			}

@@ -19,6 +19,8 @@ func Noun(n int, noun string) string {
 		return noun
 	}
 	switch {
+	case strings.HasSuffix(noun, "och"): // a hard ch: epochs
+		return noun + "s"
 	case strings.HasSuffix(noun, "s"), strings.HasSuffix(noun, "x"), strings.HasSuffix(noun, "z"),
 		strings.HasSuffix(noun, "ch"), strings.HasSuffix(noun, "sh"):
 		return noun + "es"

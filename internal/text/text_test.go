@@ -9,7 +9,7 @@ func TestPlural(t *testing.T) {
 	}{
 		{0, "channel", "0 channels"}, {1, "channel", "1 channel"}, {3, "channel", "3 channels"},
 		{-1, "step", "-1 step"}, {2, "pass", "2 passes"}, {2, "batch", "2 batches"},
-		{2, "entry", "2 entries"}, {2, "day", "2 days"}, {1, "image", "1 image"},
+		{2, "entry", "2 entries"}, {2, "day", "2 days"}, {1, "image", "1 image"}, {30, "epoch", "30 epochs"},
 	} {
 		if got := Plural(c.n, c.noun); got != c.want {
 			t.Errorf("Plural(%d, %q) = %q, want %q", c.n, c.noun, got, c.want)
