@@ -694,14 +694,7 @@ func im2colDown(col []float32, ld int, x []float32, cin, h, w int) {
 	for c := 0; c < cin; c++ {
 		tap := func(ky, kx int) []float32 { return col[((c*3+ky)*3+kx)*ld:][:ho*wo] }
 		p00, p01, p10, p11 := tap(1, 1), tap(1, 2), tap(2, 1), tap(2, 2)
-		xc := x[c*h*w : (c+1)*h*w]
-		for i := 0; i < ho; i++ {
-			r0, r1 := xc[2*i*w:][:w], xc[(2*i+1)*w:][:w]
-			e0, o0, e1, o1 := p00[i*wo:][:wo], p01[i*wo:][:wo], p10[i*wo:][:wo], p11[i*wo:][:wo]
-			for j := range wo {
-				e0[j], o0[j], e1[j], o1[j] = r0[2*j], r0[2*j+1], r1[2*j], r1[2*j+1]
-			}
-		}
+		splitPhases(p00, p01, p10, p11, x[c*h*w:(c+1)*h*w], h, w)
 		shiftPlane(tap(0, 0), p11, ho, wo, -1, -1, 0, ho)
 		shiftPlane(tap(0, 1), p10, ho, wo, -1, 0, 0, ho)
 		shiftPlane(tap(0, 2), p11, ho, wo, -1, 0, 0, ho)
@@ -721,19 +714,26 @@ func im2colDownSame(col []float32, ld int, x []float32, cin, h, w int) {
 	for c := 0; c < cin; c++ {
 		tap := func(ky, kx int) []float32 { return col[((c*3+ky)*3+kx)*ld:][:ho*wo] }
 		p00, p01, p10, p11 := tap(0, 0), tap(0, 1), tap(1, 0), tap(1, 1)
-		xc := x[c*h*w : (c+1)*h*w]
-		for i := 0; i < ho; i++ {
-			r0, r1 := xc[2*i*w:][:w], xc[(2*i+1)*w:][:w]
-			e0, o0, e1, o1 := p00[i*wo:][:wo], p01[i*wo:][:wo], p10[i*wo:][:wo], p11[i*wo:][:wo]
-			for j := range wo {
-				e0[j], o0[j], e1[j], o1[j] = r0[2*j], r0[2*j+1], r1[2*j], r1[2*j+1]
-			}
-		}
+		splitPhases(p00, p01, p10, p11, x[c*h*w:(c+1)*h*w], h, w)
 		shiftPlane(tap(0, 2), p00, ho, wo, 0, 1, 0, ho)
 		shiftPlane(tap(1, 2), p10, ho, wo, 0, 1, 0, ho)
 		shiftPlane(tap(2, 0), p00, ho, wo, 1, 0, 0, ho)
 		shiftPlane(tap(2, 1), p01, ho, wo, 1, 0, 0, ho)
 		shiftPlane(tap(2, 2), p00, ho, wo, 1, 1, 0, ho)
+	}
+}
+
+// splitPhases de-interleaves an h×w plane into its four (h/2)×(w/2)
+// phases by row and column parity: p00 even rows and columns, p01 even rows
+// and odd columns, p10 odd rows and even columns, p11 odd both.
+func splitPhases(p00, p01, p10, p11, xc []float32, h, w int) {
+	ho, wo := h/2, w/2
+	for i := 0; i < ho; i++ {
+		r0, r1 := xc[2*i*w:][:w], xc[(2*i+1)*w:][:w]
+		e0, o0, e1, o1 := p00[i*wo:][:wo], p01[i*wo:][:wo], p10[i*wo:][:wo], p11[i*wo:][:wo]
+		for j := range wo {
+			e0[j], o0[j], e1[j], o1[j] = r0[2*j], r0[2*j+1], r1[2*j], r1[2*j+1]
+		}
 	}
 }
 
