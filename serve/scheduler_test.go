@@ -144,6 +144,9 @@ func TestBatchedMatchesSolo(t *testing.T) {
 	}
 	waitFor(t, "the first requests to queue", func() bool { return ts.queued() == len(cases)-1 })
 	w.next(t)
+	// The scheduler admits them before its next step: only then may the
+	// second half queue, or some of it would be admitted with them.
+	waitFor(t, "the first requests to join the batch", func() bool { return ts.queued() == 0 })
 	for k := len(cases); k < len(results); k++ {
 		submit(k)
 	}
