@@ -52,9 +52,10 @@ type SampleOptions struct {
 // DefaultBatch is how many images are denoised together by default.
 const DefaultBatch = 64
 
-// sampleSeedStream is the PCG stream of sampling ("samp"), so that seeds
-// give the same images as every earlier `ddpm sample`.
-const sampleSeedStream = 0x73616d70
+// SampleRNG is the generator [Pipeline.SampleTensor] draws x_T and the
+// sampler's noise from for a seed (PCG stream "samp"): a server or tool that
+// runs the reverse process itself reproduces the pipeline's images with it.
+func SampleRNG(seed uint64) *rand.Rand { return rand.New(rand.NewPCG(seed, 0x73616d70)) }
 
 // Evaluations is the number of network evaluations that sampling n images
 // with o costs: what Progress counts to.
@@ -98,7 +99,7 @@ func (p *Pipeline) SampleTensor(ctx context.Context, n int, o SampleOptions) (*T
 	if err := p.Check(n, o); err != nil {
 		return nil, err
 	}
-	rng := rand.New(rand.NewPCG(o.Seed, sampleSeedStream))
+	rng := SampleRNG(o.Seed)
 	x, err := diffusion.Generate(ctx, p.Process, p.Net, o.sampler(), n, p.dims(), o.batch(), rng,
 		diffusion.Hooks{Progress: o.Progress, Observe: o.Observe})
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ddpm-go/ddpm"
 	"github.com/ddpm-go/ddpm/diffusion"
 )
 
@@ -157,16 +158,12 @@ type job struct {
 func newJob(ctx context.Context, m *model, pl *plan, n, chunk int, seed uint64, every int) *job {
 	return &job{
 		ctx: ctx, m: m, plan: pl, n: n, chunk: chunk, every: every,
-		rng:    rand.New(rand.NewPCG(seed, sampleSeedStream)),
+		rng:    ddpm.SampleRNG(seed),
 		out:    make([]float32, n*m.dim),
 		events: make(chan event, 8),
 		done:   make(chan error, 1),
 	}
 }
-
-// sampleSeedStream is ddpm's PCG stream of sampling ("samp"): a seed gives
-// the images of ddpm.Pipeline.SampleTensor and `ddpm sample --seed`.
-const sampleSeedStream = 0x73616d70
 
 // size is the number of images of the current chunk: the job's share of
 // the batch.

@@ -7,13 +7,11 @@ import (
 	"flag"
 	"fmt"
 	"github.com/ddpm-go/ddpm"
-	"math/rand/v2"
 	"os"
 	"os/signal"
 	"syscall"
 	"time"
 
-	"github.com/ddpm-go/ddpm/diffusion"
 	"github.com/ddpm-go/ddpm/imgio"
 	"github.com/ddpm-go/ddpm/internal/progress"
 	"github.com/ddpm-go/ddpm/metrics/quality"
@@ -256,10 +254,10 @@ func sampleForQuality(ctx context.Context, p *ddpm.Pipeline, fs *flag.FlagSet, s
 		}
 		announce(fmt.Sprintf("sampling %d images × %d network evaluations (%s)", n, evals, sampler), e, hint)
 	}
-	rng := rand.New(rand.NewPCG(seed, 0x73616d70))
 	bar := progress.New(chunks*evals, fmt.Sprintf("sampling %d images (%s)", n, sampler), "eval", quiet)
 	start := time.Now()
-	x, err := diffusion.Generate(ctx, d, m, sampler, n, D, batch, rng, diffusion.Hooks{Progress: func(done, _ int) { bar.Set(done) }})
+	x, err := p.SampleTensor(ctx, n, ddpm.SampleOptions{Sampler: sampler, Seed: seed, Batch: batch,
+		Progress: func(done, _ int) { bar.Set(done) }})
 	if err != nil {
 		return gen, "", err
 	}
@@ -267,5 +265,5 @@ func sampleForQuality(ctx context.Context, p *ddpm.Pipeline, fs *flag.FlagSet, s
 	if !quiet {
 		fmt.Fprintf(os.Stderr, "sampled %d images in %s\n", n, time.Since(start).Round(time.Second))
 	}
-	return quality.Images{X: x, N: n, C: cfg.InCh, H: cfg.Res, W: cfg.Res}, source, nil
+	return quality.Images{X: x.Data, N: n, C: cfg.InCh, H: cfg.Res, W: cfg.Res}, source, nil
 }
