@@ -9,24 +9,10 @@ import (
 // increasing order, always including 0 (the last reverse step, the decoder)
 // and T−1 (where sampling starts from N(0, I)): index s is
 // round(s·(T−1)/(K−1)) (halves rounded away from zero), improved-diffusion's
-// space_timesteps with one section. K = 1 gives {T−1}. The fast samplers ([DDIM], [Respaced], [Langevin]) visit these indices.
-func SpacedIndices(T, K int) ([]int, error) {
-	if T < 1 {
-		return nil, fmt.Errorf("diffusion: cannot space %d timesteps", T)
-	}
-	if K < 1 || K > T {
-		return nil, fmt.Errorf("diffusion: %d steps out of range 1..%d (T)", K, T)
-	}
-	if K == 1 {
-		return []int{T - 1}, nil
-	}
-	keep := make([]int, K)
-	stride := float64(T-1) / float64(K-1)
-	for s := range keep {
-		keep[s] = int(math.Round(float64(s) * stride))
-	}
-	return keep, nil
-}
+// space_timesteps with one section. K = 1 gives {T−1}. The fast samplers
+// ([DDIM], [Respaced], [Langevin]) visit these indices unless another
+// [Spacing] is chosen.
+func SpacedIndices(T, K int) ([]int, error) { return SpacingEven.Indices(T, K, 0) }
 
 // checkKeep reports whether keep is a strictly increasing list of indices in
 // [0, T).

@@ -54,18 +54,26 @@ func (Ancestral) Evaluations(T int) int { return T }
 func (Ancestral) String() string        { return "ancestral" }
 
 // DDIM is the sampler of Song, Meng & Ermon (2021) over Steps timesteps
-// spread evenly by [SpacedIndices]; Eta = 0 is deterministic, 1 the DDPM
-// posterior variance ([Diffusion.SampleDDIM]).
+// picked by Spacing (the zero value: evenly, [SpacedIndices]); Eta = 0 is
+// deterministic, 1 the DDPM posterior variance ([Diffusion.SampleDDIM]).
+// Each step goes to the next visited timestep, and the last to ᾱ = 1.
+// diffusers' DDIMScheduler steps to t − T div K instead, which is the next
+// visited timestep for "leading" (any steps_offset) and for "trailing" when
+// K divides T, but not for "linspace" or other K (its open issue #12633).
 type DDIM struct {
 	Steps int
 	Eta   float64
+	// Spacing picks the timesteps; StepsOffset is diffusers' steps_offset,
+	// which SpacingLeading adds to each (see [Spacing.Indices]).
+	Spacing     Spacing
+	StepsOffset int
 }
 
 func (s DDIM) Sample(ctx context.Context, d *Diffusion, m Model, x []float32, n int, rng *rand.Rand, h Hooks) error {
 	if err := s.Validate(d.T); err != nil {
 		return err
 	}
-	keep, err := SpacedIndices(d.T, s.Steps)
+	keep, err := s.Spacing.indices(d.T, s.Steps, s.StepsOffset)
 	if err != nil {
 		return err
 	}
@@ -79,23 +87,83 @@ func (s DDIM) Validate(T int) error {
 	if !(s.Eta >= 0) || math.IsInf(s.Eta, 0) {
 		return fmt.Errorf("ddim: η must be ≥ 0, got %g", s.Eta)
 	}
+	if _, err := s.Spacing.indices(T, s.Steps, s.StepsOffset); err != nil {
+		return fmt.Errorf("ddim: %w", err)
+	}
 	return nil
 }
 func (s DDIM) Evaluations(T int) int { return s.Steps }
-func (s DDIM) String() string        { return fmt.Sprintf("ddim, %d steps, η = %g", s.Steps, s.Eta) }
+func (s DDIM) String() string {
+	return fmt.Sprintf("ddim, %d steps%s, η = %g", s.Steps, spacingNote(s.Spacing, s.StepsOffset), s.Eta)
+}
+
+// spacingNote describes a spacing other than the default for a log line.
+func spacingNote(s Spacing, offset int) string {
+	switch {
+	case s == SpacingAuto:
+		return ""
+	case s == SpacingLeading && offset != 0:
+		return fmt.Sprintf(" (%v spacing, offset %d)", s, offset)
+	}
+	return fmt.Sprintf(" (%v spacing)", s)
+}
+
+// WithSpacing returns s with the timestep spacing sp and steps offset
+// filled in when s is a [DDIM] or [Respaced] sampler that leaves its
+// spacing to the model (SpacingAuto); any other sampler is returned as it
+// is. A pipeline uses it to apply its model's default spacing.
+func WithSpacing(s Sampler, sp Spacing, offset int) Sampler {
+	switch v := s.(type) {
+	case DDIM:
+		if v.Spacing == SpacingAuto {
+			v.Spacing, v.StepsOffset = sp, offset
+		}
+		return v
+	case *DDIM:
+		if v != nil && v.Spacing == SpacingAuto {
+			c := *v
+			c.Spacing, c.StepsOffset = sp, offset
+			return c
+		}
+	case Respaced:
+		if v.Spacing == SpacingAuto {
+			v.Spacing, v.StepsOffset = sp, offset
+		}
+		return v
+	case *Respaced:
+		if v != nil && v.Spacing == SpacingAuto {
+			c := *v
+			c.Spacing, c.StepsOffset = sp, offset
+			return c
+		}
+	}
+	return s
+}
 
 // Respaced runs Algorithm 2 on the process respaced to Steps timesteps
-// spread evenly by [SpacedIndices] (improved-diffusion's respacing,
-// [Diffusion.Respace]), feeding the network its original timesteps.
+// picked by Spacing (the zero value: evenly, [SpacedIndices];
+// improved-diffusion's respacing, [Diffusion.Respace]), feeding the
+// network its original timesteps. Each step goes to the next visited
+// timestep and the last to ᾱ = 1, as diffusers' DDPMScheduler.step does
+// with num_inference_steps (previous_timestep), so that with diffusers'
+// spacing it is DDPMPipeline(num_inference_steps=Steps). One difference
+// remains: DDPMScheduler adds noise at the last step whenever its timestep
+// is above 0 ("trailing", or "leading" with a steps_offset), with the
+// fixed_large variance 1 − ᾱ_t; Respaced returns the mean there, as
+// Algorithm 2 does.
 type Respaced struct {
 	Steps int
+	// Spacing picks the timesteps; StepsOffset is diffusers' steps_offset,
+	// which SpacingLeading adds to each (see [Spacing.Indices]).
+	Spacing     Spacing
+	StepsOffset int
 }
 
 func (s Respaced) Sample(ctx context.Context, d *Diffusion, m Model, x []float32, n int, rng *rand.Rand, h Hooks) error {
 	if err := s.Validate(d.T); err != nil {
 		return err
 	}
-	keep, err := SpacedIndices(d.T, s.Steps)
+	keep, err := s.Spacing.indices(d.T, s.Steps, s.StepsOffset)
 	if err != nil {
 		return err
 	}
@@ -113,10 +181,15 @@ func (s Respaced) Validate(T int) error {
 	if s.Steps < 2 || s.Steps > T {
 		return fmt.Errorf("respaced: %d steps out of range 2..%d (T)", s.Steps, T)
 	}
+	if _, err := s.Spacing.indices(T, s.Steps, s.StepsOffset); err != nil {
+		return fmt.Errorf("respaced: %w", err)
+	}
 	return nil
 }
 func (s Respaced) Evaluations(T int) int { return s.Steps }
-func (s Respaced) String() string        { return fmt.Sprintf("respaced, %d steps", s.Steps) }
+func (s Respaced) String() string {
+	return fmt.Sprintf("respaced, %d steps%s", s.Steps, spacingNote(s.Spacing, s.StepsOffset))
+}
 
 // Sample runs annealed Langevin dynamics with these settings
 // ([Diffusion.SampleLangevin]).
