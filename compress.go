@@ -32,6 +32,11 @@ type RDOptions struct {
 	// index i (t = i+1), its x_t and the receiver's estimate x̂0 (valid
 	// during the call), for a live view of progressive compression.
 	Observe func(img, i int, xt, xStart []float32)
+	// Term sees each pair's term of the rate as it is computed, in bits per
+	// data dimension: L_{t−1} of image img at index i = t−1 (the decoder L_0
+	// at i = 0); the rate after reverse step k is the prior plus the terms
+	// at i ≥ T−k+1. For a live rate curve.
+	Term func(img, i int, bits float64)
 }
 
 // RDResult is Table 4 and Fig. 5: the rate–distortion curve of progressive
@@ -86,10 +91,10 @@ func (p *Pipeline) RateDistortion(ctx context.Context, x0 *Tensor, o RDOptions) 
 	if o.Batch <= 0 {
 		o.Batch = 64
 	}
-	c, err := rd.Run(ctx, p.Process, p.Net, x0.Data, x0.N, rd.Options{
+	c, err := rd.Run(ctx, p.Process, p.net(), x0.Data, x0.N, rd.Options{
 		Batch: o.Batch, Rng: rand.New(rand.NewPCG(o.Seed, bpdSeedStream)),
 		Scale: float64(p.dims()) / float64(dataDims), Mask: mask,
-		Progress: o.Progress, Observe: o.Observe,
+		Progress: o.Progress, Observe: o.Observe, Term: o.Term,
 	})
 	if err != nil {
 		return nil, err

@@ -35,6 +35,7 @@ type Pipeline struct {
 	Source Source
 
 	config  diffusion.Config     // the process's settings, as saved with the model and overridden by options
+	eval    diffusion.Model      // Through: where network evaluations go instead of Net (nil: Net)
 	fixed   *diffusion.Diffusion // the process before a fitted variance replaced its own
 	fitFrom string               // where the fitted variance came from
 }
@@ -50,6 +51,25 @@ func New(net *unet.UNet, c diffusion.Config) (*Pipeline, error) {
 		return nil, fmt.Errorf("%w: variance %s needs a network with %d output channels, this one has %d", ErrInvalidOption, c.Var, want, have)
 	}
 	return &Pipeline{Net: net, Process: d, Source: Source{Kind: InMemory}, config: c}, nil
+}
+
+// Through returns a copy of p whose network evaluations in Sample,
+// BitsPerDim, RateDistortion, Interpolate, Progressive and SharedLatents go
+// through m instead of calling Net: e.g. a server's batching scheduler,
+// which evaluates them together with other requests' images. m must
+// compute Net's function (a batch-invariant Net gives the same results).
+func (p *Pipeline) Through(m diffusion.Model) *Pipeline {
+	q := *p
+	q.eval = m
+	return &q
+}
+
+// net is where p's network evaluations go: Through's model, or Net.
+func (p *Pipeline) net() diffusion.Model {
+	if p.eval != nil {
+		return p.eval
+	}
+	return p.Net
 }
 
 // ProcessConfig is the diffusion process's settings (schedule, T,

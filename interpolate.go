@@ -74,7 +74,7 @@ func (p *Pipeline) Interpolate(ctx context.Context, a, b *Tensor, o InterpolateO
 		return nil, fmt.Errorf("%w: no λ", ErrInvalidOption)
 	}
 	rng := rand.New(rand.NewPCG(o.Seed, interpSeedStream))
-	rows, err := interpolate.Run(ctx, p.Process, p.Net, a.Data, b.Data, idx, lambdas, rng, diffusion.Hooks{Progress: o.Progress, Observe: o.Observe})
+	rows, err := interpolate.Run(ctx, p.Process, p.net(), a.Data, b.Data, idx, lambdas, rng, diffusion.Hooks{Progress: o.Progress, Observe: o.Observe})
 	if err != nil {
 		return nil, err
 	}

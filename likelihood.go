@@ -41,7 +41,7 @@ func (p *Pipeline) BitsPerDim(ctx context.Context, x0 *Tensor, o BPDOptions) (*d
 	if o.Batch <= 0 {
 		o.Batch = 64
 	}
-	return p.Process.EvaluateBound(ctx, p.Net, x0.Data, x0.N, diffusion.BoundOptions{
+	return p.Process.EvaluateBound(ctx, p.net(), x0.Data, x0.N, diffusion.BoundOptions{
 		Batch: o.Batch, Rng: rand.New(rand.NewPCG(o.Seed, bpdSeedStream)), Progress: o.Progress,
 	})
 }

@@ -77,7 +77,7 @@ func (p *Pipeline) Progressive(ctx context.Context, o ProgressiveOptions) (*Prog
 	rng := rand.New(rand.NewPCG(o.Seed, progSeedStream))
 	xT := make([]float32, n*p.dims())
 	diffusion.FillNormal(xT, rng)
-	ch, err := progressive.Run(ctx, p.Process, p.Net, xT, n, record, rng, diffusion.Hooks{Progress: o.Progress, Observe: o.Observe})
+	ch, err := progressive.Run(ctx, p.Process, p.net(), xT, n, record, rng, diffusion.Hooks{Progress: o.Progress, Observe: o.Observe})
 	if err != nil {
 		return nil, err
 	}
@@ -177,7 +177,7 @@ func (p *Pipeline) SharedLatents(ctx context.Context, o SharedOptions) (*SharedR
 	if err != nil {
 		return nil, err
 	}
-	samples, err := progressive.Shared(ctx, p.Process, p.Net, latents, idx, per, rng, st.next(steps(idx), o.Observe))
+	samples, err := progressive.Shared(ctx, p.Process, p.net(), latents, idx, per, rng, st.next(steps(idx), o.Observe))
 	if err != nil {
 		return nil, err
 	}
@@ -193,6 +193,23 @@ func (p *Pipeline) SharedLatents(ctx context.Context, o SharedOptions) (*SharedR
 	return r, nil
 }
 
+// Noised draws x_t ~ q(x_t | x0) of one image at the paper's t with the
+// noise [Pipeline.SharedLatents] draws for seed, so that its rows with
+// Image set share exactly this x_t: a preview that costs no network
+// evaluation.
+func (p *Pipeline) Noised(image *Tensor, t int, seed uint64) (*Tensor, error) {
+	if err := p.checkImages(image, 1, "the image"); err != nil {
+		return nil, err
+	}
+	idx, err := p.indices([]int{t}, nil)
+	if err != nil {
+		return nil, err
+	}
+	eps := make([]float32, p.dims())
+	diffusion.FillNormal(eps, rand.New(rand.NewPCG(seed, progSeedStream)))
+	return p.tensor(progressive.Encode(p.Process, image.Data, eps, idx)[0]), nil
+}
+
 // latents returns the reference image and its x_t at each index of idx:
 // image's, encoded by q with one noise draw, or those of one sampling chain
 // and its sample.
@@ -202,7 +219,7 @@ func (p *Pipeline) latents(ctx context.Context, image *Tensor, idx []int, rng *r
 	if image != nil {
 		return image.Data, progressive.Encode(p.Process, image.Data, x, idx), nil
 	}
-	latents, ref, err := progressive.ChainLatents(ctx, p.Process, p.Net, x, idx, rng, st.next(p.T(), observe))
+	latents, ref, err := progressive.ChainLatents(ctx, p.Process, p.net(), x, idx, rng, st.next(p.T(), observe))
 	return ref, latents, err
 }
 

@@ -100,7 +100,7 @@ func (p *Pipeline) SampleTensor(ctx context.Context, n int, o SampleOptions) (*T
 		return nil, err
 	}
 	rng := SampleRNG(o.Seed)
-	x, err := diffusion.Generate(ctx, p.Process, p.Net, o.sampler(), n, p.dims(), o.batch(), rng,
+	x, err := diffusion.Generate(ctx, p.Process, p.net(), o.sampler(), n, p.dims(), o.batch(), rng,
 		diffusion.Hooks{Progress: o.Progress, Observe: o.Observe})
 	if err != nil {
 		return nil, err

@@ -41,11 +41,13 @@ type BoundOptions struct {
 
 // BoundBatch is one network call of [Diffusion.EvaluateBound]: pair j is image Img[j] at
 // diffusion index T[j]; its x0 and x_t are the D values from j·D of X0 and
-// Xt, and Out is the network's output for it. The slices are reused by the
-// next call.
+// Xt, and Out is the network's output for it; Terms[j] is its term of the
+// bound (L_{t−1}, or L_0 at index 0) in bits per model dimension. The
+// slices are reused by the next call.
 type BoundBatch struct {
 	Img, T      []int
 	X0, Xt, Out []float32
+	Terms       []float64
 }
 
 // Bound is the bound of each of N images in bits per model dimension
@@ -105,11 +107,12 @@ func (d *Diffusion) EvaluateBound(ctx context.Context, m Model, x0 []float32, n 
 		d.QSample(xtb, xb, eb, tb)
 		ob := out[:d.OutChannels(1)*k*D]
 		m.Predict(ob, xtb, tb)
-		for j, v := range d.VBTerms(ob, xb, xtb, tb) {
+		terms := d.VBTerms(ob, xb, xtb, tb)
+		for j, v := range terms {
 			r.Terms[img[j]][tb[j]] = v
 		}
 		if opt.Visit != nil {
-			opt.Visit(BoundBatch{Img: img[:k], T: tb, X0: xb, Xt: xtb, Out: ob})
+			opt.Visit(BoundBatch{Img: img[:k], T: tb, X0: xb, Xt: xtb, Out: ob, Terms: terms})
 		}
 		if opt.Progress != nil {
 			opt.Progress(lo+k, total)

@@ -2,6 +2,7 @@ package serve
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -18,6 +19,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ddpm-go/ddpm"
+	"github.com/ddpm-go/ddpm/diffusion"
 	"github.com/ddpm-go/ddpm/imgio"
 )
 
@@ -44,6 +47,11 @@ type SampleRequest struct {
 	// Every is how many steps apart the stream's progress events are
 	// (default: about 20 events per request).
 	Every int `json:"every,omitempty"`
+	// Updates are langevin's updates per noise level (default 5); its
+	// steps are the noise levels (default min(20, T)).
+	Updates int `json:"updates,omitempty"`
+	// StepScale is langevin's r in α_i = r·σ_i², 0 < r < 4 (default 1).
+	StepScale *float64 `json:"step_scale,omitempty"`
 }
 
 // SampleResponse is the JSON answer of /sample and the stream's final event.
@@ -85,7 +93,7 @@ type ProgressEvent struct {
 }
 
 // samplers are the names the API knows, in the order documented.
-var samplers = []string{"ancestral", "ddim", "respaced"}
+var samplers = []string{"ancestral", "ddim", "respaced", "langevin"}
 
 func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
@@ -97,6 +105,13 @@ func (s *Server) routes() http.Handler {
 	handle("GET", "/api/v1/models", "models", s.handleModels)
 	handle("POST", "/api/v1/sample", "sample", s.handleSample)
 	handle("POST", "/api/v1/sample/stream", "stream", s.handleStream)
+	handle("POST", "/api/v1/noise", "noise", s.handleNoise)
+	handle("POST", "/api/v1/regenerate", "regenerate", s.handleRegenerate)
+	handle("POST", "/api/v1/bpd", "bpd", s.handleBPD)
+	handle("POST", "/api/v1/compress", "compress", s.handleCompress)
+	handle("POST", "/api/v1/compress/stream", "compress_stream", s.handleCompressStream)
+	handle("POST", "/api/v1/interpolate", "interpolate", s.handleInterpolate)
+	handle("GET", "/api/v1/examples", "examples", s.handleExamples)
 	handle("GET", "/api/v1/openapi.json", "openapi", s.handleOpenAPI)
 	handle("GET", "/healthz", "healthz", s.handleHealth)
 	mux.Handle("GET /metrics", s.metrics.handler())
@@ -214,6 +229,8 @@ type request struct {
 	asJSON  bool
 	plan    *plan
 	sampler string
+
+	langevin *diffusion.Langevin // set for the langevin sampler, which has no plan (langevin.go)
 }
 
 // readRequest decodes and checks a sample request.
@@ -273,8 +290,24 @@ func (s *Server) readRequest(w http.ResponseWriter, r *http.Request) (*request, 
 		if q.steps < lo || q.steps > T {
 			return nil, badRequest("steps = %d out of range %d..%d (T) for %s", q.steps, lo, T, q.sampler)
 		}
+	case "langevin":
+		l := ddpm.Langevin()
+		l.Levels, l.Steps = cmp.Or(sr.Steps, min(20, T)), cmp.Or(sr.Updates, 5)
+		if sr.StepScale != nil {
+			l.StepScale = *sr.StepScale
+		}
+		if !(l.StepScale > 0 && l.StepScale < 4) || l.Levels < 1 || sr.Updates < 0 {
+			return nil, badRequest("langevin needs steps (noise levels) 1..%d, updates ≥ 1 and 0 < step_scale < 4", T)
+		}
+		if err := l.Validate(T); err != nil {
+			return nil, badRequest("%v", strings.TrimPrefix(err.Error(), "diffusion: "))
+		}
+		q.langevin, q.steps = &l, l.Evaluations(T)
 	default:
 		return nil, badRequest("unknown sampler %q (have %s)", sr.Sampler, strings.Join(samplers, ", "))
+	}
+	if q.langevin == nil && (sr.Updates != 0 || sr.StepScale != nil) {
+		return nil, badRequest("updates and step_scale apply to the langevin sampler only")
 	}
 	if q.steps > s.opts.MaxSteps {
 		return nil, badRequest("%s with %d steps: this server allows at most %d network evaluations per image", q.sampler, q.steps, s.opts.MaxSteps)
@@ -306,6 +339,9 @@ func (s *Server) readRequest(w http.ResponseWriter, r *http.Request) (*request, 
 	}
 	if sr.Every < 0 {
 		return nil, badRequest("every = %d must be ≥ 0", sr.Every)
+	}
+	if q.langevin != nil {
+		return q, nil
 	}
 	pl, err := newPlan(q.kind, q.m.p.Process, q.steps, q.eta)
 	if err != nil {
@@ -381,12 +417,15 @@ func (s *Server) handleSample(w http.ResponseWriter, r *http.Request) {
 		s.writeErr(w, err)
 		return
 	}
-	j, err := s.submit(r.Context(), q, 0)
-	if err != nil {
+	var j *job
+	if q.langevin != nil {
+		j, err = s.langevin(r.Context(), q, 0, nil)
+	} else if j, err = s.submit(r.Context(), q, 0); err == nil {
+		err = <-j.done
+	} else {
 		s.writeErr(w, err)
 		return
 	}
-	err = <-j.done
 	s.logRequest(r, q, start, err)
 	if err != nil {
 		if r.Context().Err() != nil {
@@ -403,7 +442,7 @@ func (s *Server) handleSample(w http.ResponseWriter, r *http.Request) {
 	h.Set("Content-Type", "image/png")
 	h.Set("X-Seed", strconv.FormatUint(q.seed, 10))
 	h.Set("X-Model", q.m.name)
-	h.Set("X-Sampler", q.plan.describe())
+	h.Set("X-Sampler", q.describe())
 	h.Set("Content-Disposition", fmt.Sprintf(`inline; filename="%s-%s-seed%d.png"`, q.m.name, q.sampler, q.seed))
 	w.Write(s.gridPNG(q.m, j.out, q.n, q.Cols, png.DefaultCompression))
 }
@@ -413,7 +452,7 @@ func (s *Server) logRequest(r *http.Request, q *request, start time.Time, err er
 	if err != nil {
 		outcome = err.Error()
 	}
-	s.logf("%s %s: %s, %d images, %s, seed %d: %s in %.2fs", r.Method, r.URL.Path, q.m.name, q.n, q.plan.describe(), q.seed, outcome, time.Since(start).Seconds())
+	s.logf("%s %s: %s, %d images, %s, seed %d: %s in %.2fs", r.Method, r.URL.Path, q.m.name, q.n, q.describe(), q.seed, outcome, time.Since(start).Seconds())
 }
 
 // describe is the sampler for a log line or a header.
@@ -473,7 +512,11 @@ func (s *Server) handleStream(w http.ResponseWriter, r *http.Request) {
 	}
 	every := q.Every
 	if every == 0 {
-		every = max(1, q.plan.K/20)
+		every = max(1, q.steps/20)
+	}
+	if q.langevin != nil {
+		s.streamLangevin(w, r, q, every, start)
+		return
 	}
 	j, err := s.submit(r.Context(), q, every)
 	if err != nil {

@@ -152,6 +152,8 @@ type job struct {
 
 	submitted, admitted time.Time
 	ended               bool // finish was called
+
+	eval *evalJob // non-nil: one network evaluation of out's images, not sampling (evaluate.go)
 }
 
 // newJob prepares a job of n images with chunks of chunk images.
@@ -175,6 +177,9 @@ func (j *job) x() []float32 { return j.out[j.lo*j.m.dim : j.hi*j.m.dim] }
 // startChunk moves to the chunk beginning at lo and draws its x_T.
 func (j *job) startChunk(lo int) {
 	j.lo, j.hi, j.pos = lo, min(lo+j.chunk, j.n), 0
+	if j.eval != nil {
+		return // its images are the caller's x_t
+	}
 	diffusion.FillNormal(j.x(), j.rng)
 }
 
@@ -424,9 +429,13 @@ func (s *scheduler) stepModel(m *model) (images int) {
 	off := 0
 	for _, j := range js {
 		copy(m.x[off*dim:], j.x())
-		i := j.plan.netIndex(j.pos)
-		for b := range j.size() {
-			m.t[off+b] = i
+		if j.eval != nil {
+			copy(m.t[off:], j.eval.t) // each image at its own index
+		} else {
+			i := j.plan.netIndex(j.pos)
+			for b := range j.size() {
+				m.t[off+b] = i
+			}
 		}
 		off += j.size()
 	}
@@ -442,6 +451,12 @@ func (s *scheduler) stepModel(m *model) (images int) {
 	off = 0
 	for _, j := range js {
 		n := j.size()
+		if j.eval != nil { // a one-off evaluation: hand back its output
+			copy(j.eval.dst, m.out[off*outDim:(off+n)*outDim])
+			off += n
+			s.remove(j, nil)
+			continue
+		}
 		rep := &replay{out: m.out[off*outDim : (off+n)*outDim], t: m.t[off]}
 		off += n
 		done, total := j.progress()

@@ -59,6 +59,9 @@ type Options struct {
 	MaxSteps int
 	// MaxBodyBytes limits a request body (0: 64 KiB); larger bodies get 413.
 	MaxBodyBytes int64
+	// MaxUploadBytes limits the body of the studio's calls that carry
+	// images (/noise, /regenerate, /bpd, /compress, /interpolate; 0: 1 MiB).
+	MaxUploadBytes int64
 	// RetryAfter is what a 503 asks clients to wait (0: 2 s).
 	RetryAfter time.Duration
 	// ShutdownTimeout is how long ListenAndServe lets running requests
@@ -82,6 +85,9 @@ func (o Options) withDefaults() Options {
 	def(&o.MaxSteps, 1000)
 	if o.MaxBodyBytes <= 0 {
 		o.MaxBodyBytes = 64 << 10
+	}
+	if o.MaxUploadBytes <= 0 {
+		o.MaxUploadBytes = 1 << 20
 	}
 	if o.RetryAfter <= 0 {
 		o.RetryAfter = 2 * time.Second

@@ -56,6 +56,10 @@ type Options struct {
 	// each, valid during the call) — what a live view of the compression
 	// shows. Pairs come for i = T−1 down to 0.
 	Observe func(img, i int, xt, xStart []float32)
+	// Term, when set, sees each pair's term of the rate as it is computed:
+	// L_{t−1} of image img at index i = t−1 (L_0 at i = 0), times Scale,
+	// for a live rate curve.
+	Term func(img, i int, bits float64)
 }
 
 // Curve is the rate–distortion curve of N images, averaged over them.
@@ -123,6 +127,9 @@ func Run(ctx context.Context, d *diffusion.Diffusion, m diffusion.Model, x0 []fl
 				sse[i] += s
 				if opt.Observe != nil {
 					opt.Observe(b.Img[p], i, b.Xt[p*D:(p+1)*D], xh[p*D:(p+1)*D])
+				}
+				if opt.Term != nil {
+					opt.Term(b.Img[p], i, b.Terms[p]*scale)
 				}
 			}
 		},
