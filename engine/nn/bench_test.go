@@ -1,6 +1,9 @@
 package nn
 
-import "testing"
+import (
+	"fmt"
+	"testing"
+)
 
 // The conv shapes of the "small" U-Net at batch 32 (conv_in, a level-0
 // ResBlock conv, a level-1/2 conv, the level-0 Downsample), and one of the
@@ -191,5 +194,46 @@ func TestNoScratchAllocs(t *testing.T) {
 	t.Logf("bytes allocated per conv+attention forward/backward: %d at 6×6, %d at 12×12", small, large)
 	if large > small+512 || small > 16<<10 {
 		t.Errorf("per-step allocations grow with the tensors (%d → %d bytes): scratch is not reused", small, large)
+	}
+}
+
+// BenchmarkConvWinogradGate times the Winograd forward against the direct
+// conv on the wide kernels at small planes that winoMaxKernel sends to the
+// direct conv (the 256×256 network's 512-channel levels), and on cifar's
+// that it keeps on Winograd, at batch 1 and 8.
+func BenchmarkConvWinogradGate(b *testing.B) {
+	for _, c := range [][4]int{{512, 512, 16, 1}, {1024, 512, 16, 1}, {512, 512, 8, 1}, {512, 512, 16, 8},
+		{256, 256, 16, 8}, {512, 256, 16, 8}, {256, 256, 8, 8}, {256, 256, 32, 1}} {
+		for _, direct := range []bool{false, true} {
+			name := fmt.Sprintf("%dto%d_%dx%d_b%d/winograd", c[0], c[1], c[2], c[2], c[3])
+			if direct {
+				name = name[:len(name)-len("winograd")] + "direct"
+			}
+			b.Run(name, func(b *testing.B) {
+				rng := newRNG(1)
+				l := NewConv2d(c[0], c[1], 3, 1, 1)
+				bindRandom(rng, l.Params(), 0.1)
+				n, h := c[3], c[2]
+				in, out := randn(rng, n*c[0]*h*h, 1), make([]float32, n*c[1]*h*h)
+				if direct {
+					l.NoWinograd = true
+				} else {
+					l.forwardWinograd(out, in, nil, n, h, h) // the path itself, whatever winograd() says
+				}
+				fwd := func() {
+					if direct {
+						l.Forward(out, in, n, h, h)
+					} else {
+						l.forwardWinograd(out, in, nil, n, h, h)
+					}
+				}
+				fwd()
+				b.ResetTimer()
+				for b.Loop() {
+					fwd()
+				}
+				b.ReportMetric(b.Elapsed().Seconds()/float64(b.N)*1e3, "ms/op")
+			})
+		}
 	}
 }

@@ -1,6 +1,8 @@
 package nn
 
 import (
+	"sync"
+
 	"github.com/ddpm-go/ddpm/engine/gemm"
 	"github.com/ddpm-go/ddpm/engine/parallel"
 	"github.com/ddpm-go/ddpm/engine/vec"
@@ -133,7 +135,9 @@ func (l *Conv2d) ForwardBias(out, in, extra []float32, n, h, w int) {
 	inSize, outSize, kk, howo := l.Cin*h*w, l.Cout*ho*wo, l.Cin*l.K*l.K, ho*wo
 	rowTaps := l.rowTaps(h, w)
 	if rowTaps {
-		l.rowW = grow(l.rowW, len(l.Weight.W))
+		// Rebuilt every call, so borrowed rather than kept per layer.
+		l.rowW = borrowKernel(len(l.Weight.W))
+		defer func() { returnKernel(l.rowW); l.rowW = nil }()
 		splitKernelRows(l.rowW, l.Weight.W, l.Cout, l.Cin, l.K)
 	}
 	l.eachSlotForward(n, func(s *convSlot, lo, hi int) {
@@ -600,7 +604,7 @@ func (l *Conv2d) eachSlot(n int, fn func(s *convSlot, lo, hi int)) {
 	forSlots(n, func(slot, lo, hi int) {
 		s := &l.slots[slot]
 		s.used = true
-		fn(s, lo, hi)
+		withScratch(s, func() { fn(s, lo, hi) })
 	})
 }
 
@@ -611,8 +615,65 @@ func (l *Conv2d) eachSlotForward(n int, fn func(s *convSlot, lo, hi int)) {
 	l.fwd.run(n, func(slot, lo, hi int) {
 		s := &l.slots[slot]
 		s.used = true
-		fn(s, lo, hi)
+		withScratch(s, func() { fn(s, lo, hi) })
 	})
+}
+
+// convScratch is the lowering and Winograd scratch of a convSlot (col,
+// acc, wino). Slots borrow a set for the length of a parallel loop instead
+// of each layer keeping its own, so a network holds as many sets as run at
+// once (one per pool worker), not one per layer and worker: the 256×256
+// U-Net's hundred-odd convs held gigabytes of it.
+type convScratch struct{ col, acc, v, m []float32 }
+
+var scratchSets struct {
+	sync.Mutex
+	free []*convScratch
+}
+
+// kernelBufs are the row-tap forward's kernel copies (Conv2d.rowW), lent
+// out like the scratch sets.
+var kernelBufs struct {
+	sync.Mutex
+	free [][]float32
+}
+
+func borrowKernel(n int) []float32 {
+	kernelBufs.Lock()
+	defer kernelBufs.Unlock()
+	var b []float32
+	if k := len(kernelBufs.free); k > 0 {
+		b, kernelBufs.free = kernelBufs.free[k-1], kernelBufs.free[:k-1]
+	}
+	return grow(b, n)
+}
+
+func returnKernel(b []float32) {
+	kernelBufs.Lock()
+	kernelBufs.free = append(kernelBufs.free, b)
+	kernelBufs.Unlock()
+}
+
+// withScratch runs fn with a borrowed scratch set in s's col, acc and wino
+// buffers (grown as fn needs), and returns it afterwards.
+func withScratch(s *convSlot, fn func()) {
+	scratchSets.Lock()
+	var sc *convScratch
+	if k := len(scratchSets.free); k > 0 {
+		sc, scratchSets.free = scratchSets.free[k-1], scratchSets.free[:k-1]
+	} else {
+		sc = new(convScratch)
+	}
+	scratchSets.Unlock()
+	s.col, s.acc, s.wino.v, s.wino.m = sc.col, sc.acc, sc.v, sc.m
+	defer func() {
+		sc.col, sc.acc, sc.v, sc.m = s.col, s.acc, s.wino.v, s.wino.m
+		s.col, s.acc, s.wino.v, s.wino.m = nil, nil, nil, nil
+		scratchSets.Lock()
+		scratchSets.free = append(scratchSets.free, sc)
+		scratchSets.Unlock()
+	}()
+	fn()
 }
 
 // slotsFor makes room for a batch of n and clears the slots' marks.

@@ -431,3 +431,43 @@ func TestBalancer(t *testing.T) {
 		t.Fatalf("share %.3f after 10 calls with range 1 twice as slow, want ≥ 0.58 (→ 0.667)", b.share)
 	}
 }
+
+// TestWinogradBandsExact: a plane whose Winograd operands exceed winoBytes
+// runs in bands of tile rows; the output is bitwise that of the whole
+// plane in one GEMM batch (and close to the direct conv), forward and input
+// gradient, F(2×2) (wider than 64) and F(4×4).
+func TestWinogradBandsExact(t *testing.T) {
+	for _, c := range [][3]int{{16, 24, 70}, {32, 32, 64}, {24, 16, 33}} {
+		cin, cout, hw := c[0], c[1], c[2]
+		rng := newRNG(uint64(hw))
+		l := NewConv2d(cin, cout, 3, 1, 1)
+		bindRandom(rng, l.Params(), 0.1)
+		n := 2
+		in := randn(rng, n*cin*hw*hw, 1)
+		run := func(bytes int) []float32 {
+			defer func(b int) { winoBytes = b }(winoBytes)
+			winoBytes = bytes
+			out := make([]float32, n*cout*hw*hw)
+			l.Forward(out, in, n, hw, hw)
+			dIn := make([]float32, len(in))
+			zeroGrads(l.Params())
+			l.Backward(dIn, out, in, n, hw, hw)
+			return append(out, dIn...)
+		}
+		whole, banded := run(1<<40), run(64<<10)
+		if !slices.Equal(whole, banded) {
+			t.Errorf("%d→%d @%d: banded Winograd differs from the whole plane's", cin, cout, hw)
+		}
+		l.NoWinograd = true
+		direct := run(1 << 40)
+		l.NoWinograd = false
+		var worst, scale float64
+		for i := range direct {
+			worst = max(worst, math.Abs(float64(direct[i]-banded[i])))
+			scale = max(scale, math.Abs(float64(direct[i])))
+		}
+		if worst > 1e-5*scale {
+			t.Errorf("%d→%d @%d: banded Winograd off the direct conv by %.3g of %.3g", cin, cout, hw, worst, scale)
+		}
+	}
+}

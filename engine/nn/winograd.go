@@ -62,15 +62,32 @@ const winoMinPixels = 100
 // 36 planes · (Cin+Cout) · 4 bytes per tile), in the forward and both
 // gradients: 768 KiB keeps V and M plus the layer's planes in a 2 MiB L2;
 // see BenchmarkSampleStepMNISTDeeper and BenchmarkTrainStepMNISTFast.
-const winoBytes = 768 << 10
+var winoBytes = 768 << 10 // a variable for TestWinogradBandsExact
 
 // winograd reports whether Forward uses the Winograd path on h×w planes:
 // F(4×4, 3×3) wherever its kernels take the plane, F(2×2, 3×3) on other
-// planes of at least winoMinPixels.
+// planes of at least winoMinPixels, unless the kernel is too wide for the
+// plane (winoMaxKernel).
 func (l *Conv2d) winograd(h, w int) bool {
-	return l.K == 3 && l.Stride == 1 && l.Pad == 1 && l.PadExtra == 0 && l.Cin >= winoMinC && l.Cout >= winoMinC &&
-		!l.NoWinograd && (l.winoTile(h, w) == 4 || h*w >= winoMinPixels)
+	if l.K != 3 || l.Stride != 1 || l.Pad != 1 || l.PadExtra != 0 || l.Cin < winoMinC || l.Cout < winoMinC || l.NoWinograd {
+		return false
+	}
+	tile := l.winoTile(h, w)
+	if tile != 4 && h*w < winoMinPixels {
+		return false
+	}
+	tiles := ((h + tile - 1) / tile) * ((w + tile - 1) / tile)
+	return l.Cin*l.Cout <= winoMaxKernel*tiles*(l.Cin+l.Cout)
 }
+
+// winoMaxKernel bounds the transformed kernel, (tile+2)²·Cin·Cout floats,
+// at this many times one image's transformed tiles, (tile+2)²·tiles·(Cin +
+// Cout). Past it (512 channels at 16×16 and 8×8, the 256×256 network's
+// lower levels) the cached kernel, 4× the weights, is most of the
+// network's memory, and at small batches the GEMMs stream it from memory
+// for a few columns: the direct conv is as fast or faster at batch 1
+// (BenchmarkConvWinogradGate).
+const winoMaxKernel = 12
 
 // wino4MinWidth is the narrowest plane the F(4×4, 3×3) forward is used on:
 // vec.Wino4Plan needs four tiles a row.
@@ -253,54 +270,82 @@ func (l *Conv2d) winogradConv(out, in []float32, n, h, w, cin, cout int, f *wino
 		planes, th, tw = 36, plan.TH, plan.TW
 	}
 	batch := plan != nil && plan.Images > 0
-	per := th * tw // GEMM columns (tiles) of one image
-	chunk := max(1, winoBytes/(4*planes*per*(cin+cout)))
+	// Whole images per GEMM batch while V and M fit winoBytes; past that
+	// one image at a time, in bands of tile rows (a multiple of what one
+	// F(4×4) kernel call covers), so that a 256×256 plane's operands stay
+	// bounded too instead of growing with the plane.
+	rowBytes := 4 * planes * tw * (cin + cout)
+	chunk := max(1, winoBytes/(rowBytes*th))
+	band := th
+	if !batch && rowBytes*th > winoBytes {
+		unit := 1
+		if plan != nil {
+			unit = plan.BandRows()
+		}
+		band = min(th, max(1, winoBytes/(rowBytes*unit))*unit)
+	}
 	each(n, func(s *convSlot, lo, hi int) {
 		ws := &s.wino
 		for i0 := lo; i0 < hi; i0 += chunk {
 			i1 := min(hi, i0+chunk)
-			N := (i1 - i0) * per
-			// The GEMMs run over Np ≥ N columns (see gemmWidth); the
-			// planes are not a multiple of 512 bytes apart either.
-			Np, ld := gemmWidth(N)
-			sv, sm := cin*ld+16, cout*ld+16 // plane strides of V and M
-			ws.v = grow(ws.v, planes*sv)
-			ws.m = grow(ws.m, planes*sm)
-			if batch {
-				plan.InputBatch(ws.v, sv, ld, in[i0*cin*h*w:], h*w, i1-i0, cin)
-			}
-			for i := i0; i < i1 && !batch; i++ {
-				off := (i - i0) * per
-				if plan != nil {
-					plan.InputPlanes(ws.v[off:], sv, ld, in[i*cin*h*w:], h*w, cin)
-					continue
-				}
-				for c := 0; c < cin; c++ {
-					vec.WinogradInputPlane(ws.v[c*ld+off:], sv, in[(i*cin+c)*h*w:][:h*w], h, w)
-				}
-			}
-			for xi := 0; xi < planes; xi++ {
-				zeroColumns(ws.v[xi*sv:], cin, ld, N, Np)
-			}
-			for xi := 0; xi < planes; xi++ {
-				gemm.Sgemm(false, false, cout, Np, cin, 1, f.u[xi*cout*cin:], cin,
-					ws.v[xi*sv:], ld, 0, ws.m[xi*sm:], ld)
-			}
-			if batch {
-				plan.OutputBatch(out[i0*cout*h*w:], h*w, ws.m, sm, ld, i1-i0, cout, func(o, k int) float32 { return bias(i0+k, o) })
-			}
-			for i := i0; i < i1 && !batch; i++ {
-				off := (i - i0) * per
-				if plan != nil {
-					plan.OutputPlanes(out[i*cout*h*w:], h*w, ws.m[off:], sm, ld, cout, func(o int) float32 { return bias(i, o) })
-					continue
-				}
-				for o := 0; o < cout; o++ {
-					vec.WinogradOutputPlane(out[(i*cout+o)*h*w:][:h*w], h, w, ws.m[o*ld+off:], sm, bias(i, o))
-				}
+			for ty0 := 0; ty0 < th; ty0 += band {
+				ty1 := min(th, ty0+band)
+				l.winogradBand(ws, out, in, i0, i1, ty0, ty1, h, w, cin, cout, f, plan, bias)
 			}
 		}
 	})
+}
+
+// winogradBand is one GEMM batch of winogradConv: tile rows [ty0, ty1) of
+// images [i0, i1) (all the rows of several images, or a band of one).
+func (l *Conv2d) winogradBand(ws *winoSlot, out, in []float32, i0, i1, ty0, ty1, h, w, cin, cout int, f *winoFilter,
+	plan *vec.Wino4Plan, bias func(i, o int) float32) {
+	planes, tw := 16, (w+1)/2
+	if plan != nil {
+		planes, tw = 36, plan.TW
+	}
+	batch := plan != nil && plan.Images > 0
+	per := (ty1 - ty0) * tw // GEMM columns (tiles) of one image's band
+	N := (i1 - i0) * per
+	// The GEMMs run over Np ≥ N columns (see gemmWidth); the planes are
+	// not a multiple of 512 bytes apart either.
+	Np, ld := gemmWidth(N)
+	sv, sm := cin*ld+16, cout*ld+16 // plane strides of V and M
+	ws.v = grow(ws.v, planes*sv)
+	ws.m = grow(ws.m, planes*sm)
+	if batch {
+		plan.InputBatch(ws.v, sv, ld, in[i0*cin*h*w:], h*w, i1-i0, cin)
+	}
+	for i := i0; i < i1 && !batch; i++ {
+		off := (i - i0) * per
+		if plan != nil {
+			plan.InputPlanesRows(ws.v[off:], sv, ld, in[i*cin*h*w:], h*w, cin, ty0, ty1)
+			continue
+		}
+		for c := 0; c < cin; c++ {
+			vec.WinogradInputRows(ws.v[c*ld+off:], sv, in[(i*cin+c)*h*w:][:h*w], h, w, ty0, ty1)
+		}
+	}
+	for xi := 0; xi < planes; xi++ {
+		zeroColumns(ws.v[xi*sv:], cin, ld, N, Np)
+	}
+	for xi := 0; xi < planes; xi++ {
+		gemm.Sgemm(false, false, cout, Np, cin, 1, f.u[xi*cout*cin:], cin,
+			ws.v[xi*sv:], ld, 0, ws.m[xi*sm:], ld)
+	}
+	if batch {
+		plan.OutputBatch(out[i0*cout*h*w:], h*w, ws.m, sm, ld, i1-i0, cout, func(o, k int) float32 { return bias(i0+k, o) })
+	}
+	for i := i0; i < i1 && !batch; i++ {
+		off := (i - i0) * per
+		if plan != nil {
+			plan.OutputPlanesRows(out[i*cout*h*w:], h*w, ws.m[off:], sm, ld, cout, ty0, ty1, func(o int) float32 { return bias(i, o) })
+			continue
+		}
+		for o := 0; o < cout; o++ {
+			vec.WinogradOutputRows(out[(i*cout+o)*h*w:][:h*w], h, w, ws.m[o*ld+off:], sm, bias(i, o), ty0, ty1)
+		}
+	}
 }
 
 // weightGradWinograd adds into gW [Cout, Cin, 3, 3] the weight gradient of

@@ -102,17 +102,28 @@ func winogradInputRow(v []float32, ldv int, rows *[4][]float32, w int) {
 // plane x to v[ξ·ldv + ty·tw + tx]: winogradInputRow for each tile row,
 // with the masks worked out once per plane.
 func WinogradInputPlane(v []float32, ldv int, x []float32, h, w int) {
+	WinogradInputRows(v, ldv, x, h, w, 0, (h+1)/2)
+}
+
+// WinogradInputRows is WinogradInputPlane for tile rows [ty0, ty1) of the
+// plane only, written from column 0 of v (tile (ty, tx) to column
+// (ty−ty0)·tw + tx): a band of a large plane, so that the GEMM operands of
+// a layer stay bounded (and in cache) however large its planes are.
+func WinogradInputRows(v []float32, ldv int, x []float32, h, w, ty0, ty1 int) {
 	th, tw := (h+1)/2, (w+1)/2
+	if ty0 < 0 || ty1 > th || ty0 >= ty1 {
+		panic("vec: WinogradInputRows: tile rows out of range")
+	}
 	_ = x[h*w-1]
-	_ = v[15*ldv+th*tw-1]
+	_ = v[15*ldv+(ty1-ty0)*tw-1]
 	if !useAVX512 {
-		for ty := 0; ty < th; ty++ {
+		for ty := ty0; ty < ty1; ty++ {
 			rows := tileRows(x, h, w, ty)
-			winoInputRowGo(v[ty*tw:], ldv, &rows, w)
+			winoInputRowGo(v[(ty-ty0)*tw:], ldv, &rows, w)
 		}
 		return
 	}
-	if tw <= 8 {
+	if tw <= 8 && ty0 == 0 && ty1 == th {
 		winoInputPlane2(v, ldv, x, h, w)
 		return
 	}
@@ -121,7 +132,7 @@ func WinogradInputPlane(v []float32, ldv int, x []float32, h, w int) {
 		ma0, ma1 := laneMask(e0-1, w), laneMask(e0+15, w)
 		mb0, mb1 := laneMask(e0+1, w), laneMask(e0+17, w)
 		mst := laneMask(t0, tw)
-		for ty := 0; ty < th; ty++ {
+		for ty := ty0; ty < ty1; ty++ {
 			var p [4]*float32
 			for r := range p {
 				if y := 2*ty - 1 + r; y >= 0 && y < h {
@@ -130,7 +141,7 @@ func WinogradInputPlane(v []float32, ldv int, x []float32, h, w int) {
 					p[r] = &winoZero[1]
 				}
 			}
-			winoInAVX512(p[0], p[1], p[2], p[3], &v[ty*tw+t0], ldv, ma0, ma1, mb0, mb1, mst)
+			winoInAVX512(p[0], p[1], p[2], p[3], &v[(ty-ty0)*tw+t0], ldv, ma0, ma1, mb0, mb1, mst)
 		}
 	}
 }
@@ -139,33 +150,43 @@ func WinogradInputPlane(v []float32, ldv int, x []float32, h, w int) {
 // m[ξ·ldm + ty·tw + tx]: winogradOutputRow for each tile row, with the
 // masks worked out once per plane.
 func WinogradOutputPlane(y []float32, h, w int, m []float32, ldm int, bias float32) {
+	WinogradOutputRows(y, h, w, m, ldm, bias, 0, (h+1)/2)
+}
+
+// WinogradOutputRows is WinogradOutputPlane for tile rows [ty0, ty1) only
+// (output rows 2·ty0 … 2·ty1−1), their tiles read from column 0 of m, as
+// WinogradInputRows writes them.
+func WinogradOutputRows(y []float32, h, w int, m []float32, ldm int, bias float32, ty0, ty1 int) {
 	th, tw := (h+1)/2, (w+1)/2
+	if ty0 < 0 || ty1 > th || ty0 >= ty1 {
+		panic("vec: WinogradOutputRows: tile rows out of range")
+	}
 	_ = y[h*w-1]
-	_ = m[15*ldm+th*tw-1]
+	_ = m[15*ldm+(ty1-ty0)*tw-1]
 	if !useAVX512 {
-		for ty := 0; ty < th; ty++ {
+		for ty := ty0; ty < ty1; ty++ {
 			var y1 []float32
 			if 2*ty+1 < h {
 				y1 = y[(2*ty+1)*w : (2*ty+2)*w]
 			}
-			winoOutputRowGo(y[2*ty*w:(2*ty+1)*w], y1, m[ty*tw:], ldm, bias)
+			winoOutputRowGo(y[2*ty*w:(2*ty+1)*w], y1, m[(ty-ty0)*tw:], ldm, bias)
 		}
 		return
 	}
-	if tw <= 8 {
+	if tw <= 8 && ty0 == 0 && ty1 == th {
 		winoOutputPlane2(y, h, w, m, ldm, bias)
 		return
 	}
 	for t0 := 0; t0 < tw; t0 += 16 {
 		e0 := 2 * t0
 		lo, hi, mld := laneMask(e0, w), laneMask(e0+16, w), laneMask(t0, tw)
-		for ty := 0; ty < th; ty++ {
+		for ty := ty0; ty < ty1; ty++ {
 			p0 := &y[2*ty*w+e0]
 			p1, lo1, hi1 := p0, uint16(0), uint16(0)
 			if 2*ty+1 < h {
 				p1, lo1, hi1 = &y[(2*ty+1)*w+e0], lo, hi
 			}
-			winoOutAVX512(&m[ty*tw+t0], ldm, p0, p1, bias, mld, lo, hi, lo1, hi1)
+			winoOutAVX512(&m[(ty-ty0)*tw+t0], ldm, p0, p1, bias, mld, lo, hi, lo1, hi1)
 		}
 	}
 }

@@ -208,27 +208,57 @@ func (p *Wino4Plan) Tiles() int { return p.TH * p.TW }
 
 // InputPlane writes the input transform Bᵀ·d·B of every tile of the plane
 // x to v[ξ·ldv + ty·TW + tx] (a plane plan).
-func (p *Wino4Plan) InputPlane(v []float32, ldv int, x []float32) { p.input(v, ldv, 0, x, 0, 1, 1) }
+func (p *Wino4Plan) InputPlane(v []float32, ldv int, x []float32) {
+	p.input(v, ldv, 0, x, 0, 1, 1, 0, p.TH)
+}
 
 // InputPlanes is InputPlane for count planes at once (a plane plan): plane
 // q is read from x[q·xStep:] and its tiles go to v[q·vStep:]. One call for
 // all the channels of an image saves the per-call set-up of the kernels.
 func (p *Wino4Plan) InputPlanes(v []float32, ldv, vStep int, x []float32, xStep, count int) {
 	p.checkPlanes(count, vStep, xStep)
-	p.input(v, ldv, vStep, x, xStep, 1, count)
+	p.input(v, ldv, vStep, x, xStep, 1, count, 0, p.TH)
+}
+
+// BandRows is the unit of InputPlanesRows' and OutputPlanesRows' bands:
+// the tile rows one kernel call covers.
+func (p *Wino4Plan) BandRows() int { return p.rows }
+
+// InputPlanesRows is InputPlanes for tile rows [ty0, ty1) of the planes
+// only, written from column 0 of v (tile (ty, tx) to column (ty−ty0)·TW +
+// tx): a band of large planes, which keeps a layer's GEMM operands bounded.
+// ty0 must be a multiple of BandRows, and so must ty1 unless it is TH.
+func (p *Wino4Plan) InputPlanesRows(v []float32, ldv, vStep int, x []float32, xStep, count, ty0, ty1 int) {
+	p.checkPlanes(count, vStep, xStep)
+	p.checkBand(ty0, ty1)
+	p.input(v, ldv, vStep, x, xStep, 1, count, ty0, ty1)
+}
+
+// OutputPlanesRows is OutputPlanes for the tile rows [ty0, ty1) that
+// InputPlanesRows transformed, their tiles read from column 0 of m.
+func (p *Wino4Plan) OutputPlanesRows(y []float32, yStep int, m []float32, ldm, mStep, count, ty0, ty1 int, bias func(q int) float32) {
+	p.checkPlanes(count, yStep, mStep)
+	p.checkBand(ty0, ty1)
+	p.output(y, yStep, m, ldm, mStep, 1, count, ty0, ty1, func(q, _ int) float32 { return bias(q) })
+}
+
+func (p *Wino4Plan) checkBand(ty0, ty1 int) {
+	if p.Images > 0 || ty0 < 0 || ty0 >= ty1 || ty1 > p.TH || ty0%p.rows != 0 || (ty1%p.rows != 0 && ty1 != p.TH) {
+		panic(fmt.Sprintf("vec: Winograd band of tile rows [%d, %d) on a plan of %d rows, %d a call", ty0, ty1, p.TH, p.rows))
+	}
 }
 
 // OutputPlane writes the h×w output plane y = Aᵀ·M·A + bias from
 // m[ξ·ldm + ty·TW + tx] (a plane plan).
 func (p *Wino4Plan) OutputPlane(y []float32, m []float32, ldm int, bias float32) {
-	p.output(y, 0, m, ldm, 0, 1, 1, func(int, int) float32 { return bias })
+	p.output(y, 0, m, ldm, 0, 1, 1, 0, p.TH, func(int, int) float32 { return bias })
 }
 
 // OutputPlanes is OutputPlane for count planes at once (a plane plan):
 // plane q goes to y[q·yStep:] from the tiles at m[q·mStep:], plus bias(q).
 func (p *Wino4Plan) OutputPlanes(y []float32, yStep int, m []float32, ldm, mStep, count int, bias func(q int) float32) {
 	p.checkPlanes(count, yStep, mStep)
-	p.output(y, yStep, m, ldm, mStep, 1, count, func(q, _ int) float32 { return bias(q) })
+	p.output(y, yStep, m, ldm, mStep, 1, count, 0, p.TH, func(q, _ int) float32 { return bias(q) })
 }
 
 // GradOutputPlane writes A·dY·Aᵀ of every 4×4 tile of the h×w output
@@ -274,7 +304,7 @@ func (p *Wino4Plan) gradOutput(v []float32, ldv, vStep int, dy []float32, dyStep
 func (p *Wino4Plan) InputBatch(v []float32, ldv, vStep int, x []float32, xStep, n, count int) {
 	p.checkBatch(n)
 	p.checkPlanes(count, vStep, xStep)
-	p.input(v, ldv, vStep, x, xStep, n, count)
+	p.input(v, ldv, vStep, x, xStep, n, count, 0, p.TH)
 }
 
 // OutputBatch is OutputPlane for the planes of n images of a batch plan,
@@ -284,7 +314,7 @@ func (p *Wino4Plan) InputBatch(v []float32, ldv, vStep int, x []float32, xStep, 
 func (p *Wino4Plan) OutputBatch(y []float32, yStep int, m []float32, ldm, mStep, n, count int, bias func(q, i int) float32) {
 	p.checkBatch(n)
 	p.checkPlanes(count, yStep, mStep)
-	p.output(y, yStep, m, ldm, mStep, n, count, bias)
+	p.output(y, yStep, m, ldm, mStep, n, count, 0, p.TH, bias)
 }
 
 // InStride and OutStride are a batch plan's floats between images' planes.
@@ -316,6 +346,15 @@ func (p *Wino4Plan) numCalls(n int) int {
 	return (n + p.Images - 1) / p.Images
 }
 
+// callRange is the calls [c0, c1) that cover tile rows [ty0, ty1) (all of
+// a batch plan's calls for n images).
+func (p *Wino4Plan) callRange(n, ty0, ty1 int) (c0, c1 int) {
+	if p.Images > 0 {
+		return 0, p.numCalls(n)
+	}
+	return ty0 / p.rows, (ty1 + p.rows - 1) / p.rows
+}
+
 func (p *Wino4Plan) call(c, n int) (table, col, img int) {
 	if p.Images == 0 {
 		return c, c * p.rows * p.TW, 0
@@ -324,51 +363,56 @@ func (p *Wino4Plan) call(c, n int) (table, col, img int) {
 	return min(p.Images, n-img) - 1, img * p.Tiles(), img
 }
 
-// input is InputPlane(s) and InputBatch: count planes of n images each.
-// The scratch space is set up once for all of them.
-func (p *Wino4Plan) input(v []float32, ldv, vStep int, x []float32, xStep, n, count int) {
-	per := p.Tiles()
+// input is InputPlane(s), InputPlanesRows and InputBatch: count planes of
+// n images each, tile rows [ty0, ty1) of each (all of them in a batch
+// plan). The scratch space is set up once for all of them.
+func (p *Wino4Plan) input(v []float32, ldv, vStep int, x []float32, xStep, n, count, ty0, ty1 int) {
+	per := (ty1 - ty0) * p.TW
 	_ = x[(count-1)*xStep+(n-1)*p.inStride+p.H*p.W-1]
 	_ = v[(count-1)*vStep+35*ldv+n*per-1]
 	if !useAVX512 {
 		for q := range count {
 			for i := range n {
-				wino4InputGo(v[q*vStep+i*per:], ldv, x[q*xStep+i*p.inStride:], p.H, p.W)
+				wino4InputGo(v[q*vStep+i*per:], ldv, x[q*xStep+i*p.inStride:], p.H, p.W, ty0, ty1)
 			}
 		}
 		return
 	}
 	var scratch [36][16]float32
+	c0, c1 := p.callRange(n, ty0, ty1)
 	for q := range count {
 		vq, xq := v[q*vStep:], x[q*xStep:]
-		for c := range p.numCalls(n) {
+		for c := c0; c < c1; c++ {
 			t, col, img := p.call(c, n)
+			col -= ty0 * p.TW
 			wino4InAVX512(&vq[col], ldv, &xq[img*p.inStride], (*int64)(unsafe.Pointer(&p.in[t])), (*uint32)(unsafe.Pointer(&p.k)), &scratch)
 		}
 	}
 }
 
-// output is OutputPlane(s) and OutputBatch.
-func (p *Wino4Plan) output(y []float32, yStep int, m []float32, ldm, mStep, n, count int, bias func(q, i int) float32) {
-	per := p.Tiles()
+// output is OutputPlane(s), OutputPlanesRows and OutputBatch.
+func (p *Wino4Plan) output(y []float32, yStep int, m []float32, ldm, mStep, n, count, ty0, ty1 int, bias func(q, i int) float32) {
+	per := (ty1 - ty0) * p.TW
 	_ = y[(count-1)*yStep+(n-1)*p.outStride+p.H*p.W-1]
 	_ = m[(count-1)*mStep+35*ldm+n*per-1]
 	if !useAVX512 {
 		for q := range count {
 			for i := range n {
-				wino4OutputGo(y[q*yStep+i*p.outStride:], p.H, p.W, m[q*mStep+i*per:], ldm, bias(q, i))
+				wino4OutputGo(y[q*yStep+i*p.outStride:], p.H, p.W, m[q*mStep+i*per:], ldm, bias(q, i), ty0, ty1)
 			}
 		}
 		return
 	}
+	c0, c1 := p.callRange(n, ty0, ty1)
 	var scratch [24][16]float32
 	var b [16]float32 // lane l: the bias of the image tile l belongs to
 	for q := range count {
 		yq, mq := y[q*yStep:], m[q*mStep:]
-		for c := range p.numCalls(n) {
+		for c := c0; c < c1; c++ {
 			t, col, img := p.call(c, n)
+			col -= ty0 * p.TW
 			switch {
-			case p.Images == 0 && c == 0: // a plane plan's calls share one image
+			case p.Images == 0 && c == c0: // a plane plan's calls share one image
 				v := bias(q, 0)
 				for l := range b {
 					b[l] = v
@@ -432,16 +476,17 @@ func wino4Col(m [6]float32) [4]float32 {
 	return [4]float32{m[0] + s1 + s2, d1 + 2*d2, s1 + 4*s2, d1 + m[5] + 8*d2}
 }
 
-// wino4InputGo is InputPlane in portable Go (and its reference).
-func wino4InputGo(v []float32, ldv int, x []float32, h, w int) {
-	th, tw := (h+3)/4, (w+3)/4
+// wino4InputGo is InputPlane in portable Go (and its reference), for tile
+// rows [ty0, ty1), written from column 0 of v.
+func wino4InputGo(v []float32, ldv int, x []float32, h, w, ty0, ty1 int) {
+	tw := (w + 3) / 4
 	px := func(y, e int) float32 {
 		if y < 0 || y >= h || e < 0 || e >= w {
 			return 0
 		}
 		return x[y*w+e]
 	}
-	for ty := range th {
+	for ty := ty0; ty < ty1; ty++ {
 		for tx := range tw {
 			var rows [6][6]float32
 			for i := range 6 {
@@ -454,23 +499,24 @@ func wino4InputGo(v []float32, ldv int, x []float32, h, w int) {
 			for c := range 6 {
 				col := wino4Row([6]float32{rows[0][c], rows[1][c], rows[2][c], rows[3][c], rows[4][c], rows[5][c]})
 				for r := range 6 {
-					v[(6*r+c)*ldv+ty*tw+tx] = col[r]
+					v[(6*r+c)*ldv+(ty-ty0)*tw+tx] = col[r]
 				}
 			}
 		}
 	}
 }
 
-// wino4OutputGo is OutputPlane in portable Go (and its reference).
-func wino4OutputGo(y []float32, h, w int, m []float32, ldm int, bias float32) {
-	th, tw := (h+3)/4, (w+3)/4
-	for ty := range th {
+// wino4OutputGo is OutputPlane in portable Go (and its reference), for
+// tile rows [ty0, ty1), read from column 0 of m.
+func wino4OutputGo(y []float32, h, w int, m []float32, ldm int, bias float32, ty0, ty1 int) {
+	tw := (w + 3) / 4
+	for ty := ty0; ty < ty1; ty++ {
 		for tx := range tw {
 			var cols [4][6]float32
 			for c := range 6 {
 				var mc [6]float32
 				for r := range 6 {
-					mc[r] = m[(6*r+c)*ldm+ty*tw+tx]
+					mc[r] = m[(6*r+c)*ldm+(ty-ty0)*tw+tx]
 				}
 				o := wino4Col(mc)
 				for a := range 4 {

@@ -54,7 +54,7 @@ func TestWino4Planes(t *testing.T) {
 		got := randSlice(rng, 36*ld, 1)
 		want := append([]float32(nil), got...)
 		p.InputPlane(got, ld, x)
-		wino4InputGo(want, ld, x, h, w)
+		wino4InputGo(want, ld, x, h, w, 0, (h+3)/4)
 		for i := range got {
 			if !wino4Close(got[i], want[i], 100) {
 				t.Fatalf("input %dx%d: v[%d] (ξ %d, tile %d) = %v, want %v", h, w, i, i/ld, i%ld, got[i], want[i])
@@ -64,7 +64,7 @@ func TestWino4Planes(t *testing.T) {
 		buf := randSlice(rng, h*w+64, 1)
 		ref := append([]float32(nil), buf...)
 		p.OutputPlane(buf[16:16+h*w], m, ld, -0.5)
-		wino4OutputGo(ref[16:16+h*w], h, w, m, ld, -0.5)
+		wino4OutputGo(ref[16:16+h*w], h, w, m, ld, -0.5, 0, (h+3)/4)
 		for i := range buf {
 			if !wino4Close(buf[i], ref[i], 1000) {
 				t.Fatalf("output %dx%d: y[%d] = %v, want %v", h, w, i-16, buf[i], ref[i])
@@ -182,7 +182,7 @@ func TestWino4Batch(t *testing.T) {
 			p.InputBatch(got, ld, step, x, xStep, n, count)
 			for q := range count {
 				for i := range n {
-					wino4InputGo(want[q*step+i*per:], ld, x[q*xStep+i*inStride:], h, w)
+					wino4InputGo(want[q*step+i*per:], ld, x[q*xStep+i*inStride:], h, w, 0, (h+3)/4)
 				}
 			}
 			for i := range got {
@@ -197,7 +197,7 @@ func TestWino4Batch(t *testing.T) {
 			p.OutputBatch(gy, yStep, m, ld, step, n, count, bias)
 			for q := range count {
 				for i := range n {
-					wino4OutputGo(wy[q*yStep+i*outStride:], h, w, m[q*step+i*per:], ld, bias(q, i))
+					wino4OutputGo(wy[q*yStep+i*outStride:], h, w, m[q*step+i*per:], ld, bias(q, i), 0, (h+3)/4)
 				}
 			}
 			for i := range gy {
@@ -262,6 +262,75 @@ func TestWino4ManyPlanes(t *testing.T) {
 		}
 		if !slices.Equal(y, wy) {
 			t.Errorf("%dx%d: OutputPlanes differs from OutputPlane per plane", h, w)
+		}
+	}
+}
+
+// TestWinogradBands: the transforms of a plane's tile rows band by band
+// (InputPlanesRows, WinogradInputRows and their outputs) are bitwise those
+// of the whole plane, on the kernels this machine runs.
+func TestWinogradBands(t *testing.T) {
+	rng := rand.New(rand.NewPCG(11, 12))
+	for _, hw := range [][2]int{{64, 64}, {30, 32}, {28, 28}, {11, 33}, {66, 70}, {15, 200}} {
+		h, w := hw[0], hw[1]
+		x := randSlice(rng, h*w, 1)
+		// F(2×2): bands of 1 and 3 tile rows.
+		th, tw := (h+1)/2, (w+1)/2
+		ld := th*tw + 5
+		whole := make([]float32, 16*ld)
+		WinogradInputPlane(whole, ld, x, h, w)
+		yWhole := make([]float32, h*w)
+		WinogradOutputPlane(yWhole, h, w, whole, ld, 0.25)
+		for _, band := range []int{1, 3} {
+			y := make([]float32, h*w)
+			for ty0 := 0; ty0 < th; ty0 += band {
+				ty1 := min(th, ty0+band)
+				v := make([]float32, 16*ld)
+				WinogradInputRows(v, ld, x, h, w, ty0, ty1)
+				for xi := range 16 {
+					for k := range (ty1 - ty0) * tw {
+						if v[xi*ld+k] != whole[xi*ld+ty0*tw+k] {
+							t.Fatalf("F(2×2) %dx%d band %d: v differs at ξ %d, tile %d", h, w, band, xi, ty0*tw+k)
+						}
+					}
+				}
+				WinogradOutputRows(y, h, w, whole[ty0*tw:], ld, 0.25, ty0, ty1)
+			}
+			if !slices.Equal(y, yWhole) {
+				t.Fatalf("F(2×2) %dx%d band %d: output differs", h, w, band)
+			}
+		}
+		if w < 13 || w > 64 {
+			continue
+		}
+		p, err := NewWino4Plan(h, w)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ld = p.Tiles() + 5
+		whole = make([]float32, 2*36*ld)
+		p.InputPlanes(whole, ld, 36*ld, append(x, x...), h*w, 2)
+		yWhole = make([]float32, 2*h*w)
+		p.OutputPlanes(yWhole, h*w, whole, ld, 36*ld, 2, func(q int) float32 { return float32(q) })
+		r := p.BandRows()
+		y := make([]float32, 2*h*w)
+		for ty0 := 0; ty0 < p.TH; ty0 += r {
+			ty1 := min(p.TH, ty0+r)
+			v := make([]float32, 2*36*ld)
+			p.InputPlanesRows(v, ld, 36*ld, append(x, x...), h*w, 2, ty0, ty1)
+			for q := range 2 {
+				for xi := range 36 {
+					for k := range (ty1 - ty0) * p.TW {
+						if v[q*36*ld+xi*ld+k] != whole[q*36*ld+xi*ld+ty0*p.TW+k] {
+							t.Fatalf("F(4×4) %dx%d: v differs at plane %d, ξ %d, tile %d", h, w, q, xi, ty0*p.TW+k)
+						}
+					}
+				}
+			}
+			p.OutputPlanesRows(y, h*w, whole[ty0*p.TW:], ld, 36*ld, 2, ty0, ty1, func(q int) float32 { return float32(q) })
+		}
+		if !slices.Equal(y, yWhole) {
+			t.Fatalf("F(4×4) %dx%d: banded output differs", h, w)
 		}
 	}
 }
