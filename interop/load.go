@@ -59,9 +59,13 @@ func isPickle(path string) bool {
 	return n == 4 && (string(head[:]) == "PK\x03\x04" || head[0] == 0x80 && head[1] >= 2 && head[1] <= 5)
 }
 
-// ReadTensors reads a weights file: safetensors (weights.Load) or, through
-// ReadPickle, a PyTorch pickle.
+// ReadTensors reads a weights file: safetensors (weights.Load), through
+// ReadPickle a PyTorch pickle, or a sharded checkpoint's index
+// (*.index.json), whose shards it reads and joins.
 func ReadTensors(path string) (map[string]weights.Tensor, error) {
+	if IsShardIndex(path) {
+		return readSharded(path)
+	}
 	if !isPickle(path) {
 		ts, _, err := weights.Load(path)
 		return ts, err
@@ -150,6 +154,12 @@ type Model struct {
 	Config, Scheduler, Weights string
 	// Naming is the weights' tensor naming.
 	Naming Naming
+	// Spacing and StepsOffset are the timestep spacing of the scheduler
+	// config (SchedulerSpacing; DDPMScheduler's default "leading" without
+	// one), the default of the fast samplers; SpacingAuto for a pesser
+	// checkpoint, which has no scheduler.
+	Spacing     diffusion.Spacing
+	StepsOffset int
 }
 
 // IsDiffusers reports whether path is something Load reads: a folder
@@ -163,7 +173,7 @@ func IsDiffusers(path string) bool {
 	if st.IsDir() {
 		return isFile(filepath.Join(path, ModelIndexFile)) || isFile(filepath.Join(path, ConfigFile))
 	}
-	if isPickle(path) {
+	if isPickle(path) || IsShardIndex(path) {
 		return true
 	}
 	names, err := TensorNames(path)
@@ -189,7 +199,9 @@ func isFile(p string) bool {
 //     config.json is matched against pesser's own configs (PesserConfigs).
 //
 // .safetensors weights are preferred to .bin ones, as diffusers does; .bin
-// and .ckpt are read through ReadPickle. Every refusal is one line naming
+// and .ckpt are read through ReadPickle. A sharded checkpoint (an
+// *.index.json and its shards) is read whole, in a folder or named by its
+// index. Every refusal is one line naming
 // the file and key.
 func Load(path string) (*Model, error) {
 	st, err := os.Stat(path)
@@ -216,20 +228,18 @@ func Load(path string) (*Model, error) {
 	return nil, fmt.Errorf("%s: neither %s (a diffusers pipeline) nor %s (a diffusers model)", path, ModelIndexFile, ConfigFile)
 }
 
-// weightsIn is the weights file of a diffusers model folder: the
-// .safetensors, else the .bin.
+// weightsIn is the weights file of a diffusers model folder, in the order
+// diffusers' from_pretrained looks (models/modeling_utils.py 1207-1300):
+// a sharded safetensors checkpoint's index, the .safetensors, the .bin,
+// then a sharded .bin checkpoint's index (which diffusers reads only with
+// use_safetensors=False).
 func weightsIn(dir string) (string, error) {
-	for _, name := range []string{SafetensorsWeights, PickleWeights} {
+	for _, name := range []string{SafetensorsIndex, SafetensorsWeights, PickleWeights, PickleIndex} {
 		if p := filepath.Join(dir, name); isFile(p) {
 			return p, nil
 		}
 	}
-	for _, name := range []string{SafetensorsWeights, PickleWeights} {
-		if isFile(filepath.Join(dir, name+".index.json")) {
-			return "", fmt.Errorf("%s: sharded weights (%s.index.json) are not read", dir, name)
-		}
-	}
-	return "", fmt.Errorf("%s: no %s or %s", dir, SafetensorsWeights, PickleWeights)
+	return "", fmt.Errorf("%s: no %s or %s (nor a sharded checkpoint's %s)", dir, SafetensorsWeights, PickleWeights, SafetensorsIndex)
 }
 
 // loadPipeline reads a pipeline folder.
@@ -336,8 +346,12 @@ func (m *Model) load() (*Model, error) {
 		if m.Process, err = ReadSchedulerConfig(m.Scheduler); err != nil {
 			return nil, err
 		}
+		if m.Spacing, m.StepsOffset, err = ReadSchedulerSpacing(m.Scheduler); err != nil {
+			return nil, err
+		}
 	case m.Process.T == 0:
 		m.Process = DefaultSchedulerConfig()
+		m.Spacing = diffusion.SpacingLeading
 	}
 	psd, _, err := ToProject(cfg, sd)
 	if err != nil {

@@ -42,7 +42,7 @@ func DefaultSchedulerConfig() diffusion.Config {
 // sigmoid, clip_sample_range ≠ 1, thresholding, rescale_betas_zero_snr,
 // and any key this package does not know. Keys that only shape diffusers'
 // own sampling loop (timestep_spacing, steps_offset, set_alpha_to_one, …)
-// are ignored: they are not part of the process.
+// are not part of the process: SchedulerSpacing reads the first two.
 //
 // Scheduler classes other than DDPMScheduler (DDIMScheduler, PNDMScheduler,
 // …) describe the same training process with their own sampling loop; their
@@ -168,6 +168,53 @@ func SchedulerConfig(file string, data []byte) (diffusion.Config, error) {
 		return dc, fmt.Errorf("%s: %v", c.file, err)
 	}
 	return dc, nil
+}
+
+// ReadSchedulerSpacing is SchedulerSpacing on the file at path.
+func ReadSchedulerSpacing(path string) (diffusion.Spacing, int, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return 0, 0, err
+	}
+	return SchedulerSpacing(path, data)
+}
+
+// SchedulerSpacing is the timestep spacing a diffusers scheduler config
+// (file names it in errors) gives its own sampling loop with fewer steps
+// than T: timestep_spacing (leading, trailing or linspace; absent:
+// "leading", DDPMScheduler's and DDIMScheduler's default) and steps_offset
+// (absent or null: 0), which the fast samplers take as their default so
+// that they visit the timesteps DDPMPipeline and DDIMPipeline do. Another
+// spacing is refused in one line naming the key, as set_timesteps refuses
+// it.
+func SchedulerSpacing(file string, data []byte) (diffusion.Spacing, int, error) {
+	c, err := parseConf(file, data)
+	if err != nil {
+		return 0, 0, err
+	}
+	name, err := c.str("timestep_spacing", "leading")
+	if err != nil {
+		return 0, 0, err
+	}
+	var sp diffusion.Spacing
+	switch name {
+	case "leading":
+		sp = diffusion.SpacingLeading
+	case "trailing":
+		sp = diffusion.SpacingTrailing
+	case "linspace":
+		sp = diffusion.SpacingLinspace
+	default:
+		return 0, 0, c.errf("timestep_spacing", "only leading, trailing and linspace are diffusers' spacings")
+	}
+	offset, _, err := c.integer("steps_offset", 0)
+	if err != nil {
+		return 0, 0, err
+	}
+	if offset < 0 {
+		return 0, 0, c.errf("steps_offset", "must be ≥ 0")
+	}
+	return sp, offset, nil
 }
 
 // floats decodes a list of numbers.
