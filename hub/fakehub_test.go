@@ -79,6 +79,8 @@ type fakeHub struct {
 	lfs    map[string]bool
 	// extra siblings listed by the API (but not served)
 	extra []string
+	// listed replaces fixtureFiles in the API's file list when set
+	listed []string
 	// renamed repositories: old id → new id
 	renamed map[string]string
 
@@ -206,7 +208,11 @@ func (h *fakeHub) serveAPI(w http.ResponseWriter, r *http.Request, repo, rev str
 		RFilename string `json:"rfilename"`
 	}
 	sibs := []sib{{".gitattributes"}, {"README.md"}}
-	for _, f := range fixtureFiles {
+	listed := fixtureFiles
+	if h.listed != nil {
+		listed = h.listed
+	}
+	for _, f := range listed {
 		sibs = append(sibs, sib{f})
 	}
 	for _, f := range h.extra {

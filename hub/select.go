@@ -4,6 +4,7 @@ import (
 	"errors"
 	"path"
 	"slices"
+	"strings"
 )
 
 // A Selector picks the files to fetch from a revision's file list (the
@@ -48,35 +49,42 @@ func Files(names ...string) Selector {
 	}
 }
 
-// Weight file names of a diffusers model, in the order diffusers prefers
-// them.
+// Weight file names of a diffusers model, and the index files of a
+// sharded checkpoint (diffusers' utils/constants.py).
 const (
 	SafetensorsWeights = "diffusion_pytorch_model.safetensors"
 	PickleWeights      = "diffusion_pytorch_model.bin"
+	SafetensorsIndex   = SafetensorsWeights + ".index.json"
+	PickleIndex        = PickleWeights + ".index.json"
 )
 
 // Weights is the weights file of the diffusers model in folder dir of a
-// repository ("unet", or "" for a bare model at the root): its
-// .safetensors file, else its .bin file, as diffusers picks.
+// repository ("unet", or "" for a bare model at the root), in the order
+// diffusers' from_pretrained looks: a sharded safetensors checkpoint's
+// index, the .safetensors file, the .bin file, a sharded .bin checkpoint's
+// index. An index stands for its shards, which only its contents name:
+// [Client.SnapshotWithShards] fetches them after it.
 func Weights(files []string, dir string) (string, error) {
-	for _, name := range []string{SafetensorsWeights, PickleWeights} {
+	for _, name := range []string{SafetensorsIndex, SafetensorsWeights, PickleWeights, PickleIndex} {
 		p := path.Join(dir, name)
 		if slices.Contains(files, p) {
 			return p, nil
 		}
 	}
-	st := path.Join(dir, SafetensorsWeights)
-	if slices.Contains(files, st+".index.json") || slices.Contains(files, path.Join(dir, PickleWeights)+".index.json") {
-		return "", errors.New("sharded weights (" + st + ".index.json) are not supported")
-	}
-	return "", errors.New("no " + st + " or " + path.Join(dir, PickleWeights))
+	return "", errors.New("no " + path.Join(dir, SafetensorsWeights) + " or " + path.Join(dir, PickleWeights))
 }
+
+// IsShardIndex reports whether a repository file is a sharded checkpoint's
+// index (*.index.json).
+func IsShardIndex(file string) bool { return strings.HasSuffix(file, ".index.json") }
 
 // Pipeline selects what a DDPM model needs. A pipeline repository
 // (model_index.json at the root, as google/ddpm-cifar10-32) gives
 // model_index.json, unet/config.json, the unet weights (see Weights) and
 // scheduler/scheduler_config.json; a bare UNet2DModel repository gives
 // config.json, its weights and scheduler_config.json when there is one.
+// For a sharded checkpoint the weights are its index; fetch with
+// [Client.SnapshotWithShards] to have the shards too.
 func Pipeline(files []string) ([]string, error) {
 	has := func(f string) bool { return slices.Contains(files, f) }
 	switch {
