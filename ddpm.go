@@ -33,6 +33,13 @@ type Pipeline struct {
 	Process *diffusion.Diffusion
 	// Source says where the model came from.
 	Source Source
+	// Spacing and StepsOffset are the timestep spacing of the DDIM and
+	// Respaced samplers that leave it to the model (diffusion.SpacingAuto):
+	// a diffusers model's scheduler config (timestep_spacing, steps_offset;
+	// DDPMScheduler's "leading" without one), else SpacingAuto, which
+	// spaces evenly (diffusion.SpacedIndices).
+	Spacing     diffusion.Spacing
+	StepsOffset int
 
 	config  diffusion.Config     // the process's settings, as saved with the model and overridden by options
 	eval    diffusion.Model      // Through: where network evaluations go instead of Net (nil: Net)

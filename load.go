@@ -63,6 +63,9 @@ type Source struct {
 	// name is also a shipped model's (as a local folder wins in diffusers'
 	// from_pretrained): worth a warning.
 	ShadowsShipped bool
+
+	spacing diffusion.Spacing // a diffusers model's scheduler spacing, Pipeline.Spacing
+	offset  int               // and its steps_offset
 }
 
 func (s Source) String() string {
@@ -183,7 +186,7 @@ func LoadContext(ctx context.Context, source string, opts ...Option) (*Pipeline,
 	if want, have := d.OutChannels(net.Config().InCh), net.Config().OutCh; want != have {
 		return nil, fmt.Errorf("%w: variance %s needs a network with %d output channels, %s has %d (trained with another variance choice)", ErrInvalidOption, dc.Var, want, src, have)
 	}
-	p := &Pipeline{Net: net, Process: d, Source: src, config: dc}
+	p := &Pipeline{Net: net, Process: d, Source: src, config: dc, Spacing: src.spacing, StepsOffset: src.offset}
 	if fitted {
 		p.config.Var = diffusion.Fitted
 		if err := p.fit(ctx, o); err != nil {
@@ -246,11 +249,13 @@ func openDiffusers(path string, raw bool, src Source) (*unet.UNet, diffusion.Con
 	if err != nil {
 		return nil, diffusion.Config{}, src, fmt.Errorf("model %s: %w", src.Name, err)
 	}
+	src.spacing, src.offset = m.Spacing, m.StepsOffset
 	return m.Net, m.Process, src, nil
 }
 
 // openHub fetches the diffusers model of a hub id hf:org/name[@revision]
-// into the hub cache (what a DDPM needs: hub.Pipeline) and reads it. While
+// into the hub cache (what a DDPM needs: hub.Pipeline, with the shards of a
+// sharded checkpoint) and reads it. While
 // no pickle reader is plugged in, a repository whose weights are .bin only
 // is refused before anything is downloaded.
 func openHub(ctx context.Context, source string, raw bool, src Source) (*unet.UNet, diffusion.Config, Source, error) {
@@ -263,14 +268,14 @@ func openHub(ctx context.Context, source string, raw bool, src Source) (*unet.UN
 		sel = func(files []string) ([]string, error) {
 			picked, err := hub.Pipeline(files)
 			for _, f := range picked {
-				if strings.HasSuffix(f, ".bin") {
+				if strings.HasSuffix(f, ".bin") || strings.HasSuffix(f, ".bin.index.json") {
 					return nil, fmt.Errorf("its weights are %s, a PyTorch pickle, which cannot be read yet (no pickle reader is built in), and no .safetensors", f)
 				}
 			}
 			return picked, err
 		}
 	}
-	dir, err := hub.NewClient().Snapshot(ctx, repo, rev, sel)
+	dir, err := hub.NewClient().SnapshotWithShards(ctx, repo, rev, sel)
 	if err != nil {
 		return nil, diffusion.Config{}, src, fmt.Errorf("model %w", err)
 	}

@@ -18,12 +18,15 @@ import (
 func Ancestral() diffusion.Sampler { return diffusion.Ancestral{} }
 
 // DDIM is the deterministic DDIM sampler (Song et al. 2021) over steps
-// evenly spaced timesteps; set the result's Eta for η > 0 (1: the DDPM
-// posterior's variance).
+// timesteps, spaced as the model's scheduler config says for a diffusers
+// model and evenly otherwise; set the result's Eta for η > 0 (1: the DDPM
+// posterior's variance), its Spacing (and StepsOffset) for another
+// spacing, e.g. diffusion.SpacingTrailing.
 func DDIM(steps int) diffusion.DDIM { return diffusion.DDIM{Steps: steps} }
 
 // Respaced is Algorithm 2 on the process respaced to steps timesteps
-// (improved-diffusion's respacing; Nichol & Dhariwal 2021).
+// (improved-diffusion's respacing; Nichol & Dhariwal 2021), spaced as
+// DDIM's are; set the result's Spacing for another spacing.
 func Respaced(steps int) diffusion.Respaced { return diffusion.Respaced{Steps: steps} }
 
 // Langevin is annealed Langevin dynamics with the model's score (Section
@@ -60,7 +63,7 @@ func SampleRNG(seed uint64) *rand.Rand { return rand.New(rand.NewPCG(seed, 0x736
 // Evaluations is the number of network evaluations that sampling n images
 // with o costs: what Progress counts to.
 func (p *Pipeline) Evaluations(n int, o SampleOptions) int {
-	s, batch := o.sampler(), o.batch()
+	s, batch := p.sampler(o), o.batch()
 	return (n + batch - 1) / batch * s.Evaluations(p.T())
 }
 
@@ -85,7 +88,7 @@ func (p *Pipeline) Check(n int, o SampleOptions) error {
 	if n < 1 {
 		return fmt.Errorf("%w: the number of images must be ≥ 1, got %d", ErrInvalidOption, n)
 	}
-	if err := o.sampler().Validate(p.T()); err != nil {
+	if err := p.sampler(o).Validate(p.T()); err != nil {
 		return fmt.Errorf("%w: %v", ErrInvalidOption, err)
 	}
 	batch := min(o.batch(), n)
@@ -100,7 +103,7 @@ func (p *Pipeline) SampleTensor(ctx context.Context, n int, o SampleOptions) (*T
 		return nil, err
 	}
 	rng := SampleRNG(o.Seed)
-	x, err := diffusion.Generate(ctx, p.Process, p.net(), o.sampler(), n, p.dims(), o.batch(), rng,
+	x, err := diffusion.Generate(ctx, p.Process, p.net(), p.sampler(o), n, p.dims(), o.batch(), rng,
 		diffusion.Hooks{Progress: o.Progress, Observe: o.Observe})
 	if err != nil {
 		return nil, err
