@@ -102,6 +102,11 @@ var configs = map[string]namedConfig{
 	"cifar": {cfg: Config{InCh: 3, Res: 32, Ch: 128, ChMult: []int{1, 2, 2, 2}, NumResBlocks: 2,
 		AttnRes: []int{16}, Groups: 32, Dropout: 0.1},
 		params: 35746307, note: "the paper's CIFAR-10 network"},
+	// celebahq256 is the paper's 256×256 network (CelebA-HQ, LSUN): too
+	// large to train here, listed for timing and for imported weights.
+	"celebahq256": {cfg: Config{InCh: 3, Res: 256, Ch: 128, ChMult: []int{1, 1, 2, 2, 4, 4}, NumResBlocks: 2,
+		AttnRes: []int{16}, Groups: 32, Dropout: 0},
+		params: 113673219, note: "the paper's CelebA-HQ and LSUN 256×256 network"},
 	// rgb32 is cifar at half the width and one level fewer: a quarter of
 	// its work per image, for RGB data sets on a CPU budget.
 	"rgb32": {cfg: Config{InCh: 3, Res: 32, Ch: 64, ChMult: []int{1, 2, 2}, NumResBlocks: 2,

@@ -20,6 +20,40 @@ func fit(buf *[]float32, size int) {
 	*buf = (*buf)[:size]
 }
 
+// arena lends Predict its activations: get hands out the smallest free
+// buffer large enough (a new one if there is none) and put takes it back.
+// A pass makes the same requests as the last, so once warmed up it
+// allocates nothing; a larger batch than any before drops the buffers,
+// which are then sized for it and serve the smaller ones.
+type arena struct {
+	free [][]float32
+	n    int // the largest batch seen
+}
+
+func (a *arena) batch(n int) {
+	if n > a.n {
+		a.free, a.n = nil, n
+	}
+}
+
+func (a *arena) get(size int) []float32 {
+	best := -1
+	for i, b := range a.free {
+		if cap(b) >= size && (best < 0 || cap(b) < cap(a.free[best])) {
+			best = i
+		}
+	}
+	if best < 0 {
+		return make([]float32, size)
+	}
+	b := a.free[best]
+	a.free[best] = a.free[len(a.free)-1]
+	a.free = a.free[:len(a.free)-1]
+	return b[:size]
+}
+
+func (a *arena) put(b []float32) { a.free = append(a.free, b) }
+
 // maxPerImage is the largest activation (channels·height·width) anywhere in
 // the network, concatenations included: the size of Backward's ping-pong
 // gradient buffers and scratch.
@@ -49,10 +83,10 @@ func (u *UNet) alloc(n int) {
 	a.t = a.t[:n]
 	rr := c.Res * c.Res
 	fit(&a.x, n*c.InCh*rr)
-	for _, b := range []*[]float32{&a.temb1, &a.temb1s, &a.temb, &a.tembS, &a.dTembS, &a.dTemb, &a.dTmp} {
+	u.allocEmbed(n)
+	for _, b := range []*[]float32{&a.dTembS, &a.dTemb, &a.dTmp} {
 		fit(b, n*u.tembCh)
 	}
-	fit(&a.temb0, n*c.Ch)
 	fit(&a.hIn, n*c.Ch*rr)
 	maxC := 0
 	resBufs := func(b *resBlock, h int) {
@@ -111,6 +145,16 @@ func (u *UNet) alloc(n int) {
 	}
 }
 
+// allocEmbed sizes the timestep embedding's buffers, which Predict uses
+// too.
+func (u *UNet) allocEmbed(n int) {
+	a := &u.act
+	for _, b := range []*[]float32{&a.temb1, &a.temb1s, &a.temb, &a.tembS} {
+		fit(b, n*u.tembCh)
+	}
+	fit(&a.temb0, n*u.cfg.Ch)
+}
+
 // skipOut is skip tensor i of the forward pass: conv_in's output, then each
 // down entry's output, in the order the reference pushes them on hs.
 func (u *UNet) skipOut(i int) []float32 {
@@ -136,70 +180,137 @@ func (u *UNet) upInput(k int) []float32 {
 // caller may reuse them). train enables dropout, whose masks are drawn from
 // rng (which may be nil when !train or Dropout is 0).
 func (u *UNet) Forward(out, x []float32, t []int, n int, train bool, rng *rand.Rand) {
-	c := u.cfg
-	rr := c.Res * c.Res
-	if len(x) != n*c.InCh*rr || len(out) != n*c.OutCh*rr || len(t) != n {
-		panic(fmt.Sprintf("unet: Forward: n=%d but len(x)=%d, len(out)=%d, len(t)=%d (want %d, %d, %d)",
-			n, len(x), len(out), len(t), n*c.InCh*rr, n*c.OutCh*rr, n))
-	}
-	if train && c.Dropout > 0 && rng == nil {
+	u.checkForward(out, x, t, n)
+	if train && u.cfg.Dropout > 0 && rng == nil {
 		panic("unet: Forward: training with dropout needs an rng")
 	}
 	u.alloc(n)
 	a := &u.act
 	copy(a.x, x)
 	copy(a.t, t)
+	u.forward(out, a.x, a.t, n, train, rng)
+}
+
+// Predict runs the network in inference mode (no dropout) on a batch of
+// len(t) images: it is the ε_θ(x_t, t) (or μ̃, x0, and log-variance) the
+// diffusion package's samplers and likelihood call. Its output is Forward's
+// bit for bit, but it keeps nothing for Backward: each activation comes
+// from an arena and goes back once its last reader has run, so a pass holds
+// the skip tensors and a residual block's buffers, not every activation of
+// the network (the 256×256 network: EstimateMemory). Backward cannot follow
+// it, and Activations does not show it.
+func (u *UNet) Predict(out, xt []float32, t []int) {
+	n := len(t)
+	u.checkForward(out, xt, t, n)
+	u.allocEmbed(n)
+	u.act.n = 0 // nothing for Backward
+	u.arena.batch(n)
+	u.lean = true
+	defer func() { u.lean = false }()
+	u.forward(out, xt, t, n, false, nil)
+}
+
+func (u *UNet) checkForward(out, x []float32, t []int, n int) {
+	c := u.cfg
+	rr := c.Res * c.Res
+	if len(x) != n*c.InCh*rr || len(out) != n*c.OutCh*rr || len(t) != n {
+		panic(fmt.Sprintf("unet: Forward: n=%d but len(x)=%d, len(out)=%d, len(t)=%d (want %d, %d, %d)",
+			n, len(x), len(out), len(t), n*c.InCh*rr, n*c.OutCh*rr, n))
+	}
+}
+
+// take is the buffer of an activation of size floats: own, the one alloc
+// sized, in Forward; one lent by the arena in Predict, which give returns.
+func (u *UNet) take(own []float32, size int) []float32 {
+	if u.lean {
+		return u.arena.get(size)
+	}
+	return own[:size]
+}
+
+func (u *UNet) give(b []float32) {
+	if u.lean {
+		u.arena.put(b)
+	}
+}
+
+// forward is Forward and Predict; every buffer it writes comes from take.
+func (u *UNet) forward(out, x []float32, t []int, n int, train bool, rng *rand.Rand) {
+	c, a := u.cfg, &u.act
+	rr := c.Res * c.Res
 
 	// Timestep embedding: sinusoid → dense → swish → dense; every residual
 	// block then reads swish(temb), computed once here.
-	nn.TimestepEmbeddingShift(a.temb0, a.t, c.Ch, float64(c.TimeFreqShift()), c.FlipSinToCos)
+	nn.TimestepEmbeddingShift(a.temb0, t, c.Ch, float64(c.TimeFreqShift()), c.FlipSinToCos)
 	u.dense0.Forward(a.temb1, a.temb0, n)
 	nn.SiLUForward(a.temb1s, a.temb1)
 	u.dense1.Forward(a.temb, a.temb1s, n)
 	nn.SiLUForward(a.tembS, a.temb)
 
-	u.convIn.Forward(a.hIn, a.x, n, c.Res, c.Res)
-	h := a.hIn
+	h := u.take(a.hIn, n*c.Ch*rr)
+	u.convIn.Forward(h, x, n, c.Res, c.Res)
+	skips := append(u.skips[:0], h) // skipOut's tensors, for the up path
 	for _, e := range u.down {
 		if e.res != nil {
-			u.resForward(e.res, h, n, e.h, train, rng)
-			h = e.res.out
+			h = u.resForwardConcat(e.res, h, nil, 0, n, e.h, train, rng)
 			if e.attn != nil {
-				e.attn.Forward(e.attnOut, h, n, e.h, e.h)
-				h = e.attnOut
+				o := u.take(e.attnOut, len(h))
+				e.attn.Forward(o, h, n, e.h, e.h)
+				u.give(h)
+				h = o
 			}
 		} else { // Downsample: conv3x3, stride 2, pad 1 (or 0, 1)
-			e.conv.Forward(e.out, h, n, e.h, e.h)
-			h = e.out
+			o := u.take(e.convOut, n*e.cout*(e.h/2)*(e.h/2))
+			e.conv.Forward(o, h, n, e.h, e.h)
+			h = o
 		}
+		skips = append(skips, h)
 	}
 	hm := c.Res >> (len(c.ChMult) - 1)
-	u.resForward(u.mid1, h, n, hm, train, rng)
-	u.midAttn.Forward(a.midAttn, u.mid1.out, n, hm, hm)
-	u.resForward(u.mid2, a.midAttn, n, hm, train, rng)
-	h = u.mid2.out
+	m1 := u.resForwardConcat(u.mid1, h, nil, 0, n, hm, train, rng)
+	ma := u.take(a.midAttn, len(m1))
+	u.midAttn.Forward(ma, m1, n, hm, hm)
+	u.give(m1)
+	h = u.resForwardConcat(u.mid2, ma, nil, 0, n, hm, train, rng)
+	u.give(ma)
 	for _, e := range u.up {
+		hw := e.h * e.h
 		if e.res != nil {
+			skip := skips[e.skip]
 			cs := u.skipShape[e.skip][0]
+			var o []float32
 			if e.res.nin != nil {
-				u.resForwardConcat(e.res, h, u.skipOut(e.skip), e.cin-cs, n, e.h, train, rng)
+				o = u.resForwardConcat(e.res, h, skip, e.cin-cs, n, e.h, train, rng)
 			} else { // no shortcut conv (cin = cout): the residual adds the whole input
-				nn.ConcatForward(e.cat, h, u.skipOut(e.skip), n, e.cin-cs, cs, e.h*e.h)
-				u.resForward(e.res, e.cat, n, e.h, train, rng)
+				cat := u.take(e.cat, n*e.cin*hw)
+				nn.ConcatForward(cat, h, skip, n, e.cin-cs, cs, hw)
+				o = u.resForwardConcat(e.res, cat, nil, 0, n, e.h, train, rng)
+				u.give(cat)
 			}
-			h = e.res.out
+			u.give(h)
+			u.give(skip)
+			h = o
 			if e.attn != nil {
-				e.attn.Forward(e.attnOut, h, n, e.h, e.h)
-				h = e.attnOut
+				o := u.take(e.attnOut, len(h))
+				e.attn.Forward(o, h, n, e.h, e.h)
+				u.give(h)
+				h = o
 			}
 		} else { // Upsample: nearest ×2, then conv3x3
-			nn.Upsample2xForward(e.upIn, h, n, e.cin, e.h, e.h)
-			e.conv.Forward(e.out, e.upIn, n, 2*e.h, 2*e.h)
-			h = e.out
+			up := u.take(e.upIn, n*e.cin*4*hw)
+			nn.Upsample2xForward(up, h, n, e.cin, e.h, e.h)
+			u.give(h)
+			h = u.take(e.convOut, n*e.cout*4*hw)
+			e.conv.Forward(h, up, n, 2*e.h, 2*e.h)
+			u.give(up)
 		}
 	}
-	u.normOut.Forward(a.aOut, h, n, rr) // with swish
-	u.convOut.Forward(out, a.aOut, n, c.Res, c.Res)
+	ao := u.take(a.aOut, n*u.up[len(u.up)-1].cout*rr)
+	u.normOut.Forward(ao, h, n, rr) // with swish
+	u.give(h)
+	u.convOut.Forward(out, ao, n, c.Res, c.Res)
+	u.give(ao)
+	u.skips = skips[:0]
 }
 
 // Backward propagates dOut = ∂L/∂out of the latest Forward: it adds every
@@ -291,40 +402,48 @@ func (u *UNet) Backward(dOut, dX []float32) {
 	u.dense0.Backward(nil, a.dTmp, a.temb0, n)
 }
 
-// resForward runs a residual block on x [n, cin, h, h] into b.out.
-func (u *UNet) resForward(b *resBlock, x []float32, n, h int, train bool, rng *rand.Rand) {
-	u.resForwardConcat(b, x, nil, 0, n, h, train, rng)
-}
-
-// resForwardConcat is resForward on torch.cat([x, skip], dim=1) (x's ch
-// channels first) read in place, when skip is not nil: an up block's
-// input. The norm and the 1×1 shortcut are the only readers of the input,
-// and both take it in two halves (see GroupNorm.ForwardConcat); b must
-// have the shortcut (its input wider than its output).
-func (u *UNet) resForwardConcat(b *resBlock, x, skip []float32, ch, n, h int, train bool, rng *rand.Rand) {
+// resForwardConcat runs a residual block on x and returns its output (b.out
+// in Forward). When skip is not nil the input is torch.cat([x, skip],
+// dim=1) (x's ch channels first) read in place: an up block's input. The
+// norm and the 1×1 shortcut are the only readers of the input, and both
+// take it in two halves (see GroupNorm.ForwardConcat); b must have the
+// shortcut (its input wider than its output). In Predict each buffer goes
+// back to the arena as soon as it has been read.
+func (u *UNet) resForwardConcat(b *resBlock, x, skip []float32, ch, n, h int, train bool, rng *rand.Rand) []float32 {
 	hw := h * h
-	a1 := u.act.s1[:n*b.cin*hw]
+	no := n * b.cout * hw
+	a1 := u.take(u.act.s1, n*b.cin*hw)
 	if skip != nil {
 		b.norm1.ForwardConcat(a1, x, skip, ch, n, hw) // with swish
 	} else {
 		b.norm1.Forward(a1, x, n, hw)
 	}
-	b.tembProj.Forward(b.tp, u.act.tembS, n)
-	b.conv1.ForwardBias(b.h1, a1, b.tp, n, h, h) // + temb_proj, broadcast over the pixels
-	b.norm2.Forward(b.a2, b.h1, n, hw)           // with swish
-	b.drop.Forward(b.a2, b.a2, rng, train)
-	b.conv2.Forward(b.out, b.a2, n, h, h)
+	tp := u.take(b.tp, n*b.cout)
+	b.tembProj.Forward(tp, u.act.tembS, n)
+	h1 := u.take(b.h1, no)
+	b.conv1.ForwardBias(h1, a1, tp, n, h, h) // + temb_proj, broadcast over the pixels
+	u.give(tp)
+	u.give(a1)
+	a2 := u.take(b.a2, no)
+	b.norm2.Forward(a2, h1, n, hw) // with swish
+	u.give(h1)
+	b.drop.Forward(a2, a2, rng, train)
+	out := u.take(b.out, no)
+	b.conv2.Forward(out, a2, n, h, h)
+	u.give(a2)
 	if b.nin != nil {
-		sc := u.act.s1[:len(b.out)]
+		sc := u.take(u.act.s1, no)
 		if skip != nil {
 			b.nin.ForwardConcat(sc, x, skip, ch, n, h, h)
 		} else {
 			b.nin.Forward(sc, x, n, h, h)
 		}
-		nn.AddForward(b.out, b.out, sc)
+		nn.AddForward(out, out, sc)
+		u.give(sc)
 	} else {
-		nn.AddForward(b.out, b.out, x)
+		nn.AddForward(out, out, x)
 	}
+	return out
 }
 
 // resBackward overwrites dX [n, cin, h, h] with the block's input gradient

@@ -123,6 +123,10 @@ type UNet struct {
 	skipShape [][2]int // channels and resolution of each skip tensor, in push order
 
 	act activations
+
+	lean  bool        // in Predict: activations from arena, nothing kept
+	arena arena       // Predict's activations
+	skips [][]float32 // forward's skip tensors, reused
 }
 
 // activations are the buffers Forward fills for Backward plus Backward's

@@ -704,3 +704,41 @@ func TestBatchConsistency(t *testing.T) {
 		t.Fatalf("image 1 alone differs from image 1 in a batch: rel %g", rel)
 	}
 }
+
+// TestPredictMatchesForward: Predict's lean pass (activations lent by the
+// arena, nothing kept) gives Forward's output bit for bit, batch after
+// batch of changing size, and leaves Forward and Backward working.
+func TestPredictMatchesForward(t *testing.T) {
+	for _, name := range []string{"tiny", "mnist-deeper"} {
+		cfg, _ := ConfigByName(name)
+		u, err := New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rng := rand.New(rand.NewPCG(3, 4))
+		u.Init(rng)
+		for _, p := range u.Params() { // no zero-initialised branches
+			for i := range p.W {
+				p.W[i] += float32(0.02 * rng.NormFloat64())
+			}
+		}
+		d := cfg.InCh * cfg.Res * cfg.Res
+		for _, n := range []int{3, 1, 4, 2} {
+			x, ts := make([]float32, n*d), make([]int, n)
+			for i := range x {
+				x[i] = float32(rng.NormFloat64())
+			}
+			for i := range ts {
+				ts[i] = rng.IntN(1000)
+			}
+			want, got := make([]float32, n*d), make([]float32, n*d)
+			u.Forward(want, x, ts, n, false, nil)
+			u.Predict(got, x, ts)
+			if !slices.Equal(got, want) {
+				t.Fatalf("%s, batch %d: Predict differs from Forward", name, n)
+			}
+		}
+		u.Forward(make([]float32, d), make([]float32, d), []int{5}, 1, false, nil)
+		u.Backward(make([]float32, d), make([]float32, d))
+	}
+}
