@@ -196,3 +196,24 @@ func TestRespacedLeadingIsDDPMScheduler(t *testing.T) {
 		}
 	}
 }
+
+// TestTrailingOvershoot: the step counts for which numpy's
+// arange(1000, 0, −1000/K) has K+1 values (the last rounding to −1), so that
+// diffusers' trailing spacing makes K+1 timesteps, are exactly those
+// refused. The list was printed by numpy 1.24 (Debian's python3-numpy);
+// the same run matched every trailing and linspace list of Indices, value
+// for value, for T ∈ {2, 7, 50, 100, 500, 1000, 1024, 4000} and every K.
+func TestTrailingOvershoot(t *testing.T) {
+	numpy := []int{61, 103, 121, 122, 201, 206, 217, 223, 227, 233, 242, 244, 397, 402, 412, 419, 434, 446, 454, 457,
+		463, 465, 466, 484, 485, 487, 488, 497, 499, 769, 794, 804, 805, 824, 829, 835, 838, 868, 871, 887, 892, 908, 914,
+		926, 930, 932, 937, 941, 951, 961, 965, 968, 970, 974, 975, 976, 979, 981, 985, 994, 995, 998}
+	var refused []int
+	for K := 1; K <= 1000; K++ {
+		if _, err := SpacingTrailing.Indices(1000, K, 0); err != nil {
+			refused = append(refused, K)
+		}
+	}
+	if !slices.Equal(refused, numpy) {
+		t.Errorf("refused K = %v\nnumpy's overshoots: %v", refused, numpy)
+	}
+}

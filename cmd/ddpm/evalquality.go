@@ -239,7 +239,7 @@ func sampleForQuality(ctx context.Context, p *ddpm.Pipeline, fs *flag.FlagSet, s
 	if flagSet(fs, "var") {
 		source += ", " + d.Var.String() + " variance"
 	}
-	sampler, err := sf.build(fs, d)
+	sampler, err := sf.build(fs, p)
 	if err != nil {
 		return gen, "", err
 	}

@@ -24,32 +24,59 @@ const samplerNames = "ancestral, ddim, respaced, langevin"
 
 // samplerFlags are the reverse-process choices of `ddpm sample`.
 type samplerFlags struct {
-	name   string
-	steps  int
-	eta    float64
-	lSteps int
-	lScale float64
+	name    string
+	steps   int
+	eta     float64
+	spacing diffusion.Spacing
+	offset  int
+	lSteps  int
+	lScale  float64
 }
 
 func addSamplerFlags(fs *flag.FlagSet) *samplerFlags {
 	s := &samplerFlags{}
 	def := diffusion.DefaultLangevin()
 	fs.StringVar(&s.name, "sampler", "ancestral", "sampler: ancestral (Algorithm 2, T steps), ddim (Song et al.), respaced (improved-diffusion's K-step schedule), langevin (annealed Langevin dynamics with the model's score)")
-	fs.IntVar(&s.steps, "steps", 0, "ddim, respaced: timesteps visited (default 50); langevin: noise levels (default 100); spread evenly over T")
+	fs.IntVar(&s.steps, "steps", 0, "ddim, respaced: timesteps visited (default 50), spread over T by --spacing; langevin: noise levels (default 100), spread evenly")
 	fs.Float64Var(&s.eta, "eta", 0, "ddim: η, 0 deterministic, 1 the DDPM posterior variance")
+	fs.Var(enumFlag{&s.spacing}, "spacing", "ddim, respaced: which timesteps the steps visit: auto (the model's: a diffusers model's scheduler config, DDPMScheduler's leading without one; else even), even (round(s·(T−1)/(K−1))), or diffusers' leading (k·(T div K) + offset), trailing (round(T − k·T/K) − 1), linspace")
+	fs.IntVar(&s.offset, "steps-offset", 0, "ddim, respaced with leading spacing: diffusers' steps_offset, added to each timestep (default: the model's)")
 	fs.IntVar(&s.lSteps, "langevin-steps", def.Steps, "langevin: updates per noise level")
 	fs.Float64Var(&s.lScale, "langevin-step", def.StepScale, "langevin: step α_i = r·σ_i² at a level of noise variance σ_i² (NCSN's ε = r·σ_L²), 0 < r < 4")
 	return s
 }
 
-// build checks the flags against the process d and returns the sampler.
-func (s *samplerFlags) build(fs *flag.FlagSet, d *diffusion.Diffusion) (diffusion.Sampler, error) {
+// build checks the flags against the pipeline's process and returns the
+// sampler, with the model's timestep spacing where --spacing leaves it to
+// the model (Pipeline.SamplerFor).
+func (s *samplerFlags) build(fs *flag.FlagSet, p *ddpm.Pipeline) (diffusion.Sampler, error) {
+	d := p.Process
 	for _, only := range []struct{ flag, samplers string }{
 		{"eta", "ddim"}, {"langevin-steps", "langevin"}, {"langevin-step", "langevin"},
 	} {
 		if flagSet(fs, only.flag) && s.name != only.samplers {
 			return nil, usageErr("--%s applies to --sampler %s only", only.flag, only.samplers)
 		}
+	}
+	for _, f := range []string{"spacing", "steps-offset"} {
+		if flagSet(fs, f) && s.name != "ddim" && s.name != "respaced" {
+			return nil, usageErr("--%s applies to --sampler ddim and respaced only", f)
+		}
+	}
+	spacing, offset := s.spacing, s.offset
+	if flagSet(fs, "steps-offset") {
+		if spacing == diffusion.SpacingAuto {
+			spacing = p.Spacing
+		}
+		if spacing != diffusion.SpacingLeading {
+			name := spacing.String()
+			if spacing == diffusion.SpacingAuto {
+				name = "the model's, even"
+			}
+			return nil, usageErr("--steps-offset applies to leading spacing only (diffusers' trailing and linspace ignore steps_offset); the spacing here is %s", name)
+		}
+	} else if spacing == diffusion.SpacingLeading && p.Spacing == diffusion.SpacingLeading {
+		offset = p.StepsOffset // the model's steps_offset goes with its spacing
 	}
 	if flagSet(fs, "steps") && s.name == "ancestral" {
 		return nil, usageErr("--steps applies to ddim, respaced and langevin; ancestral sampling takes all T = %d steps", d.T)
@@ -66,14 +93,15 @@ func (s *samplerFlags) build(fs *flag.FlagSet, d *diffusion.Diffusion) (diffusio
 	case "ancestral":
 		sm = diffusion.Ancestral{}
 	case "ddim":
-		sm = diffusion.DDIM{Steps: steps, Eta: s.eta}
+		sm = diffusion.DDIM{Steps: steps, Eta: s.eta, Spacing: spacing, StepsOffset: offset}
 	case "respaced":
-		sm = diffusion.Respaced{Steps: steps}
+		sm = diffusion.Respaced{Steps: steps, Spacing: spacing, StepsOffset: offset}
 	case "langevin":
 		sm = diffusion.Langevin{Levels: steps, Steps: s.lSteps, StepScale: s.lScale}
 	default:
 		return nil, usageErr("unknown --sampler %q (have %s)", s.name, samplerNames)
 	}
+	sm = p.SamplerFor(sm)
 	if err := sm.Validate(d.T); err != nil {
 		return nil, usageErr("%v", err)
 	}
@@ -81,7 +109,7 @@ func (s *samplerFlags) build(fs *flag.FlagSet, d *diffusion.Diffusion) (diffusio
 }
 
 func runSample(args []string) error {
-	fs := newFlags("sample", "[--model mnist|fashion-mnist|DIR|FILE] [--n 64] [--out samples.png] [--out-dir DIR] [--sampler ancestral|ddim|respaced|langevin] [flags]")
+	fs := newFlags("sample", "[--model mnist|fashion-mnist|DIR|FILE] [--n 64] [--out samples.png] [--out-dir DIR] [--sampler ancestral|ddim|respaced|langevin] [--spacing auto|even|leading|trailing|linspace] [flags]")
 	mf := addModelFlags(fs, ddpm.DefaultModel)
 	n := fs.Int("n", 64, "number of images")
 	batch := fs.Int("batch", ddpm.DefaultBatch, "images denoised together")
@@ -114,7 +142,7 @@ func runSample(args []string) error {
 	if err != nil {
 		return err
 	}
-	sampler, err := sf.build(fs, p.Process)
+	sampler, err := sf.build(fs, p)
 	if err != nil {
 		return err
 	}
