@@ -63,7 +63,7 @@ func SampleRNG(seed uint64) *rand.Rand { return rand.New(rand.NewPCG(seed, 0x736
 // Evaluations is the number of network evaluations that sampling n images
 // with o costs: what Progress counts to.
 func (p *Pipeline) Evaluations(n int, o SampleOptions) int {
-	s, batch := p.sampler(o), o.batch()
+	s, batch := p.sampler(o), p.batchFor(n, o)
 	return (n + batch - 1) / batch * s.Evaluations(p.T())
 }
 
@@ -81,6 +81,24 @@ func (o SampleOptions) batch() int {
 	return o.Batch
 }
 
+// batchFor is the batch sampling n images with o runs: o's batch, at most
+// n, and at most what the memory available holds by the network's
+// estimate (unet.EstimateMemory), but at least 1 (Check then says whether
+// that fits). The 256×256 network needs about 0.25 GB an image besides its
+// ~1 GB of weights and transformed kernels, so its batches shrink to fit
+// (the seed's noise is drawn batch by batch, so a batch that had to shrink
+// gives other images than the batch asked for would have).
+func (p *Pipeline) batchFor(n int, o SampleOptions) int {
+	batch := min(o.batch(), n)
+	avail, ok := sysmem.Available()
+	if !ok {
+		return batch
+	}
+	m := unet.EstimateMemory(p.Net.Config(), false)
+	room := avail - float64(n)*float64(p.dims())*4 - m.Fixed
+	return max(1, min(batch, int(room/m.PerImage)))
+}
+
 // Check reports whether n images can be sampled with o: a valid sampler
 // and enough memory. Sample calls it first; callers that write files can
 // call it before they start.
@@ -91,7 +109,7 @@ func (p *Pipeline) Check(n int, o SampleOptions) error {
 	if err := p.sampler(o).Validate(p.T()); err != nil {
 		return fmt.Errorf("%w: %v", ErrInvalidOption, err)
 	}
-	batch := min(o.batch(), n)
+	batch := p.batchFor(n, o)
 	need := float64(n)*float64(p.dims())*4 + unet.EstimateMemory(p.Net.Config(), false).Bytes(batch)
 	return sysmem.Fits(need, fmt.Sprintf("%d images in batches of %d", n, batch), "sample fewer images per call, or a smaller batch")
 }
@@ -103,7 +121,7 @@ func (p *Pipeline) SampleTensor(ctx context.Context, n int, o SampleOptions) (*T
 		return nil, err
 	}
 	rng := SampleRNG(o.Seed)
-	x, err := diffusion.Generate(ctx, p.Process, p.net(), p.sampler(o), n, p.dims(), o.batch(), rng,
+	x, err := diffusion.Generate(ctx, p.Process, p.net(), p.sampler(o), n, p.dims(), p.batchFor(n, o), rng,
 		diffusion.Hooks{Progress: o.Progress, Observe: o.Observe})
 	if err != nil {
 		return nil, err

@@ -80,6 +80,16 @@ func (l *Conv2d) winograd(h, w int) bool {
 	return l.Cin*l.Cout <= winoMaxKernel*tiles*(l.Cin+l.Cout)
 }
 
+// WinogradTile is the output tile of the Winograd forward the layer runs on
+// h×w planes (2: F(2×2, 3×3), 4: F(4×4, 3×3)), 0 for none: for memory
+// estimates, which count the transformed kernel it keeps.
+func (l *Conv2d) WinogradTile(h, w int) int {
+	if !l.winograd(h, w) {
+		return 0
+	}
+	return l.winoTile(h, w)
+}
+
 // winoMaxKernel bounds the transformed kernel, (tile+2)²·Cin·Cout floats,
 // at this many times one image's transformed tiles, (tile+2)²·tiles·(Cin +
 // Cout). Past it (512 channels at 16×16 and 8×8, the 256×256 network's
