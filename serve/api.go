@@ -343,7 +343,7 @@ func (s *Server) readRequest(w http.ResponseWriter, r *http.Request) (*request, 
 	if q.langevin != nil {
 		return q, nil
 	}
-	pl, err := newPlan(q.kind, q.m.p.Process, q.steps, q.eta)
+	pl, err := newPlan(q.kind, q.m.p.Process, q.steps, q.eta, q.m.p.Spacing, q.m.p.StepsOffset)
 	if err != nil {
 		return nil, badRequest("%v", err)
 	}

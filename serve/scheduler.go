@@ -46,15 +46,17 @@ type plan struct {
 	K    int                        // network evaluations per image
 }
 
-// newPlan makes the plan of a sampler on the process d.
-func newPlan(kind method, d *diffusion.Diffusion, steps int, eta float64) (*plan, error) {
+// newPlan makes the plan of a sampler on the process d; ddim and respaced
+// visit the timesteps of spacing (the pipeline's, ddpm.Pipeline.Spacing and
+// StepsOffset, as SampleTensor does).
+func newPlan(kind method, d *diffusion.Diffusion, steps int, eta float64, spacing diffusion.Spacing, offset int) (*plan, error) {
 	p := &plan{kind: kind, d: d, eta: eta}
 	switch kind {
 	case ancestral:
 		p.K = d.T
 		return p, nil
 	case ddim, respaced:
-		keep, err := diffusion.SpacedIndices(d.T, steps)
+		keep, err := spacing.Indices(d.T, steps, offset)
 		if err != nil {
 			return nil, err
 		}
