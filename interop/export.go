@@ -8,7 +8,6 @@ import (
 
 	"github.com/ddpm-go/ddpm/diffusion"
 	"github.com/ddpm-go/ddpm/model/unet"
-	"github.com/ddpm-go/ddpm/weights"
 )
 
 // ExportDiffusers writes the network and its diffusion process as a
@@ -26,6 +25,15 @@ import (
 // export with downsample_padding 1 (their symmetric padding), imported
 // google/ddpm-* ones with 0.
 func ExportDiffusers(net *unet.UNet, dc diffusion.Config, dir string) error {
+	return ExportDiffusersSharded(net, dc, dir, 0)
+}
+
+// ExportDiffusersSharded is ExportDiffusers with the UNet weights split
+// into shards of at most maxShard bytes when they are larger (diffusers'
+// save_pretrained with max_shard_size; SaveSharded): unet/diffusion_
+// pytorch_model-00001-of-0000N.safetensors … and unet/diffusion_pytorch_
+// model.safetensors.index.json. maxShard ≤ 0 writes one file.
+func ExportDiffusersSharded(net *unet.UNet, dc diffusion.Config, dir string, maxShard int64) error {
 	ucfg, err := DiffusersUNetConfig(net.Config())
 	if err != nil {
 		return fmt.Errorf("export to diffusers: %w", err)
@@ -62,7 +70,7 @@ func ExportDiffusers(net *unet.UNet, dc diffusion.Config, dir string) error {
 		t.DType = "F32"
 		sd[name] = t
 	}
-	if err := weights.Save(filepath.Join(dir, "unet", SafetensorsWeights), sd, map[string]string{"format": "pt"}); err != nil {
+	if _, err := SaveSharded(filepath.Join(dir, "unet"), SafetensorsWeights, sd, map[string]string{"format": "pt"}, maxShard); err != nil {
 		return fmt.Errorf("export to diffusers: %w", err)
 	}
 	return nil

@@ -277,3 +277,26 @@ func TestSaveSharded(t *testing.T) {
 		}
 	}
 }
+
+// TestExportSharded: the tiny fixture exported with a shard size below its
+// weights' writes shards and an index, and reads back as the same network.
+func TestExportSharded(t *testing.T) {
+	m, err := Load(fixtures(t, "tiny"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := t.TempDir()
+	if err := ExportDiffusersSharded(m.Net, m.Process, out, 300_000); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(out, "unet", SafetensorsWeights)); err == nil {
+		t.Error("a single weights file was written beside the shards")
+	}
+	back, err := Load(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if back.Weights != filepath.Join(out, "unet", SafetensorsIndex) || !slices.Equal(back.Net.Weights(), m.Net.Weights()) || back.Process != m.Process {
+		t.Errorf("the sharded export (%s) reads back differently", back.Weights)
+	}
+}
