@@ -148,7 +148,7 @@ func TestModelsEndpoint(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := ModelInfo{Name: "tiny", Resolution: 8, Channels: 1, T: 20, Source: "in-memory model",
-		Samplers: []string{"ddim", "respaced"}, MaxSteps: 10, MaxImages: 64}
+		Samplers: []string{"ddim", "respaced", "langevin"}, MaxSteps: 10, MaxImages: 64}
 	if len(body.Models) != 1 || !equalJSON(body.Models[0], want) {
 		t.Errorf("models %+v, want %+v", body.Models, want)
 	}
@@ -197,7 +197,7 @@ func TestOpenAPIPageMetrics(t *testing.T) {
 			t.Errorf("openapi.json lacks %s %s", method, path)
 		}
 	}
-	for _, path := range []string{"/", "/app.js", "/style.css"} {
+	for _, path := range []string{"/", "/app.js", "/studio.js", "/style.css"} {
 		resp, body := get(path)
 		if strings.Contains(body, "http://") || strings.Contains(body, "https://") || strings.Contains(body, "//cdn") {
 			t.Errorf("%s refers to another site", path)
@@ -207,7 +207,7 @@ func TestOpenAPIPageMetrics(t *testing.T) {
 		}
 	}
 	_, page := get("/")
-	for _, want := range []string{`data-tab="generate"`, `data-placeholder="draw"`, `data-placeholder="compress"`, `data-placeholder="interpolate"`, `name="viewport"`} {
+	for _, want := range []string{`data-tab="generate"`, `id="pad"`, `id="compress-form"`, `id="interp-form"`, `src="studio.js"`, `name="viewport"`} {
 		if !strings.Contains(page, want) {
 			t.Errorf("the page lacks %s", want)
 		}

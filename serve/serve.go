@@ -16,6 +16,7 @@
 //	GET  /api/v1/models          the models served
 //	POST /api/v1/sample          {"model":"mnist","n":4,"sampler":"ddim","steps":10,"seed":1} → PNG grid (or JSON)
 //	POST /api/v1/sample/stream   the same as Server-Sent Events: progress with x_t and x̂0, then the images
+//	POST /api/v1/noise, /regenerate, /bpd, /compress(/stream), /interpolate   the studio's experiments (studio.go)
 //	GET  /metrics                Prometheus metrics
 //	GET  /                       the web studio
 package serve

@@ -275,3 +275,29 @@ func TestStudioErrors(t *testing.T) {
 		})
 	}
 }
+
+// TestStudioOpenAPI: openapi.json describes the studio's endpoints.
+func TestStudioOpenAPI(t *testing.T) {
+	var doc struct {
+		Paths      map[string]map[string]any `json:"paths"`
+		Components struct {
+			Schemas map[string]any `json:"schemas"`
+		} `json:"components"`
+	}
+	if err := json.Unmarshal(openAPI, &doc); err != nil {
+		t.Fatal(err)
+	}
+	for path, method := range map[string]string{
+		"/api/v1/noise": "post", "/api/v1/regenerate": "post", "/api/v1/bpd": "post", "/api/v1/compress": "post",
+		"/api/v1/compress/stream": "post", "/api/v1/interpolate": "post", "/api/v1/examples": "get",
+	} {
+		if doc.Paths[path][method] == nil {
+			t.Errorf("openapi.json lacks %s %s", method, path)
+		}
+	}
+	for _, name := range []string{"StudioRequest", "NoiseResponse", "RegenerateResponse", "BPDResponse", "CompressResponse", "CompressProgress", "RDPoint", "InterpolateResponse"} {
+		if doc.Components.Schemas[name] == nil {
+			t.Errorf("openapi.json lacks the schema %s", name)
+		}
+	}
+}

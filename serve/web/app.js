@@ -1,5 +1,6 @@
 // DDPM studio: the Generate tab streams /api/v1/sample/stream (Server-Sent
-// Events over a POST, read with fetch) into the x_t and x̂0 panels.
+// Events over a POST, read with fetch) into the x_t and x̂0 panels. The
+// other tabs are studio.js's.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -55,6 +56,7 @@ async function loadModels() {
     }
     $("models-status").textContent = models.map((m) => m.source).join(" · ");
     syncForm();
+    if (typeof onModels === "function") onModels(); // studio.js's tabs
   } catch (e) {
     $("models-status").textContent = "could not list the models: " + e.message;
     $("models-status").className = "error";
