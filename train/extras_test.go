@@ -157,7 +157,7 @@ func TestCheckMemory(t *testing.T) {
 		{"fits", 21e9, true, 64, nil},
 		{"unknown memory", 0, false, 100000000, nil},
 		{"absurd batch", 21e9, true, 100000000, []string{"--batch 100000000 needs about ", " TB for a training step; this machine has 21 GB available — try --batch 128"}},
-		{"a bit too much", 2e9, true, 512, []string{"--batch 512 needs about", "this machine has 2.0 GB available — try --batch 64"}},
+		{"a bit too much", 2e9, true, 512, []string{"--batch 512 needs about", "this machine has 2.0 GB available — try --batch 128"}},
 		{"nothing fits", 50e6, true, 4, []string{"even --batch 1 needs about", "pick a smaller --config"}},
 	}
 	for _, tc := range cases {
