@@ -4,13 +4,11 @@
 package benchmark
 
 import (
-	"bufio"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
-	"os"
 	"os/exec"
 	"runtime"
 	"slices"
@@ -240,21 +238,7 @@ func nested(m map[string]any, k1, k2 string) (float64, bool) {
 
 // peakRSSMB reads the process's peak resident set (VmHWM) on Linux; 0
 // elsewhere.
-func peakRSSMB() float64 {
-	f, err := os.Open("/proc/self/status")
-	if err != nil {
-		return 0
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {
-			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 64)
-			return round(kb/1024, 1)
-		}
-	}
-	return 0
-}
+func peakRSSMB() float64 { return procStatusMB("VmHWM:") }
 
 // round rounds v half up to digits decimals.
 func round(v float64, digits int) float64 {
