@@ -94,9 +94,19 @@ func (p *Pipeline) batchFor(n int, o SampleOptions) int {
 	if !ok {
 		return batch
 	}
-	m := unet.EstimateMemory(p.Net.Config(), false)
+	m := p.sampleMemory()
 	room := avail - float64(n)*float64(p.dims())*4 - m.Fixed
 	return max(1, min(batch, int(room/m.PerImage)))
+}
+
+// sampleMemory is what sampling will still allocate: the network's
+// estimate (unet.EstimateMemory) less its weights, which are loaded and
+// resident already, so the available memory no longer counts them (the
+// loaders decode them straight into the network and hold no copy).
+func (p *Pipeline) sampleMemory() unet.Memory {
+	m := unet.EstimateMemory(p.Net.Config(), false)
+	m.Fixed = max(0, m.Fixed-4*float64(unet.NumParams(p.Net.Config())))
+	return m
 }
 
 // Check reports whether n images can be sampled with o: a valid sampler
@@ -110,7 +120,7 @@ func (p *Pipeline) Check(n int, o SampleOptions) error {
 		return fmt.Errorf("%w: %v", ErrInvalidOption, err)
 	}
 	batch := p.batchFor(n, o)
-	need := float64(n)*float64(p.dims())*4 + unet.EstimateMemory(p.Net.Config(), false).Bytes(batch)
+	need := float64(n)*float64(p.dims())*4 + p.sampleMemory().Bytes(batch)
 	return sysmem.Fits(need, fmt.Sprintf("%d images in batches of %d", n, batch), "sample fewer images per call, or a smaller batch")
 }
 

@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 
@@ -70,6 +71,19 @@ func ReadTensors(path string) (map[string]weights.Tensor, error) {
 		ts, _, err := weights.Load(path)
 		return ts, err
 	}
+	kind := pickleKind(path)
+	if ReadPickle == nil {
+		return nil, noPickleReader(path, kind)
+	}
+	ts, err := ReadPickle(path)
+	if err != nil {
+		return nil, pickleError(path, kind, err)
+	}
+	return ts, nil
+}
+
+// pickleKind says which of torch.save's formats the file at path is in.
+func pickleKind(path string) string {
 	kind := "a PyTorch pickle (torch.save)"
 	if f, err := os.Open(path); err == nil {
 		var head [4]byte
@@ -78,17 +92,80 @@ func ReadTensors(path string) (map[string]weights.Tensor, error) {
 		}
 		f.Close()
 	}
+	return kind
+}
+
+// noPickleReader is the refusal of a pickle while ReadPickle is nil.
+func noPickleReader(path, kind string) error {
+	return fmt.Errorf("%s is %s: %w; convert it to safetensors: python -c \"import torch, safetensors.torch as s; s.save_file(torch.load('%s', map_location='cpu'), '%s')\"",
+		path, kind, ErrPickle, filepath.Base(path), strings.TrimSuffix(filepath.Base(path), filepath.Ext(path))+".safetensors")
+}
+
+// pickleError is a pickle reader's error in one line naming the file once.
+func pickleError(path, kind string, err error) error {
+	// The reader's errors name the file already (torchbin: "torchbin: PATH: …").
+	msg := strings.TrimPrefix(strings.TrimPrefix(err.Error(), "torchbin: "), path+": ")
+	return fmt.Errorf("%s is %s, unreadable: %s", path, kind, msg)
+}
+
+// openTensors opens a weights file as ReadTensors reads it, but with
+// tensors that are read on demand (weights.Lazy), decoded straight into
+// where they go: safetensors through weights.Open, pickles through
+// torchbin.Open while ReadPickle is torchbin's reader (another ReadPickle
+// reads the file whole), a sharded checkpoint shard by shard. close closes
+// the files; the tensors are readable until then.
+func openTensors(path string) (ts map[string]weights.Lazy, close func(), err error) {
+	if IsShardIndex(path) {
+		return openSharded(path)
+	}
+	if !isPickle(path) {
+		f, err := weights.Open(path)
+		if err != nil {
+			return nil, nil, err
+		}
+		return f.Lazy(), func() { f.Close() }, nil
+	}
+	kind := pickleKind(path)
 	if ReadPickle == nil {
-		return nil, fmt.Errorf("%s is %s: %w; convert it to safetensors: python -c \"import torch, safetensors.torch as s; s.save_file(torch.load('%s', map_location='cpu'), '%s')\"",
-			path, kind, ErrPickle, filepath.Base(path), strings.TrimSuffix(filepath.Base(path), filepath.Ext(path))+".safetensors")
+		return nil, nil, noPickleReader(path, kind)
 	}
-	ts, err := ReadPickle(path)
+	if reflect.ValueOf(ReadPickle).Pointer() != reflect.ValueOf(torchbin.Load).Pointer() {
+		sd, err := ReadTensors(path)
+		if err != nil {
+			return nil, nil, err
+		}
+		return inMemory(sd), func() {}, nil
+	}
+	f, err := torchbin.Open(path)
 	if err != nil {
-		// The reader's errors name the file already (torchbin: "torchbin: PATH: …").
-		msg := strings.TrimPrefix(strings.TrimPrefix(err.Error(), "torchbin: "), path+": ")
-		return nil, fmt.Errorf("%s is %s, unreadable: %s", path, kind, msg)
+		return nil, nil, pickleError(path, kind, err)
 	}
-	return ts, nil
+	for name, t := range f.Tensors {
+		read := t.Read
+		t.Read = func(dst []float32) error {
+			if err := read(dst); err != nil {
+				return pickleError(path, kind, err)
+			}
+			return nil
+		}
+		f.Tensors[name] = t
+	}
+	return f.Tensors, func() { f.Close() }, nil
+}
+
+// inMemory wraps decoded tensors as weights.Lazy ones.
+func inMemory(sd map[string]weights.Tensor) map[string]weights.Lazy {
+	out := make(map[string]weights.Lazy, len(sd))
+	for name, t := range sd {
+		out[name] = weights.Lazy{DType: t.DType, Shape: t.Shape, Read: func(dst []float32) error {
+			if t.F32 == nil || len(t.F32) != len(dst) {
+				return fmt.Errorf("tensor %s: %s%v does not fit %d floats", name, t.DType, t.Shape, len(dst))
+			}
+			copy(dst, t.F32)
+			return nil
+		}}
+	}
+	return out
 }
 
 // TensorNames lists the tensor names of a safetensors file from its header
@@ -314,13 +391,17 @@ func loadWeightsFile(path string) (*Model, error) {
 	return m.load()
 }
 
-// load builds m's network and process from its files.
+// load builds m's network and process from its files. The weights are
+// decoded tensor by tensor straight into the network's parameters
+// (openTensors), so that loading holds little beyond the network itself.
 func (m *Model) load() (*Model, error) {
-	sd, err := ReadTensors(m.Weights)
+	sd, closeWeights, err := openTensors(m.Weights)
 	if err != nil {
 		return nil, err
 	}
-	naming, err := DetectNaming(sd)
+	defer closeWeights()
+	meta := lazyMeta(sd)
+	naming, err := detectNaming(func(name string) bool { _, ok := meta[name]; return ok })
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", m.Weights, err)
 	}
@@ -332,7 +413,7 @@ func (m *Model) load() (*Model, error) {
 		}
 	case naming == Pesser:
 		var name string
-		if cfg, name, err = pesserConfigFor(sd); err != nil {
+		if cfg, name, err = pesserConfigFor(meta); err != nil {
 			return nil, fmt.Errorf("%s: %w", m.Weights, err)
 		}
 		if m.Scheduler == "" {
@@ -353,7 +434,7 @@ func (m *Model) load() (*Model, error) {
 		m.Process = DefaultSchedulerConfig()
 		m.Spacing = diffusion.SpacingLeading
 	}
-	psd, _, err := ToProject(cfg, sd)
+	pairs, _, err := plan(cfg, meta)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", m.Weights, err)
 	}
@@ -361,8 +442,21 @@ func (m *Model) load() (*Model, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := net.LoadStateDict(psd); err != nil {
-		return nil, fmt.Errorf("%s: %w", m.Weights, err)
+	params := net.StateDict() // aliases the network's weights
+	if len(params) != len(pairs) {
+		return nil, fmt.Errorf("%s: the network of the config has %d tensors, the names map %d", m.Weights, len(params), len(pairs))
+	}
+	for _, p := range pairs {
+		dst, ok := params[p.project]
+		if !ok || !slices.Equal(dst.Shape, p.shape) {
+			return nil, fmt.Errorf("%s: tensor %s: the network has no %s%v", m.Weights, p.foreign, p.project, p.shape)
+		}
+		if err := sd[p.foreign].Read(dst.F32); err != nil {
+			if strings.Contains(err.Error(), m.Weights) {
+				return nil, err
+			}
+			return nil, fmt.Errorf("%s: %w", m.Weights, err)
+		}
 	}
 	m.Net, m.Naming = net, naming
 	return m, nil
@@ -397,10 +491,10 @@ func PesserConfigs() map[string]PesserConfig {
 }
 
 // pesserConfigFor finds the pesser config whose tensors sd holds.
-func pesserConfigFor(sd map[string]weights.Tensor) (unet.Config, string, error) {
+func pesserConfigFor(sd map[string]tensorMeta) (unet.Config, string, error) {
 	cs := PesserConfigs()
 	for _, name := range []string{"cifar10", "lsun_church"} {
-		if _, _, err := ToProject(cs[name].UNet, sd); err == nil {
+		if _, _, err := plan(cs[name].UNet, sd); err == nil {
 			return cs[name].UNet, name, nil
 		}
 	}

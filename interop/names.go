@@ -241,16 +241,20 @@ func NameMap(cfg unet.Config, n Naming) map[string]string {
 // the time embedding's first layer and (for diffusers) the middle block's
 // attention query.
 func DetectNaming(sd map[string]weights.Tensor) (Naming, error) {
-	_, diff := sd["time_embedding.linear_1.weight"]
+	return detectNaming(func(name string) bool { return has(sd, name) })
+}
+
+// detectNaming is DetectNaming over a set of names.
+func detectNaming(has func(string) bool) (Naming, error) {
 	switch {
-	case diff:
-		if _, old := sd["mid_block.attentions.0.query.weight"]; old {
+	case has("time_embedding.linear_1.weight"):
+		if has("mid_block.attentions.0.query.weight") {
 			return DiffusersOld, nil
 		}
 		return Diffusers, nil
-	case has(sd, "temb.dense.0.weight"):
+	case has("temb.dense.0.weight"):
 		return Pesser, nil
-	case has(sd, "temb_dense0.weight"):
+	case has("temb_dense0.weight"):
 		return Project, nil
 	}
 	return 0, errors.New("the tensor names are none of diffusers' (time_embedding.linear_1.weight), pesser's (temb.dense.0.weight) or the project's (temb_dense0.weight)")
@@ -273,29 +277,64 @@ func IsDiffusersNames(names []string) bool {
 // network's tensors with their shapes; the errors name the tensors as sd
 // names them.
 func ToProject(cfg unet.Config, sd map[string]weights.Tensor) (map[string]weights.Tensor, Naming, error) {
-	n, err := DetectNaming(sd)
+	meta := make(map[string]tensorMeta, len(sd))
+	for name, v := range sd {
+		meta[name] = tensorMeta{v.DType, v.Shape, v.F32 != nil}
+	}
+	pairs, n, err := plan(cfg, meta)
+	if err != nil {
+		return nil, n, err
+	}
+	out := make(map[string]weights.Tensor, len(sd))
+	for _, p := range pairs {
+		out[p.project] = weights.Tensor{DType: sd[p.foreign].DType, Shape: p.shape, F32: sd[p.foreign].F32}
+	}
+	return out, n, nil
+}
+
+// tensorMeta is what plan needs of a tensor: its dtype, shape and whether
+// it holds floating-point data.
+type tensorMeta struct {
+	dtype string
+	shape []int
+	float bool
+}
+
+// lazyMeta is the tensorMeta of lazily read tensors.
+func lazyMeta(sd map[string]weights.Lazy) map[string]tensorMeta {
+	meta := make(map[string]tensorMeta, len(sd))
+	for name, v := range sd {
+		meta[name] = tensorMeta{v.DType, v.Shape, v.IsFloat()}
+	}
+	return meta
+}
+
+// plan matches the tensors of sd, in any naming (DetectNaming), to the
+// network of cfg: for each of its parameters in state-dict order, the
+// tensor of sd that holds it. It checks that sd holds exactly the network's
+// tensors with their shapes; the errors name the tensors as sd names them.
+func plan(cfg unet.Config, sd map[string]tensorMeta) ([]tensorName, Naming, error) {
+	n, err := detectNaming(func(name string) bool { _, ok := sd[name]; return ok })
 	if err != nil {
 		return nil, 0, err
 	}
-	out := make(map[string]weights.Tensor, len(sd))
 	want := map[string]bool{}
-	for _, t := range names(cfg, n) {
+	ts := names(cfg, n)
+	for _, t := range ts {
 		want[t.foreign] = true
 		v, ok := sd[t.foreign]
 		if !ok {
 			return nil, n, fmt.Errorf("tensor %s is missing (%s names; a checkpoint of another config?)", t.foreign, n)
 		}
-		shape := t.shape
-		got := v.Shape
+		got := v.shape
 		if t.linear && len(got) == 2 {
 			got = append(slices.Clone(got), 1, 1) // Linear [C, C] → 1×1 conv
 		}
-		if !slices.Equal(got, shape) || v.F32 == nil {
-			return nil, n, fmt.Errorf("tensor %s is %s%v, the config needs float %v", t.foreign, v.DType, v.Shape, foreignShape(shape, t.linear))
+		if !slices.Equal(got, t.shape) || !v.float {
+			return nil, n, fmt.Errorf("tensor %s is %s%v, the config needs float %v", t.foreign, v.dtype, v.shape, foreignShape(t.shape, t.linear))
 		}
-		out[t.project] = weights.Tensor{DType: v.DType, Shape: shape, F32: v.F32}
 	}
-	if len(out) != len(sd) {
+	if len(want) != len(sd) {
 		var extra []string
 		for name := range sd {
 			if !want[name] {
@@ -305,7 +344,7 @@ func ToProject(cfg unet.Config, sd map[string]weights.Tensor) (map[string]weight
 		sort.Strings(extra)
 		return nil, n, fmt.Errorf("%d unexpected tensors, first %s (%s names; a checkpoint of another config?)", len(extra), extra[0], n)
 	}
-	return out, n, nil
+	return ts, n, nil
 }
 
 // foreignShape is a project shape as a Linear holds it when linear.

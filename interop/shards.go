@@ -103,6 +103,56 @@ func readSharded(index string) (map[string]weights.Tensor, error) {
 	return out, nil
 }
 
+// openSharded is readSharded with tensors read on demand (openTensors):
+// every shard is opened and checked against the index, and stays open
+// until close.
+func openSharded(index string) (map[string]weights.Lazy, func(), error) {
+	idx, shards, err := ReadShardIndex(index)
+	if err != nil {
+		return nil, nil, err
+	}
+	dir := filepath.Dir(index)
+	out := make(map[string]weights.Lazy, len(idx.WeightMap))
+	var closers []func()
+	closeAll := func() {
+		for _, c := range closers {
+			c()
+		}
+	}
+	for _, f := range shards {
+		p := filepath.Join(dir, f)
+		if !isFile(p) {
+			closeAll()
+			return nil, nil, fmt.Errorf("%s names shard %s, which is missing", index, f)
+		}
+		ts, c, err := openTensors(p)
+		if err != nil {
+			closeAll()
+			return nil, nil, err
+		}
+		closers = append(closers, c)
+		for _, name := range slices.Sorted(maps.Keys(ts)) {
+			want, listed := idx.WeightMap[name]
+			if !listed {
+				closeAll()
+				return nil, nil, fmt.Errorf("%s holds tensor %s, which %s does not list", p, name, filepath.Base(index))
+			}
+			if want != f {
+				closeAll()
+				return nil, nil, fmt.Errorf("%s holds tensor %s, which %s puts in %s", p, name, filepath.Base(index), want)
+			}
+			out[name] = ts[name]
+		}
+	}
+	for _, name := range slices.Sorted(maps.Keys(idx.WeightMap)) {
+		if _, ok := out[name]; !ok {
+			closeAll()
+			return nil, nil, fmt.Errorf("%s puts tensor %s in %s, which does not hold it", index, name, idx.WeightMap[name])
+		}
+	}
+	return out, closeAll, nil
+}
+
 // ShardName is the file name of shard i (0-based) of n of a checkpoint
 // whose single file would be name, diffusers' and huggingface_hub's
 // pattern: diffusion_pytorch_model-00001-of-00002.safetensors.

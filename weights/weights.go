@@ -16,9 +16,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"math"
-	"os"
 	"slices"
 
 	st "github.com/nlpodyssey/safetensors"
@@ -55,39 +53,24 @@ func F32Tensor(data []float32, shape ...int) Tensor {
 }
 
 // Load reads a safetensors file and returns its tensors and its
-// __metadata__ strings (nil when absent).
+// __metadata__ strings (nil when absent). The file is read tensor by tensor
+// (Open), never whole: what it costs in memory is the decoded tensors.
 func Load(path string) (map[string]Tensor, map[string]string, error) {
-	f, err := os.Open(path)
+	f, err := Open(path)
 	if err != nil {
-		return nil, nil, fmt.Errorf("weights: read %s: %w", path, err)
+		return nil, nil, err
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, nil, fmt.Errorf("weights: read %s: %w", path, err)
+	names := f.Names() // report the first bad tensor deterministically
+	out := make(map[string]Tensor, len(names))
+	for _, name := range names {
+		t, err := f.Read(name)
+		if err != nil {
+			return nil, nil, err
+		}
+		out[name] = t
 	}
-	// Check the header length before reading the file so that a corrupt
-	// length is reported as such and not as a truncated read.
-	var lenBuf [8]byte
-	if _, err := io.ReadFull(f, lenBuf[:]); err != nil {
-		return nil, nil, fmt.Errorf("weights: read %s: file too short for a safetensors header: %w", path, err)
-	}
-	if err := checkHeaderLen(binary.LittleEndian.Uint64(lenBuf[:]), uint64(fi.Size())); err != nil {
-		return nil, nil, fmt.Errorf("weights: read %s: %w", path, err)
-	}
-	if fi.Size() > math.MaxInt {
-		return nil, nil, fmt.Errorf("weights: read %s: file too large", path)
-	}
-	data := make([]byte, fi.Size())
-	copy(data, lenBuf[:])
-	if _, err := io.ReadFull(f, data[8:]); err != nil {
-		return nil, nil, fmt.Errorf("weights: read %s: %w", path, err)
-	}
-	ts, meta, err := decode(data)
-	if err != nil {
-		return nil, nil, fmt.Errorf("weights: read %s: %w", path, err)
-	}
-	return ts, meta, nil
+	return out, f.Metadata(), nil
 }
 
 func checkHeaderLen(n, fileLen uint64) error {

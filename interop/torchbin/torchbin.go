@@ -76,6 +76,8 @@ type Checkpoint struct {
 	// Skipped lists the state dict's entries that are not tensors, as
 	// "name (kind)", in file order.
 	Skipped []string
+
+	refs []namedRef // the tensors, before they are decoded
 }
 
 // Load reads the state dict in a torch.save file.
@@ -135,6 +137,19 @@ func ReadCheckpoint(r io.ReaderAt, size int64) (*Checkpoint, error) {
 }
 
 func read(r io.ReaderAt, size int64) (*Checkpoint, error) {
+	c, err := structure(r, size)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.materialize(); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// structure unpickles the state dict and checks its tensors, reading none
+// of their data.
+func structure(r io.ReaderAt, size int64) (*Checkpoint, error) {
 	obj, format, err := readObject(r, size)
 	if err != nil {
 		return nil, err
@@ -269,7 +284,7 @@ func readZip(r io.ReaderAt, size int64) (any, error) {
 		if f.UncompressedSize64 != need {
 			return nil, fmt.Errorf("storage %q: record %s holds %d bytes, but %d elements of %d bytes need %d", st.key, printable(name), f.UncompressedSize64, st.numel, st.dtype.size(), need)
 		}
-		st.read = func() ([]byte, error) { return readRecord(f, size, need) }
+		st.open = func() (io.Reader, func() error, error) { return openRecord(f, size, need) }
 		storages[st.key] = st
 		return st, nil
 	}
@@ -280,40 +295,79 @@ func readZip(r io.ReaderAt, size int64) (any, error) {
 	return obj, nil
 }
 
-// readRecord reads a whole zip record of at most limit bytes. The sizes in
-// the archive's directory are checked against the archive before anything
-// is allocated; archive/zip then checks the bytes read against them and the
-// CRC.
+// readRecord reads a whole zip record of at most limit bytes.
 func readRecord(f *zip.File, archiveSize int64, limit uint64) ([]byte, error) {
+	r, finish, err := openRecord(f, archiveSize, limit)
+	if err != nil {
+		return nil, err
+	}
+	buf := make([]byte, f.UncompressedSize64)
+	_, err = io.ReadFull(r, buf)
+	if err != nil {
+		err = fmt.Errorf("record %s: %v (truncated archive?)", printable(f.Name), err)
+	}
+	if ferr := finish(); err == nil {
+		err = ferr
+	}
+	if err != nil {
+		return nil, err
+	}
+	return buf, nil
+}
+
+// openRecord opens a zip record of at most limit bytes for reading, and
+// returns a finish function that reads what is left of it, checks it and
+// closes it. The sizes in the archive's directory are checked against the
+// archive before anything is allocated; archive/zip then checks the bytes
+// read against them and, at the end, the CRC.
+func openRecord(f *zip.File, archiveSize int64, limit uint64) (io.Reader, func() error, error) {
 	if f.UncompressedSize64 > limit {
-		return nil, fmt.Errorf("record %s: %d bytes, more than the %d allowed", printable(f.Name), f.UncompressedSize64, limit)
+		return nil, nil, fmt.Errorf("record %s: %d bytes, more than the %d allowed", printable(f.Name), f.UncompressedSize64, limit)
 	}
 	if f.CompressedSize64 > uint64(archiveSize) {
-		return nil, fmt.Errorf("record %s: %d bytes in an archive of %d (truncated archive?)", printable(f.Name), f.CompressedSize64, archiveSize)
+		return nil, nil, fmt.Errorf("record %s: %d bytes in an archive of %d (truncated archive?)", printable(f.Name), f.CompressedSize64, archiveSize)
 	}
 	if f.Method == zip.Store && f.UncompressedSize64 != f.CompressedSize64 {
-		return nil, fmt.Errorf("record %s: stored uncompressed but sized %d and %d", printable(f.Name), f.UncompressedSize64, f.CompressedSize64)
+		return nil, nil, fmt.Errorf("record %s: stored uncompressed but sized %d and %d", printable(f.Name), f.UncompressedSize64, f.CompressedSize64)
 	}
 	if f.UncompressedSize64 > maxExpand*f.CompressedSize64+1024 {
-		return nil, fmt.Errorf("record %s claims to expand %d bytes to %d", printable(f.Name), f.CompressedSize64, f.UncompressedSize64)
+		return nil, nil, fmt.Errorf("record %s claims to expand %d bytes to %d", printable(f.Name), f.CompressedSize64, f.UncompressedSize64)
 	}
 	rc, err := f.Open()
 	if err != nil {
-		return nil, fmt.Errorf("record %s: %v", printable(f.Name), err)
+		return nil, nil, fmt.Errorf("record %s: %v", printable(f.Name), err)
 	}
-	defer rc.Close()
-	buf := make([]byte, f.UncompressedSize64)
-	if _, err := io.ReadFull(rc, buf); err != nil {
-		return nil, fmt.Errorf("record %s: %v (truncated archive?)", printable(f.Name), err)
-	}
-	// Reading to the end makes archive/zip check the CRC.
-	if n, err := rc.Read(make([]byte, 1)); n != 0 || err != io.EOF {
-		if err == nil || err == io.EOF {
-			err = errors.New("longer than its directory entry says")
+	cr := &countReader{r: rc}
+	finish := func() error {
+		defer rc.Close()
+		// Reading to the end makes archive/zip check the CRC.
+		if _, err := io.Copy(io.Discard, io.LimitReader(cr, int64(f.UncompressedSize64-min(cr.n, f.UncompressedSize64)))); err != nil {
+			return fmt.Errorf("record %s: %v (truncated archive?)", printable(f.Name), err)
 		}
-		return nil, fmt.Errorf("record %s: %v", printable(f.Name), err)
+		if cr.n != f.UncompressedSize64 {
+			return fmt.Errorf("record %s: %v (truncated archive?)", printable(f.Name), io.ErrUnexpectedEOF)
+		}
+		if n, err := rc.Read(make([]byte, 1)); n != 0 || err != io.EOF {
+			if err == nil || err == io.EOF {
+				err = errors.New("longer than its directory entry says")
+			}
+			return fmt.Errorf("record %s: %v", printable(f.Name), err)
+		}
+		return nil
 	}
-	return buf, nil
+	return cr, finish, nil
+}
+
+// countReader counts the bytes read through it.
+type countReader struct {
+	r io.Reader
+	n uint64
+}
+
+func (c *countReader) Read(p []byte) (int, error) {
+	k, err := c.r.Read(p)
+	c.n += uint64(k)
+	return k, err
 }
 
 // storageFromID checks the head of a storage persistent id, common to both
@@ -463,7 +517,7 @@ func readLegacy(r io.ReaderAt, size int64) (any, error) {
 		if st == nil {
 			return nil, fmt.Errorf("storage %q is listed but no tensor uses it", key)
 		}
-		if st.read != nil {
+		if st.open != nil {
 			return nil, fmt.Errorf("storage %q is listed twice", key)
 		}
 		var hdr [8]byte
@@ -482,17 +536,13 @@ func readLegacy(r io.ReaderAt, size int64) (any, error) {
 			return nil, fmt.Errorf("storage %q: %d bytes at byte %d run past the end of the %d-byte file (truncated?)", key, nbytes, off+8, size)
 		}
 		at := off + 8
-		st.read = func() ([]byte, error) {
-			b := make([]byte, nbytes)
-			if _, err := r.ReadAt(b, at); err != nil && !(err == io.EOF && int64(len(b)) == nbytes) {
-				return nil, fmt.Errorf("storage %q: %v", key, err)
-			}
-			return b, nil
+		st.open = func() (io.Reader, func() error, error) {
+			return io.NewSectionReader(r, at, nbytes), func() error { return nil }, nil
 		}
 		off = at + nbytes
 	}
 	for key, st := range storages {
-		if st.read == nil {
+		if st.open == nil {
 			return nil, fmt.Errorf("storage %q is used but missing from the storage key list", key)
 		}
 	}
@@ -593,8 +643,11 @@ func keyList(es []entry) string {
 	return strings.Join(ks, ", ")
 }
 
+// decodeEntries records the state dict's tensors, checking each one's view
+// of its storage; their data is read by c.materialize (or by the Lazy
+// tensors of a File).
 func (c *Checkpoint) decodeEntries(es []entry) error {
-	c.Tensors = make(map[string]weights.Tensor, len(es))
+	seen := make(map[string]bool, len(es))
 	for _, e := range es {
 		name, ok := e.key.(string)
 		t, isTensor := e.val.(*tensorRef)
@@ -606,14 +659,95 @@ func (c *Checkpoint) decodeEntries(es []entry) error {
 			c.Skipped = append(c.Skipped, fmt.Sprintf("%s (%s)", name, kindOf(e.val)))
 			continue
 		}
-		if _, dup := c.Tensors[name]; dup {
+		if seen[name] {
 			return fmt.Errorf("tensor %q appears twice", name)
 		}
-		w, err := materialize(t)
-		if err != nil {
+		seen[name] = true
+		if _, err := t.check(); err != nil {
 			return fmt.Errorf("tensor %q: %w", name, err)
 		}
-		c.Tensors[name] = w
+		c.refs = append(c.refs, namedRef{name, t})
 	}
 	return nil
 }
+
+// namedRef is a state-dict entry that is a tensor.
+type namedRef struct {
+	name string
+	t    *tensorRef
+}
+
+// materialize decodes every tensor into c.Tensors, in file order.
+func (c *Checkpoint) materialize() error {
+	c.Tensors = make(map[string]weights.Tensor, len(c.refs))
+	for _, r := range c.refs {
+		w, err := materialize(r.t)
+		if err != nil {
+			return fmt.Errorf("tensor %q: %w", r.name, err)
+		}
+		c.Tensors[r.name] = w
+	}
+	c.refs = nil
+	return nil
+}
+
+// File is a torch.save file opened for reading tensor by tensor: Open
+// unpickles its state dict and checks every tensor's view of its storage,
+// and each tensor's data is read from the file, piece by piece, only when
+// it is decoded (Lazy's Read), so that loading a network this way holds
+// neither the file nor a second copy of the weights. Close it when done.
+type File struct {
+	// Format, Unwrapped and Skipped are as in Checkpoint.
+	Format    string
+	Unwrapped []string
+	Skipped   []string
+	// Tensors by state-dict name, read on demand while the file is open.
+	Tensors map[string]weights.Lazy
+	f       *os.File
+}
+
+// Open opens a torch.save file and reads its state dict's structure.
+func Open(path string) (*File, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("torchbin: %w", err)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("torchbin: %w", err)
+	}
+	if !fi.Mode().IsRegular() {
+		f.Close()
+		return nil, fmt.Errorf("torchbin: %s: not a regular file", path)
+	}
+	c, err := structure(f, fi.Size())
+	if err != nil {
+		f.Close()
+		return nil, fmt.Errorf("torchbin: %s: %w", path, err)
+	}
+	lf := &File{Format: c.Format, Unwrapped: c.Unwrapped, Skipped: c.Skipped, Tensors: make(map[string]weights.Lazy, len(c.refs)), f: f}
+	for _, r := range c.refs {
+		t, name := r.t, r.name
+		lf.Tensors[name] = weights.Lazy{DType: t.st.dtype.name(), Shape: append([]int{}, t.shape...), Read: func(dst []float32) error {
+			n, err := t.check()
+			switch {
+			case err != nil:
+			case t.isInt():
+				err = fmt.Errorf("is %s, not floating point", t.st.dtype.name())
+			case len(dst) != n:
+				err = fmt.Errorf("%d elements, the destination holds %d", n, len(dst))
+			default:
+				err = t.decode(n, dst, nil)
+			}
+			if err != nil {
+				return fmt.Errorf("torchbin: %s: tensor %q: %w", path, name, err)
+			}
+			return nil
+		}}
+	}
+	return lf, nil
+}
+
+// Close closes the file.
+func (f *File) Close() error { return f.f.Close() }
