@@ -2,7 +2,9 @@ package nn
 
 import (
 	"fmt"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // The conv shapes of the "small" U-Net at batch 32 (conv_in, a level-0
@@ -236,4 +238,46 @@ func BenchmarkConvWinogradGate(b *testing.B) {
 			})
 		}
 	}
+}
+
+// BenchmarkConvLargePlanes times the 256×256 network's convs on its two
+// largest planes at batch 1 through F(2×2, 3×3) and F(4×4, 3×3) (the
+// latter in segments of 16 tiles a kernel call, vec.NewWino4Plan), with
+// the tile rows split among the workers.
+func BenchmarkConvLargePlanes(b *testing.B) {
+	for _, c := range [][3]int{{128, 128, 256}, {256, 128, 256}, {128, 128, 128}, {256, 256, 64}} {
+		for _, only2 := range []bool{true, false} {
+			name := fmt.Sprintf("%dto%d_%dx%d/winograd4", c[0], c[1], c[2], c[2])
+			if only2 {
+				name = name[:len(name)-1] + "2"
+			}
+			b.Run(name, func(b *testing.B) {
+				rng := newRNG(1)
+				l := NewConv2d(c[0], c[1], 3, 1, 1)
+				l.NoWinograd4 = only2
+				bindRandom(rng, l.Params(), 0.1)
+				h := c[2]
+				in, out := randn(rng, c[0]*h*h, 1), make([]float32, c[1]*h*h)
+				l.Forward(out, in, 1, h, h)
+				cpu0 := cpuTime()
+				b.ResetTimer()
+				for b.Loop() {
+					l.Forward(out, in, 1, h, h)
+				}
+				b.ReportMetric(b.Elapsed().Seconds()/float64(b.N)*1e3, "ms/op")
+				b.ReportMetric((cpuTime()-cpu0).Seconds()/float64(b.N)*1e3, "cpu-ms/op")
+			})
+		}
+	}
+}
+
+// cpuTime is the process's user and system CPU time: on a shared machine
+// (other processes taking turns on the cores) it varies less than the
+// wall time, with -test.cpu 1.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

@@ -396,7 +396,7 @@ func (l *Conv2d) backward(dIn, dOut, in []float32, n, h, w int, accumulate bool)
 	// On F(4×4) planes the weight gradient comes from the Winograd
 	// transforms too (weightGradWinograd), in the plain [Cout, Cin, 3, 3]
 	// layout.
-	winoDW := !accumulate && l.winograd(h, w) && w >= wino4MinWidth && l.winoTile(h, w) == 4 && !l.NoWinogradBackward
+	winoDW := !accumulate && l.winograd(h, w) && w >= wino4MinWidth && w <= wino4MaxDWWidth && l.winoTile(h, w) == 4 && !l.NoWinogradBackward
 	if winoDW {
 		rowTaps = false
 	}

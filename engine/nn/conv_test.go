@@ -437,7 +437,7 @@ func TestBalancer(t *testing.T) {
 // plane in one GEMM batch (and close to the direct conv), forward and input
 // gradient, F(2×2) (wider than 64) and F(4×4).
 func TestWinogradBandsExact(t *testing.T) {
-	for _, c := range [][3]int{{16, 24, 70}, {32, 32, 64}, {24, 16, 33}} {
+	for _, c := range [][3]int{{16, 24, 70}, {32, 32, 64}, {24, 16, 33}, {16, 16, 130}} {
 		cin, cout, hw := c[0], c[1], c[2]
 		rng := newRNG(uint64(hw))
 		l := NewConv2d(cin, cout, 3, 1, 1)
@@ -457,6 +457,13 @@ func TestWinogradBandsExact(t *testing.T) {
 		whole, banded := run(1<<40), run(64<<10)
 		if !slices.Equal(whole, banded) {
 			t.Errorf("%d→%d @%d: banded Winograd differs from the whole plane's", cin, cout, hw)
+		}
+		// Alone (batch 1) an image's tile rows are split among the workers:
+		// its output is still the one it gets in a batch.
+		alone := make([]float32, cout*hw*hw)
+		l.Forward(alone, in[:cin*hw*hw], 1, hw, hw)
+		if !slices.Equal(alone, whole[:len(alone)]) {
+			t.Errorf("%d→%d @%d: an image alone differs from the same image in a batch", cin, cout, hw)
 		}
 		l.NoWinograd = true
 		direct := run(1 << 40)

@@ -28,10 +28,11 @@ import (
 //     hold 4, 5 and 8 (Bᵀ, Aᵀ) and sixths and twenty-fourths (G), so it
 //     loses about a digit more: on the U-Net's shapes its largest error is
 //     5–7e-6 of the largest output (F(2×2): 2–3e-7), its rms error 1–2e-6
-//     of the outputs' rms; tests hold both to 1e-5. Used on planes 13–64
-//     pixels wide and on narrow planes whose calls can hold whole images'
-//     tile rows (7×7: four images a call), where it beats F(2×2) and the
-//     direct conv (BenchmarkConvForwardWinograd).
+//     of the outputs' rms; tests hold both to 1e-5. Used on planes at
+//     least 13 pixels wide and on narrow planes whose calls can hold whole
+//     images' tile rows (7×7: four images a call), where it beats F(2×2)
+//     and the direct conv (BenchmarkConvForwardWinograd; on 128- and
+//     256-wide planes BenchmarkPredict/celebahq256).
 //
 // Layout. An h×w image has th·tw tiles (th = ⌈h/m⌉, tw = ⌈w/m⌉), one GEMM
 // column each; the transforms put one tile in each SIMD lane
@@ -63,6 +64,14 @@ const winoMinPixels = 100
 // gradients: 768 KiB keeps V and M plus the layer's planes in a 2 MiB L2;
 // see BenchmarkSampleStepMNISTDeeper and BenchmarkTrainStepMNISTFast.
 var winoBytes = 768 << 10 // a variable for TestWinogradBandsExact
+
+// winoMinCols is the fewest GEMM columns a band of tile rows is cut to,
+// whatever winoBytes says: wide channels on 64×64 planes made one-row bands
+// of 16 tiles (F(4×4)), GEMMs that stream the whole transformed kernel for
+// a few columns and round 16 up to the kernel's 32; from 128 columns on,
+// 256→256 @64×64 at batch 1 took 9 ms instead of 15–18 on one thread
+// (BenchmarkConvLargePlanes, -cpu 1).
+const winoMinCols = 128
 
 // winograd reports whether Forward uses the Winograd path on h×w planes:
 // F(4×4, 3×3) wherever its kernels take the plane, F(2×2, 3×3) on other
@@ -102,6 +111,11 @@ const winoMaxKernel = 12
 // wino4MinWidth is the narrowest plane the F(4×4, 3×3) forward is used on:
 // vec.Wino4Plan needs four tiles a row.
 const wino4MinWidth = 13
+
+// wino4MaxDWWidth is the widest plane whose weight gradient runs through
+// the F(4×4) transforms: weightGradWinograd transforms whole images, which
+// on wider planes (the 256×256 network's) would take hundreds of MB.
+const wino4MaxDWWidth = 64
 
 // winoFilterRows fills u [16, Cout, Cin] with U[ξ=4i+j][o][c] =
 // (G g Gᵀ)[i][j] of each 3×3 filter g = W[o, c], for output channels
@@ -231,16 +245,16 @@ type winoSlot struct {
 }
 
 // winoTile is the output tile of the Winograd forward on h×w planes:
-// F(4×4, 3×3) (4) on planes 13–64 pixels wide (a call's lanes hold tile
-// rows of one plane) and on narrow planes whose calls can hold whole images'
-// tile rows (5–12 wide: the 7×7 planes, four images a call), F(2×2, 3×3)
-// (2) elsewhere.
+// F(4×4, 3×3) (4) on planes at least 13 pixels wide (a call's lanes hold
+// tile rows of one plane, or 16 tiles of one) and on narrow planes whose
+// calls can hold whole images' tile rows (5–12 wide: the 7×7 planes, four
+// images a call), F(2×2, 3×3) (2) elsewhere.
 // NoWinograd4 makes it 2 everywhere.
 func (l *Conv2d) winoTile(h, w int) int {
 	if l.NoWinograd4 {
 		return 2
 	}
-	if w >= wino4MinWidth && w <= 64 {
+	if w >= wino4MinWidth {
 		return 4
 	}
 	if th, tw := (h+3)/4, (w+3)/4; w >= 5 && w < wino4MinWidth && (16/tw)%th == 0 {
@@ -292,7 +306,28 @@ func (l *Conv2d) winogradConv(out, in []float32, n, h, w, cin, cout int, f *wino
 		if plan != nil {
 			unit = plan.BandRows()
 		}
-		band = min(th, max(1, winoBytes/(rowBytes*unit))*unit)
+		rows := max(winoBytes/(rowBytes*unit), (winoMinCols+tw*unit-1)/(tw*unit))
+		band = min(th, max(1, rows)*unit)
+	}
+	if workers := parallel.Workers(); n < workers && !batch && !parallel.Serial() {
+		// Fewer images than workers (batch 1): split each image's tile
+		// rows among the workers instead, or all but one would wait while
+		// the transforms run (the GEMMs alone would be parallel). Each
+		// band is computed as it would be in a larger batch: per-column
+		// GEMM arithmetic, the same transforms.
+		unit := 1
+		if plan != nil {
+			unit = plan.BandRows()
+		}
+		band = min(band, ((th+workers-1)/workers+unit-1)/unit*unit)
+		bands := (th + band - 1) / band
+		l.eachSlot(n*bands, func(s *convSlot, lo, hi int) {
+			for k := lo; k < hi; k++ {
+				i, ty0 := k/bands, k%bands*band
+				l.winogradBand(&s.wino, out, in, i, i+1, ty0, min(th, ty0+band), h, w, cin, cout, f, plan, bias)
+			}
+		})
+		return
 	}
 	each(n, func(s *convSlot, lo, hi int) {
 		ws := &s.wino

@@ -19,7 +19,7 @@ import (
 // The AVX-512 kernels put one tile in each of 16 lanes, ⌊16/tw⌋ tile rows
 // per call (28-pixel rows: two tile rows of 7 tiles; 14-pixel rows: four
 // of 4; 7-pixel rows: eight of 2, the two tile rows of four images, in a
-// batch plan). A call reads each input row of its tile rows as one stream of 64
+// batch plan; rows over 64 pixels: 16 tiles of one tile row). A call reads each input row of its tile rows as one stream of 64
 // floats — tile row s's pixels at stream floats s·4tw … s·4tw+w−1, the
 // rest zero — with masked loads whose offsets and masks a Wino4Plan works
 // out once per plane shape, and a 16×4 transpose turns the stream into the
@@ -33,7 +33,8 @@ type Wino4Plan struct {
 	// Images is the number of images a call covers in a batch plan
 	// (NewWino4BatchPlan), 0 in a plane plan.
 	Images int
-	rows   int // tile rows per kernel call, ⌊16/TW⌋
+	rows   int // tile rows per kernel call, ⌊16/TW⌋ (1 on planes over 64 wide)
+	segs   int // kernel calls per tile row: 1, or ⌈TW/16⌉ on planes over 64 wide
 	k      wino4Consts
 	// Plane plan: in[c], out[c] are call c's tables. Batch plan: in[g−1],
 	// out[g−1] those of a call over g images.
@@ -74,20 +75,27 @@ type wino4Out struct {
 	_    [6]byte
 }
 
-// NewWino4Plan builds the tables of h×w planes, 13 ≤ w ≤ 64 (at least four
+// NewWino4Plan builds the tables of h×w planes, w ≥ 13 (at least four
 // tiles a row, so that a stream register overlaps at most two tile rows).
-// A call covers ⌊16/TW⌋ tile rows of one plane.
+// A call covers ⌊16/TW⌋ tile rows of one plane, or on planes over 64 pixels
+// wide a segment of 16 tiles (64 pixels) of one tile row: the kernels see
+// the segment as a 64-wide plane, so the first tile of a segment misses its
+// left neighbour's last pixel column and the last tile its right
+// neighbour's first, which fixSegments adds (columns 0 and 5 of those
+// tiles' transforms; the output transform needs no neighbours).
 func NewWino4Plan(h, w int) (*Wino4Plan, error) {
-	if w < 13 || w > 64 || h < 1 {
-		return nil, fmt.Errorf("vec: Winograd F(4×4, 3×3) plan for a %d×%d plane: width must be 13…64", h, w)
+	if w < 13 || h < 1 {
+		return nil, fmt.Errorf("vec: Winograd F(4×4, 3×3) plan for a %d×%d plane: width must be at least 13", h, w)
 	}
 	p := newWino4Plan(h, w)
 	for t0 := 0; t0 < p.TH; t0 += p.rows {
-		var sets []wino4Set
-		for ty := t0; ty < min(p.TH, t0+p.rows); ty++ {
-			sets = append(sets, wino4Set{ty: ty})
+		for sx := range p.segs {
+			var sets []wino4Set
+			for ty := t0; ty < min(p.TH, t0+p.rows); ty++ {
+				sets = append(sets, wino4Set{ty: ty, x0: 64 * sx})
+			}
+			p.addCall(sets)
 		}
-		p.addCall(sets)
 	}
 	return p, nil
 }
@@ -123,13 +131,17 @@ func NewWino4BatchPlan(h, w, inStride, outStride int) (*Wino4Plan, error) {
 }
 
 // wino4Set is one tile row of a call: tile row ty of the plane that starts
-// in and out floats after the call's base pointers.
-type wino4Set struct{ ty, in, out int }
+// in and out floats after the call's base pointers, from pixel column x0
+// (a segment of a plane over 64 wide; else 0).
+type wino4Set struct{ ty, in, out, x0 int }
 
 // newWino4Plan sets up the shape and the constants of a plan.
 func newWino4Plan(h, w int) *Wino4Plan {
-	p := &Wino4Plan{H: h, W: w, TH: (h + 3) / 4, TW: (w + 3) / 4}
+	p := &Wino4Plan{H: h, W: w, TH: (h + 3) / 4, TW: (w + 3) / 4, segs: 1}
 	tw := p.TW
+	if tw > 16 { // segments of a tile row, set up as a 64-wide plane
+		p.segs, tw = (tw+15)/16, 16
+	}
 	p.rows = 16 / tw
 	k := &p.k
 	for l := range 16 {
@@ -146,22 +158,25 @@ func newWino4Plan(h, w int) *Wino4Plan {
 }
 
 // addCall appends the tables of one call over sets: set s fills lanes
-// s·TW … s·TW+TW−1 and stream floats s·4TW … s·4TW+W−1.
+// s·TW … s·TW+TW−1 and stream floats s·4TW … s·4TW+W−1 (a segment: lanes
+// 0 … 15 and floats 0 … 63 from pixel column x0, those past W zero).
 func (p *Wino4Plan) addCall(sets []wino4Set) {
-	h, w, tw := p.H, p.W, p.TW
+	h, w, tw := p.H, p.W, min(p.TW, 16)
+	x0 := sets[0].x0
+	sw := min(w-x0, 4*tw) // the pixels of a set's row
 	// span returns the lanes of stream register j that set s fills, and
 	// the byte offset of lane 0 for row y of the plane base floats in.
 	span := func(s, j, y, base int) (uint16, int64) {
-		lo, hi := max(16*j, s*4*tw), min(16*j+16, s*4*tw+w)
+		lo, hi := max(16*j, s*4*tw), min(16*j+16, s*4*tw+sw)
 		if lo >= hi {
 			return 0, 0
 		}
 		m := uint16((1<<(hi-16*j) - 1) &^ (1<<(lo-16*j) - 1))
-		return m, int64(4 * (base + y*w - s*4*tw + 16*j))
+		return m, int64(4 * (base + y*w + x0 - s*4*tw + 16*j))
 	}
 	var in wino4In
 	var out wino4Out
-	in.kst = uint16(1<<(len(sets)*tw) - 1)
+	in.kst = uint16(1<<((len(sets)-1)*tw+min(tw, p.TW-x0/4)) - 1)
 	out.kld = in.kst
 	for j := range 4 {
 		for s, set := range sets {
@@ -352,12 +367,12 @@ func (p *Wino4Plan) callRange(n, ty0, ty1 int) (c0, c1 int) {
 	if p.Images > 0 {
 		return 0, p.numCalls(n)
 	}
-	return ty0 / p.rows, (ty1 + p.rows - 1) / p.rows
+	return ty0 / p.rows * p.segs, (ty1 + p.rows - 1) / p.rows * p.segs
 }
 
 func (p *Wino4Plan) call(c, n int) (table, col, img int) {
 	if p.Images == 0 {
-		return c, c * p.rows * p.TW, 0
+		return c, c/p.segs*p.rows*p.TW + c%p.segs*16, 0
 	}
 	img = c * p.Images
 	return min(p.Images, n-img) - 1, img * p.Tiles(), img
@@ -386,6 +401,48 @@ func (p *Wino4Plan) input(v []float32, ldv, vStep int, x []float32, xStep, n, co
 			t, col, img := p.call(c, n)
 			col -= ty0 * p.TW
 			wino4InAVX512(&vq[col], ldv, &xq[img*p.inStride], (*int64)(unsafe.Pointer(&p.in[t])), (*uint32)(unsafe.Pointer(&p.k)), &scratch)
+		}
+		if p.segs > 1 {
+			p.fixSegments(vq, ldv, xq, ty0, ty1)
+		}
+	}
+}
+
+// fixSegments redoes, in portable Go, the transform columns that a
+// segment's kernel call got without the neighbouring segment's pixels:
+// column 0 (Bᵀ row 0: pixels 4tx−1, 4tx+1, 4tx+3) of each segment's first
+// tile and column 5 (row 5: pixels 4tx, 4tx+2, 4tx+4) of each segment's
+// last, for tile rows [ty0, ty1) of the plane x, written from column 0 of
+// v.
+func (p *Wino4Plan) fixSegments(v []float32, ldv int, x []float32, ty0, ty1 int) {
+	h, w := p.H, p.W
+	for ty := ty0; ty < ty1; ty++ {
+		for tx := 16; tx < p.TW; tx += 16 {
+			for _, t := range [2]int{tx - 1, tx} { // the last tile of one segment, the first of the next
+				c, e := 0, 4*t-1
+				if t == tx-1 {
+					c, e = 5, 4*t
+				}
+				// Both rows of Bᵀ are 4·d[e] − 5·d[e+2] + d[e+4] (wino4Row).
+				var col [6]float32
+				for i := range col {
+					y := 4*ty - 1 + i
+					if y < 0 || y >= h {
+						continue
+					}
+					var d [3]float32
+					for k := range d {
+						if e+2*k < w {
+							d[k] = x[y*w+e+2*k]
+						}
+					}
+					col[i] = d[2] - 5*d[1] + 4*d[0]
+				}
+				out := wino4Row(col)
+				for k := range out {
+					v[(6*k+c)*ldv+(ty-ty0)*p.TW+t] = out[k]
+				}
+			}
 		}
 	}
 }
