@@ -309,6 +309,14 @@ func (l *Conv2d) winogradConv(out, in []float32, n, h, w, cin, cout int, f *wino
 		rows := max(winoBytes/(rowBytes*unit), (winoMinCols+tw*unit-1)/(tw*unit))
 		band = min(th, max(1, rows)*unit)
 	}
+	if band == th {
+		// Whole images: at least winoMinCols columns a GEMM here too. One
+		// 16×16 image is 16 F(4×4) tiles, GEMMs of 32 columns that stream
+		// the whole kernel: cifar b8 one thread 367–387 → 314–322 ms
+		// (BenchmarkPredict/cifar -cpu 1), 256→256 @16×16 b8 10.6 → 5.7 ms
+		// (BenchmarkConvWinogradGate).
+		chunk = max(chunk, (winoMinCols+th*tw-1)/(th*tw))
+	}
 	if workers := parallel.Workers(); n < workers && !batch && !parallel.Serial() {
 		// Fewer images than workers (batch 1): split each image's tile
 		// rows among the workers instead, or all but one would wait while
