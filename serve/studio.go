@@ -275,6 +275,28 @@ func (s *Server) run(ctx context.Context, m *model, f func(ctx context.Context, 
 	return b.evals, err
 }
 
+// jsonCall makes a handler of fn, which computes a JSON answer: the
+// wrapper times and logs the call and writes the value or the error.
+func (s *Server) jsonCall(fn func(w http.ResponseWriter, r *http.Request, start time.Time) (any, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		v, err := fn(w, r, start)
+		s.answer(w, r, start, v, err)
+	}
+}
+
+// studioCall is jsonCall for the calls on images: the body is read first
+// (its "image" required when needImage).
+func (s *Server) studioCall(needImage bool, fn func(r *http.Request, q *studio, start time.Time) (any, error)) http.HandlerFunc {
+	return s.jsonCall(func(w http.ResponseWriter, r *http.Request, start time.Time) (any, error) {
+		q, err := s.readStudio(w, r, needImage)
+		if err != nil {
+			return nil, err
+		}
+		return fn(r, q, start)
+	})
+}
+
 // answer writes v, or err unless the client has gone; it logs the request.
 func (s *Server) answer(w http.ResponseWriter, r *http.Request, start time.Time, v any, err error) {
 	outcome := "ok"
@@ -309,20 +331,12 @@ func (s *Server) pngs(m *model, t *ddpm.Tensor) []string {
 }
 
 // handleNoise answers q(x_t | x0): the image noised to t, no network.
-func (s *Server) handleNoise(w http.ResponseWriter, r *http.Request) {
-	start := time.Now()
-	v, err := func() (any, error) {
-		q, err := s.readStudio(w, r, true)
-		if err != nil {
-			return nil, err
-		}
-		t, err := s.checkT(q, q.m.p.T()/2)
-		if err != nil {
-			return nil, err
-		}
-		return s.noise(q, t)
-	}()
-	s.answer(w, r, start, v, err)
+func (s *Server) handleNoise(r *http.Request, q *studio, start time.Time) (any, error) {
+	t, err := s.checkT(q, q.m.p.T()/2)
+	if err != nil {
+		return nil, err
+	}
+	return s.noise(q, t)
 }
 
 func (s *Server) noise(q *studio, t int) (*NoiseResponse, error) {
@@ -337,42 +351,34 @@ func (s *Server) noise(q *studio, t int) (*NoiseResponse, error) {
 }
 
 // handleRegenerate draws n samples from the image's x_t (Fig. 7).
-func (s *Server) handleRegenerate(w http.ResponseWriter, r *http.Request) {
-	start := time.Now()
-	v, err := func() (any, error) {
-		q, err := s.readStudio(w, r, true)
-		if err != nil {
-			return nil, err
-		}
-		t, err := s.checkT(q, q.m.p.T()/2)
-		if err != nil {
-			return nil, err
-		}
-		n, err := checkCount("n", q.N, min(8, s.opts.MaxImages), 1, s.opts.MaxImages)
-		if err != nil {
-			return nil, err
-		}
-		resp := &RegenerateResponse{}
-		nr, err := s.noise(q, t)
-		if err != nil {
-			return nil, err
-		}
-		resp.NoiseResponse = *nr
-		var res *ddpm.SharedResult
-		resp.Evaluated, err = s.run(r.Context(), q.m, func(ctx context.Context, p *ddpm.Pipeline) (err error) {
-			res, err = p.SharedLatents(ctx, ddpm.SharedOptions{Steps: []int{t}, PerRow: n, Image: q.x0, Seed: q.seed})
-			return err
-		})
-		if err != nil {
-			return nil, err
-		}
-		row := res.Rows[0]
-		resp.Samples = s.pngs(q.m, row.Samples)
-		resp.Grid = s.png(q.m, row.Samples.Data, n)
-		resp.PixelStd, resp.RMSE, resp.Seconds = row.PixelStd, row.RMSE, time.Since(start).Seconds()
-		return resp, nil
-	}()
-	s.answer(w, r, start, v, err)
+func (s *Server) handleRegenerate(r *http.Request, q *studio, start time.Time) (any, error) {
+	t, err := s.checkT(q, q.m.p.T()/2)
+	if err != nil {
+		return nil, err
+	}
+	n, err := checkCount("n", q.N, min(8, s.opts.MaxImages), 1, s.opts.MaxImages)
+	if err != nil {
+		return nil, err
+	}
+	resp := &RegenerateResponse{}
+	nr, err := s.noise(q, t)
+	if err != nil {
+		return nil, err
+	}
+	resp.NoiseResponse = *nr
+	var res *ddpm.SharedResult
+	resp.Evaluated, err = s.run(r.Context(), q.m, func(ctx context.Context, p *ddpm.Pipeline) (err error) {
+		res, err = p.SharedLatents(ctx, ddpm.SharedOptions{Steps: []int{t}, PerRow: n, Image: q.x0, Seed: q.seed})
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	row := res.Rows[0]
+	resp.Samples = s.pngs(q.m, row.Samples)
+	resp.Grid = s.png(q.m, row.Samples.Data, n)
+	resp.PixelStd, resp.RMSE, resp.Seconds = row.PixelStd, row.RMSE, time.Since(start).Seconds()
+	return resp, nil
 }
 
 // checkBound refuses a bound (T network evaluations) beyond MaxSteps.
@@ -384,32 +390,24 @@ func (s *Server) checkBound(m *model) error {
 }
 
 // handleBPD computes the image's bound in bits/dim, every term exact.
-func (s *Server) handleBPD(w http.ResponseWriter, r *http.Request) {
-	start := time.Now()
-	v, err := func() (any, error) {
-		q, err := s.readStudio(w, r, true)
-		if err != nil {
-			return nil, err
-		}
-		if err := s.checkBound(q.m); err != nil {
-			return nil, err
-		}
-		var b *diffusion.Bound
-		evals, err := s.run(r.Context(), q.m, func(ctx context.Context, p *ddpm.Pipeline) (err error) {
-			b, err = p.BitsPerDim(ctx, q.x0, ddpm.BPDOptions{Seed: q.seed})
-			return err
-		})
-		if err != nil {
-			return nil, err
-		}
-		sum := b.Summary(1)
-		return &BPDResponse{
-			Model: q.m.name, Seed: q.seed, Image: s.png(q.m, q.x0.Data, 1),
-			BPD: sum.TotalBPD, Prior: sum.PriorBPD, Terms: sum.TermsBPD, Decoder: sum.DecoderBPD, PerT: sum.PerTBPD,
-			Evaluated: evals, Seconds: time.Since(start).Seconds(),
-		}, nil
-	}()
-	s.answer(w, r, start, v, err)
+func (s *Server) handleBPD(r *http.Request, q *studio, start time.Time) (any, error) {
+	if err := s.checkBound(q.m); err != nil {
+		return nil, err
+	}
+	var b *diffusion.Bound
+	evals, err := s.run(r.Context(), q.m, func(ctx context.Context, p *ddpm.Pipeline) (err error) {
+		b, err = p.BitsPerDim(ctx, q.x0, ddpm.BPDOptions{Seed: q.seed})
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	sum := b.Summary(1)
+	return &BPDResponse{
+		Model: q.m.name, Seed: q.seed, Image: s.png(q.m, q.x0.Data, 1),
+		BPD: sum.TotalBPD, Prior: sum.PriorBPD, Terms: sum.TermsBPD, Decoder: sum.DecoderBPD, PerT: sum.PerTBPD,
+		Evaluated: evals, Seconds: time.Since(start).Seconds(),
+	}, nil
 }
 
 // compress runs the image through progressive lossy compression;
@@ -491,16 +489,12 @@ func (s *Server) readCompress(w http.ResponseWriter, r *http.Request) (*studio, 
 }
 
 // handleCompress answers the whole curve at once.
-func (s *Server) handleCompress(w http.ResponseWriter, r *http.Request) {
-	start := time.Now()
-	v, err := func() (any, error) {
-		q, every, err := s.readCompress(w, r)
-		if err != nil {
-			return nil, err
-		}
-		return s.compress(r.Context(), q, max(every, 64), nil)
-	}()
-	s.answer(w, r, start, v, err)
+func (s *Server) handleCompress(w http.ResponseWriter, r *http.Request, start time.Time) (any, error) {
+	q, every, err := s.readCompress(w, r)
+	if err != nil {
+		return nil, err
+	}
+	return s.compress(r.Context(), q, max(every, 64), nil)
 }
 
 // handleCompressStream streams the curve as it grows: "progress" events
@@ -550,53 +544,45 @@ func startEvents(w http.ResponseWriter, seed uint64) func(name string, v any) {
 }
 
 // handleInterpolate decodes mixes of two images' x_t at one t (Fig. 8).
-func (s *Server) handleInterpolate(w http.ResponseWriter, r *http.Request) {
-	start := time.Now()
-	v, err := func() (any, error) {
-		q, err := s.readStudio(w, r, false)
-		if err != nil {
-			return nil, err
-		}
-		if q.Image != "" {
-			return nil, badRequest("interpolate takes two images, \"a\" and \"b\", not \"image\"")
-		}
-		t, err := s.checkT(q, q.m.p.T()/2)
-		if err != nil {
-			return nil, err
-		}
-		n, err := checkCount("n", q.N, min(9, s.opts.MaxImages), 2, s.opts.MaxImages)
-		if err != nil {
-			return nil, err
-		}
-		a, err := s.endpoint(r.Context(), q, q.A, q.SeedA, "a")
-		if err != nil {
-			return nil, err
-		}
-		b, err := s.endpoint(r.Context(), q, q.B, q.SeedB, "b")
-		if err != nil {
-			return nil, err
-		}
-		lambdas := make([]float64, n)
-		for k := range lambdas {
-			lambdas[k] = float64(k) / float64(n-1)
-		}
-		var res *ddpm.Interpolation
-		if _, err := s.run(r.Context(), q.m, func(ctx context.Context, p *ddpm.Pipeline) (err error) {
-			res, err = p.Interpolate(ctx, a, b, ddpm.InterpolateOptions{Steps: []int{t}, Lambdas: lambdas, Seed: q.seed})
-			return err
-		}); err != nil {
-			return nil, err
-		}
-		row := res.Rows[0]
-		grid := append(append(append([]float32(nil), a.Data...), row.Images.Data...), b.Data...)
-		return &InterpolateResponse{
-			Model: q.m.name, T: t, Seed: q.seed, Lambdas: lambdas,
-			A: s.png(q.m, a.Data, 1), B: s.png(q.m, b.Data, 1),
-			Images: s.pngs(q.m, row.Images), Pixel: s.pngs(q.m, res.Pixel), Grid: s.png(q.m, grid, n+2),
-			RMSEA: row.RMSEA, RMSEB: row.RMSEB, Seconds: time.Since(start).Seconds(),
-		}, nil
-	}()
-	s.answer(w, r, start, v, err)
+func (s *Server) handleInterpolate(r *http.Request, q *studio, start time.Time) (any, error) {
+	if q.Image != "" {
+		return nil, badRequest("interpolate takes two images, \"a\" and \"b\", not \"image\"")
+	}
+	t, err := s.checkT(q, q.m.p.T()/2)
+	if err != nil {
+		return nil, err
+	}
+	n, err := checkCount("n", q.N, min(9, s.opts.MaxImages), 2, s.opts.MaxImages)
+	if err != nil {
+		return nil, err
+	}
+	a, err := s.endpoint(r.Context(), q, q.A, q.SeedA, "a")
+	if err != nil {
+		return nil, err
+	}
+	b, err := s.endpoint(r.Context(), q, q.B, q.SeedB, "b")
+	if err != nil {
+		return nil, err
+	}
+	lambdas := make([]float64, n)
+	for k := range lambdas {
+		lambdas[k] = float64(k) / float64(n-1)
+	}
+	var res *ddpm.Interpolation
+	if _, err := s.run(r.Context(), q.m, func(ctx context.Context, p *ddpm.Pipeline) (err error) {
+		res, err = p.Interpolate(ctx, a, b, ddpm.InterpolateOptions{Steps: []int{t}, Lambdas: lambdas, Seed: q.seed})
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	row := res.Rows[0]
+	grid := append(append(append([]float32(nil), a.Data...), row.Images.Data...), b.Data...)
+	return &InterpolateResponse{
+		Model: q.m.name, T: t, Seed: q.seed, Lambdas: lambdas,
+		A: s.png(q.m, a.Data, 1), B: s.png(q.m, b.Data, 1),
+		Images: s.pngs(q.m, row.Images), Pixel: s.pngs(q.m, res.Pixel), Grid: s.png(q.m, grid, n+2),
+		RMSEA: row.RMSEA, RMSEB: row.RMSEB, Seconds: time.Since(start).Seconds(),
+	}, nil
 }
 
 // endpoint is one of interpolate's images: decoded from img, or sampled
@@ -627,24 +613,20 @@ type ExamplesResponse struct {
 
 // handleExamples answers the first n (default 8, at most 64) test images
 // of the model's training data, as the model sees them.
-func (s *Server) handleExamples(w http.ResponseWriter, r *http.Request) {
-	start := time.Now()
-	v, err := func() (any, error) {
-		m, err := s.modelByName(r.URL.Query().Get("model"))
-		if err != nil {
-			return nil, err
+func (s *Server) handleExamples(w http.ResponseWriter, r *http.Request, start time.Time) (any, error) {
+	m, err := s.modelByName(r.URL.Query().Get("model"))
+	if err != nil {
+		return nil, err
+	}
+	n := 8
+	if v := r.URL.Query().Get("n"); v != "" {
+		if n, err = strconv.Atoi(v); err != nil || n < 1 || n > 64 {
+			return nil, badRequest("n = %q: want a whole number 1..64", v)
 		}
-		n := 8
-		if v := r.URL.Query().Get("n"); v != "" {
-			if n, err = strconv.Atoi(v); err != nil || n < 1 || n > 64 {
-				return nil, badRequest("n = %q: want a whole number 1..64", v)
-			}
-		}
-		x, err := m.p.DataTensor("", "test", n)
-		if err != nil {
-			return nil, &apiError{http.StatusNotFound, fmt.Sprintf("no test images for model %s: %v", m.name, err)}
-		}
-		return &ExamplesResponse{Model: m.name, Data: m.p.Source.String(), Images: s.pngs(m, x)}, nil
-	}()
-	s.answer(w, r, start, v, err)
+	}
+	x, err := m.p.DataTensor("", "test", n)
+	if err != nil {
+		return nil, &apiError{http.StatusNotFound, fmt.Sprintf("no test images for model %s: %v", m.name, err)}
+	}
+	return &ExamplesResponse{Model: m.name, Data: m.p.Source.String(), Images: s.pngs(m, x)}, nil
 }
