@@ -3,7 +3,6 @@ package ddpm
 import (
 	"fmt"
 	"image"
-	"math"
 	"slices"
 
 	"github.com/ddpm-go/ddpm/diffusion"
@@ -94,16 +93,6 @@ func (s *stages) next(evals int, observe diffusion.Observer) diffusion.Hooks {
 	}
 	s.done += evals
 	return h
-}
-
-// rmse255 is the root mean squared difference of a and b on [0, 255].
-func rmse255(a, b []float32) float64 {
-	s := 0.0
-	for k := range a {
-		e := float64(a[k] - b[k])
-		s += e * e
-	}
-	return 127.5 * math.Sqrt(s/float64(len(a)))
 }
 
 // steps is Σ (i+1) over the indices idx: the reverse steps from each to 0.

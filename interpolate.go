@@ -9,6 +9,7 @@ import (
 
 	"github.com/ddpm-go/ddpm/diffusion"
 	"github.com/ddpm-go/ddpm/experiments/interpolate"
+	"github.com/ddpm-go/ddpm/imgio"
 )
 
 // interpSeedStream is the PCG stream of interpolation ("intp"), so that
@@ -81,7 +82,7 @@ func (p *Pipeline) Interpolate(ctx context.Context, a, b *Tensor, o InterpolateO
 	r := &Interpolation{A: a, B: b, Lambdas: slices.Clone(lambdas), Pixel: p.tensor(interpolate.Pixel(a.Data, b.Data, lambdas))}
 	for k, row := range rows {
 		x := p.tensor(row)
-		r.Rows = append(r.Rows, InterpolationRow{T: idx[k] + 1, Images: x, RMSEA: rmse255(x.at(0), a.Data), RMSEB: rmse255(x.at(x.N-1), b.Data)})
+		r.Rows = append(r.Rows, InterpolationRow{T: idx[k] + 1, Images: x, RMSEA: imgio.RMSE255(x.at(0), a.Data), RMSEB: imgio.RMSE255(x.at(x.N-1), b.Data)})
 	}
 	return r, nil
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/ddpm-go/ddpm/diffusion"
 	"github.com/ddpm-go/ddpm/experiments/progressive"
+	"github.com/ddpm-go/ddpm/imgio"
 )
 
 // Progressive generation (Section 4.3 of the paper): the model's estimate
@@ -83,7 +84,7 @@ func (p *Pipeline) Progressive(ctx context.Context, o ProgressiveOptions) (*Prog
 	}
 	r := &ProgressiveResult{Samples: p.tensor(ch.Final)}
 	for c, i := range record {
-		r.Columns = append(r.Columns, ProgressiveColumn{T: i + 1, XStart: p.tensor(ch.XStart[c]), Xt: p.tensor(ch.Xt[c]), RMSE: rmse255(ch.XStart[c], ch.Final)})
+		r.Columns = append(r.Columns, ProgressiveColumn{T: i + 1, XStart: p.tensor(ch.XStart[c]), Xt: p.tensor(ch.Xt[c]), RMSE: imgio.RMSE255(ch.XStart[c], ch.Final)})
 	}
 	return r, nil
 }
@@ -188,7 +189,7 @@ func (p *Pipeline) SharedLatents(ctx context.Context, o SharedOptions) (*SharedR
 	r := &SharedResult{Reference: p.tensor(ref)}
 	for k, x := range samples {
 		r.Rows = append(r.Rows, SharedRow{T: idx[k] + 1, Latent: p.tensor(latents[k]), Samples: p.tensor(x),
-			PixelStd: 127.5 * math.Sqrt(progressive.PixelVariance(x, per)), RMSE: rmse255(x, refs)})
+			PixelStd: 127.5 * math.Sqrt(progressive.PixelVariance(x, per)), RMSE: imgio.RMSE255(x, refs)})
 	}
 	return r, nil
 }

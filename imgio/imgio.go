@@ -373,3 +373,15 @@ func plainErr(err error) error {
 	}
 	return err
 }
+
+// RMSE255 is the root mean squared difference of two model-scale images
+// (values in [−1, 1]) on the pixel scale [0, 255]: the distortion of the
+// paper's Table 4.
+func RMSE255(a, b []float32) float64 {
+	s := 0.0
+	for k := range a {
+		e := float64(a[k] - b[k])
+		s += e * e
+	}
+	return 127.5 * math.Sqrt(s/float64(len(a)))
+}

@@ -413,8 +413,7 @@ func (s *Server) handleSample(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	q, err := s.readRequest(w, r)
 	if err != nil {
-		s.metrics.rejected.WithLabelValues("bad_request").Inc()
-		s.writeErr(w, err)
+		s.answer(w, r, start, nil, err)
 		return
 	}
 	var j *job
@@ -506,8 +505,7 @@ func (s *Server) handleStream(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	q, err := s.readRequest(w, r)
 	if err != nil {
-		s.metrics.rejected.WithLabelValues("bad_request").Inc()
-		s.writeErr(w, err)
+		s.answer(w, r, start, nil, err)
 		return
 	}
 	every := q.Every

@@ -17,7 +17,6 @@ import (
 	_ "image/jpeg" // uploads may be JPEG
 	"image/png"
 	"io"
-	"math"
 	"math/rand/v2"
 	"net/http"
 	"strconv"
@@ -27,6 +26,7 @@ import (
 	"github.com/ddpm-go/ddpm"
 	"github.com/ddpm-go/ddpm/diffusion"
 	"github.com/ddpm-go/ddpm/experiments/rd"
+	"github.com/ddpm-go/ddpm/imgio"
 )
 
 // maxPixels bounds an uploaded image's width × height before it is
@@ -431,7 +431,7 @@ func (s *Server) compress(ctx context.Context, q *studio, every int, progress fu
 		if _, ok := table[i+1]; ok {
 			table[i+1] = s.png(m, xs, 1)
 		}
-		pending = append(pending, RDPoint{Step: T - i, T: i + 1, RMSE: rmse255(xs, q.x0.Data)})
+		pending = append(pending, RDPoint{Step: T - i, T: i + 1, RMSE: imgio.RMSE255(xs, q.x0.Data)})
 	}
 	o.Term = func(_, i int, bits float64) {
 		pending[len(pending)-1].Rate = rate // Observe came first for this pair
@@ -464,15 +464,6 @@ func (s *Server) compress(ctx context.Context, q *studio, every int, progress fu
 		resp.Reconstructions = append(resp.Reconstructions, table[t])
 	}
 	return resp, nil
-}
-
-func rmse255(a, b []float32) float64 {
-	s := 0.0
-	for i := range a {
-		e := float64(a[i] - b[i])
-		s += e * e
-	}
-	return 127.5 * math.Sqrt(s/float64(len(a)))
 }
 
 func (s *Server) readCompress(w http.ResponseWriter, r *http.Request) (*studio, int, error) {

@@ -227,25 +227,33 @@ func (f *File) Read(name string) (Tensor, error) {
 // pieces reads the tensor's bytes in pieces of whole elements, handing
 // each to use with the index of its first element.
 func (f *File) pieces(info *st.TensorInfo, use func(b []byte, at int)) error {
-	size := int64(info.DType.Size())
-	left := int64(info.DataOffsets[1] - info.DataOffsets[0])
-	off := f.body + int64(info.DataOffsets[0])
+	n := int64(info.DataOffsets[1] - info.DataOffsets[0])
+	r := io.NewSectionReader(f.f, f.body+int64(info.DataOffsets[0]), n)
+	if err := ReadPieces(r, n, int64(info.DType.Size()), use); err != nil {
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return fmt.Errorf("%v (the file changed or was truncated while read?)", err)
+	}
+	return nil
+}
+
+// ReadPieces reads n bytes from r through a pooled buffer, in pieces of
+// whole elements of es bytes, handing each to use with the index of its
+// first element: a tensor decoded without holding its bytes whole.
+func ReadPieces(r io.Reader, n, es int64, use func(b []byte, at int)) error {
 	bp := chunks.Get().(*[]byte)
 	defer chunks.Put(bp)
-	buf := (*bp)[:min(left, chunk/size*size)]
+	buf := (*bp)[:min(n, chunk/es*es)]
 	at := 0
-	for left > 0 {
-		b := buf[:min(left, int64(len(buf)))]
-		if _, err := f.f.ReadAt(b, off); err != nil {
-			if err == io.EOF {
-				err = io.ErrUnexpectedEOF
-			}
-			return fmt.Errorf("%v (the file changed or was truncated while read?)", err)
+	for n > 0 {
+		b := buf[:min(n, int64(len(buf)))]
+		if _, err := io.ReadFull(r, b); err != nil {
+			return err
 		}
 		use(b, at)
-		at += len(b) / int(size)
-		off += int64(len(b))
-		left -= int64(len(b))
+		at += len(b) / int(es)
+		n -= int64(len(b))
 	}
 	return nil
 }

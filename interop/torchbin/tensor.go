@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"math"
-	"sync"
 
 	"github.com/ddpm-go/ddpm/weights"
 )
@@ -51,13 +50,6 @@ type storage struct {
 	open func() (io.Reader, func() error, error)
 }
 
-// chunk is how many bytes of a storage are decoded at a time.
-const chunk = 1 << 20
-
-// chunks holds the buffers storages are read through, so that decoding a
-// state dict's tensors one after the other makes no garbage.
-var chunks = sync.Pool{New: func() any { b := make([]byte, chunk); return &b }}
-
 // pieces reads n bytes of the storage from byte from, in pieces of whole
 // elements, handing each to use with the index of its first element
 // (counted from from).
@@ -73,21 +65,7 @@ func (s *storage) pieces(from, n int64, use func(b []byte, at int)) error {
 		if _, err := io.CopyN(io.Discard, r, from); err != nil {
 			return err
 		}
-		es := int64(s.dtype.size())
-		bp := chunks.Get().(*[]byte)
-		defer chunks.Put(bp)
-		buf := (*bp)[:min(n, chunk/es*es)]
-		at := 0
-		for n > 0 {
-			b := buf[:min(n, int64(len(buf)))]
-			if _, err := io.ReadFull(r, b); err != nil {
-				return err
-			}
-			use(b, at)
-			at += len(b) / int(es)
-			n -= int64(len(b))
-		}
-		return nil
+		return weights.ReadPieces(r, n, int64(s.dtype.size()), use)
 	}()
 	ferr := finish()
 	if err == nil {
