@@ -57,16 +57,14 @@ func (p *Pipeline) DataTensor(spec, split string, n int) (*Tensor, error) {
 	return p.firstImages(ds, spec, split, n)
 }
 
-// firstImages converts the first n images of ds, the split split of the
-// data set spec, to the model's input.
+// firstImages converts the first n images of ds in its sample order (see
+// data.Dataset.SampleOrder: shuffled where the split is stored by label),
+// the split split of the data set spec, to the model's input.
 func (p *Pipeline) firstImages(ds *data.Dataset, spec, split string, n int) (*Tensor, error) {
 	if n <= 0 || n > ds.N {
 		return nil, fmt.Errorf("%w: %d images asked of the %d of the %s %s split", ErrInvalidOption, n, ds.N, spec, split)
 	}
-	idx := make([]int, n)
-	for i := range idx {
-		idx[i] = i
-	}
+	idx := ds.SampleOrder()[:n]
 	t := &Tensor{Data: make([]float32, n*p.dims()), N: n, C: p.Channels(), H: p.Resolution(), W: p.Resolution()}
 	ds.ToFloat(t.Data, idx, p.Resolution())
 	return t, nil

@@ -422,8 +422,9 @@ func (p *Pipeline) fitSuits(info checkpoint.FitInfo) error {
 
 // MeasureFit measures the fitted variance of the network under its fixed
 // variance (diffusion.VarianceFit): its x̂0 error at every step and the
-// best decoder scale, on the last n images of its training split — images
-// that first-N train and test evaluations of the bound do not use. It
+// best decoder scale, on the last n images of its training split in its
+// sample order (data.Dataset.SampleOrder) — images that first-N train and
+// test evaluations of the bound do not use. It
 // returns the fit and the data set's spec; it does not change p.
 func (p *Pipeline) MeasureFit(ctx context.Context, n int, progress func(done, total int)) (*diffusion.VarianceFit, string, error) {
 	d := p.Process
@@ -437,10 +438,7 @@ func (p *Pipeline) MeasureFit(ctx context.Context, n int, progress func(done, to
 	if n <= 0 || n > ds.N {
 		return nil, "", fmt.Errorf("%w: fit images must be in 1..%d (the %s train split), got %d", ErrInvalidOption, ds.N, spec, n)
 	}
-	idx := make([]int, n)
-	for k := range idx {
-		idx[k] = ds.N - n + k
-	}
+	idx := ds.SampleOrder()[ds.N-n:]
 	x0 := make([]float32, n*p.dims())
 	ds.ToFloat(x0, idx, p.Resolution())
 	f, err := d.MeasureFit(ctx, p.Net, x0, n, fitMinBin, diffusion.BoundOptions{

@@ -11,6 +11,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -485,5 +486,28 @@ func TestRandomFlip(t *testing.T) {
 	}
 	if flipped < 30 || flipped > 70 {
 		t.Errorf("flipped %d of 100 times", flipped)
+	}
+}
+
+func TestSampleOrder(t *testing.T) {
+	d := &Dataset{N: 50}
+	for i, j := range d.SampleOrder() {
+		if i != j {
+			t.Fatalf("ungrouped: position %d holds image %d, want the storage order", i, j)
+		}
+	}
+	d.Grouped = true
+	a, b := d.SampleOrder(), d.SampleOrder()
+	if !slices.Equal(a, b) {
+		t.Error("grouped order differs between calls")
+	}
+	moved := 0
+	for i, j := range a {
+		if i != j {
+			moved++
+		}
+	}
+	if s := slices.Sorted(slices.Values(a)); moved < 25 || !slices.Equal(s, (&Dataset{N: 50}).SampleOrder()) {
+		t.Errorf("grouped order %v: want a permutation that moves most images", a)
 	}
 }

@@ -152,7 +152,7 @@ func EmojiImages(p, split string) ([]EmojiImage, error) {
 func (s *emojiSet) split(split string) *Dataset {
 	test := split == "test"
 	const sz = 3 * EmojiSide * EmojiSide
-	d := &Dataset{Name: "emoji", C: 3, H: EmojiSide, W: EmojiSide}
+	d := &Dataset{Name: "emoji", C: 3, H: EmojiSide, W: EmojiSide, Grouped: true}
 	for i, im := range s.images {
 		if im.Test != test {
 			continue

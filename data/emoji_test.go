@@ -370,6 +370,17 @@ func TestEmojiReal(t *testing.T) {
 			t.Errorf("test image %s is train image %s", test[i].Unified, train[j].Unified)
 		}
 	}
+	// The splits are stored in category order, so evaluations take their
+	// first images through SampleOrder: 64 of them cover the categories.
+	for _, s := range []*Dataset{d, tr} {
+		cats := map[int]bool{}
+		for _, i := range s.SampleOrder()[:64] {
+			cats[s.Labels[i]] = true
+		}
+		if !s.Grouped || len(cats) < 6 {
+			t.Errorf("grouped %v; the first 64 images in sample order span %d categories, want ≥ 6", s.Grouped, len(cats))
+		}
+	}
 }
 
 func TestEmojiDesign(t *testing.T) {

@@ -32,7 +32,7 @@ func evalBPD(args []string, w io.Writer) error {
 	var o ddpm.EvalBPDOptions
 	fs.StringVar(&o.Data, "data", "", "data set: "+data.Specs+" (default: the one the model was trained on)")
 	fs.StringVar(&o.Split, "split", "test", "split to evaluate: train or test (compare them to check for overfitting)")
-	fs.IntVar(&o.N, "n", 100, "evaluate the first N images of the split (0: all)")
+	fs.IntVar(&o.N, "n", 100, "evaluate the first N images of the split (emoji's in a fixed shuffled order; 0: all)")
 	fs.IntVar(&o.Batch, "batch", 64, "network inputs per forward pass: (image, t) pairs, many images at one t or many t of one image")
 	fs.Uint64Var(&o.Seed, "seed", 0, "seed of the x_t draws")
 	asJSON := fs.Bool("json", false, "print one JSON object instead of the table")

@@ -32,17 +32,14 @@ func expImages(ds *data.Dataset, idx []int, res int, what string) ([]float32, er
 	return x, nil
 }
 
-// expFirst converts the first n images of ds, the split split of the data
-// set spec, to the model's input.
+// expFirst converts the first n images of ds in its sample order (see
+// data.Dataset.SampleOrder), the split split of the data set spec, to the
+// model's input.
 func expFirst(ds *data.Dataset, n, res int, spec, split string) ([]float32, error) {
 	if n > ds.N {
 		return nil, usageErr("--n %d exceeds the %s of the %s %s split", n, plural(ds.N, "image"), spec, split)
 	}
-	idx := make([]int, n)
-	for i := range idx {
-		idx[i] = i
-	}
-	return expImages(ds, idx, res, "image")
+	return expImages(ds, ds.SampleOrder()[:n], res, "image")
 }
 
 // dataImages reads the images idx of a split of the data set spec (empty:

@@ -50,7 +50,7 @@ func rdCommand(args []string, w io.Writer) error {
 	modelPath := mf.path
 	spec := fs.String("data", "", "data set (default: the one the model was trained on)")
 	split := fs.String("split", "test", "split: train or test")
-	n := fs.Int("n", 100, "the first N images of the split")
+	n := fs.Int("n", 100, "the first N images of the split (emoji's in a fixed shuffled order)")
 	batch := fs.Int("batch", 64, "network inputs per forward pass ((image, t) pairs)")
 	seed := fs.Uint64("seed", 0, "seed of the x_t draws (the same as 'ddpm eval bpd --seed' for the same draws)")
 	out := fs.String("out", "rd.png", "PNG of Fig. 5's three panels (.png)")
