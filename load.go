@@ -316,40 +316,57 @@ func sniffSafetensors(path string) error {
 // TrainingData is the data-set spec the model was trained on, as its file
 // records it (e.g. "mnist"), for measurements on its own data.
 func (p *Pipeline) TrainingData() (string, error) {
+	f, err := p.trainingDataFit()
+	return f.Data, err
+}
+
+// trainingDataFit is the training data the model records, with how its
+// folder images were fitted to the network.
+func (p *Pipeline) trainingDataFit() (checkpoint.DataFit, error) {
+	var meta map[string]string
+	var err error
 	switch p.Source.Kind {
 	case Shipped:
-		return pretrained.TrainingData(p.Source.Name)
+		meta, err = pretrained.Metadata(p.Source.Name)
 	case RunDir, File:
-		_, meta, err := weights.Load(p.Source.Path)
-		if err != nil {
-			return "", fmt.Errorf("model %s: %w", p.Source.Name, err)
-		}
-		spec, err := checkpoint.TrainingData(meta)
-		if err != nil {
-			return "", fmt.Errorf("model %s: %w", p.Source.Name, err)
-		}
-		if spec != "" {
-			return spec, nil
-		}
+		_, meta, err = weights.Load(p.Source.Path)
 	}
-	return "", fmt.Errorf("%s %w", p.Source, ErrNoTrainingData)
+	if err != nil {
+		return checkpoint.DataFit{}, fmt.Errorf("model %s: %w", p.Source.Name, err)
+	}
+	f, err := checkpoint.TrainingDataFit(meta)
+	if err != nil {
+		return f, fmt.Errorf("model %s: %w", p.Source.Name, err)
+	}
+	if f.Data == "" {
+		return f, fmt.Errorf("%s %w", p.Source, ErrNoTrainingData)
+	}
+	return f, nil
 }
 
 // LoadData reads a split ("train" or "test") of the data set spec (empty:
-// the model's training data) in the model's image size and channels.
+// the model's training data) in the model's image size and channels. The
+// model's own training data is read as training read it: folder images
+// cropped, scaled and converted only as its --resize and --channels did.
 func (p *Pipeline) LoadData(spec, split string) (*data.Dataset, string, error) {
-	if spec == "" {
-		s, err := p.TrainingData()
-		if err != nil {
-			return nil, "", err
-		}
-		spec = s
-	}
 	if split != "train" && split != "test" {
 		return nil, "", fmt.Errorf("%w: split must be train or test, got %q", ErrInvalidOption, split)
 	}
 	cfg := p.Net.Config()
-	ds, err := data.Load(spec, split, data.WithSize(cfg.Res), data.WithChannels(cfg.InCh))
+	opts := []data.Option{data.WithSize(cfg.Res), data.WithChannels(cfg.InCh)}
+	if spec == "" || strings.HasPrefix(spec, "folder:") {
+		f, err := p.trainingDataFit()
+		if err != nil && spec == "" {
+			return nil, "", err
+		}
+		if err == nil && (spec == "" || spec == f.Data) {
+			spec = f.Data
+			if f.StrictFit {
+				opts = append(opts, data.Strict(f.Resize, f.Channels != 0))
+			}
+		}
+	}
+	ds, err := data.Load(spec, split, opts...)
 	if err != nil {
 		return nil, "", err
 	}

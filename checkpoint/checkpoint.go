@@ -503,17 +503,30 @@ func modelFrom(tensors map[string]weights.Tensor, meta map[string]string, path s
 // "data" field of the training options (checkpoints and exported weights
 // keep them under "train"), or "" when the file records none.
 func TrainingData(meta map[string]string) (string, error) {
-	s := meta["train"]
-	if s == "" {
-		return "", nil
+	f, err := TrainingDataFit(meta)
+	return f.Data, err
+}
+
+// DataFit is what a file records of its training data: the data-set spec
+// and how folder images were fitted to the network (train.Options'
+// StrictFit, Resize and Channels, for data.Strict).
+type DataFit struct {
+	Data      string `json:"data"`
+	StrictFit bool   `json:"strict_fit"`
+	Resize    bool   `json:"resize"`
+	Channels  int    `json:"channels"`
+}
+
+// TrainingDataFit returns the DataFit of a file's training options, zero
+// when the file records none.
+func TrainingDataFit(meta map[string]string) (DataFit, error) {
+	var f DataFit
+	if s := meta["train"]; s != "" {
+		if err := json.Unmarshal([]byte(s), &f); err != nil {
+			return DataFit{}, fmt.Errorf("training options: %w", err)
+		}
 	}
-	var opt struct {
-		Data string `json:"data"`
-	}
-	if err := json.Unmarshal([]byte(s), &opt); err != nil {
-		return "", fmt.Errorf("training options: %w", err)
-	}
-	return opt.Data, nil
+	return f, nil
 }
 
 // SaveWeights writes the model's weights alone, under PyTorch's names, with
