@@ -47,8 +47,8 @@ func TestEmojiQualityAndClassifier(t *testing.T) {
 	if r.N != n || r.Net != "cnn32" || r.Memorization == nil || r.Memorization.TrainN != 3407 {
 		t.Errorf("report: n %d, net %q, memorization %+v", r.N, r.Net, r.Memorization)
 	}
-	if w, h := pngSize(t, pairs); w != 2*32+imgio.Pad || h != 16*32+15*imgio.Pad {
-		t.Errorf("neighbours picture %d×%d, want 16 rows of 2", w, h)
+	if w, h := pngSize(t, pairs); w != 8*32+7*imgio.Pad || h != 4*32+3*imgio.Pad {
+		t.Errorf("neighbours picture %d×%d, want 4 rows of 4 pairs", w, h)
 	}
 	if code, _ := runCaptured(t, "eval", "quality", "--quiet", "--ref", dir, "--data", "emoji", "--n", "400"); code != 2 {
 		t.Errorf("--n 400 beyond the 379 test emoji: exit status %d, want 2", code)

@@ -45,7 +45,7 @@ func runEvalQuality(args []string) error {
 	doubted := fs.String("doubted", "", fmt.Sprintf("also save a grid of the %d scored images the classifier is least sure of, least sure first (.png, .jpg or .jpeg)", quality.DoubtedN))
 	clsPath := fs.String("classifier", "", "feature classifier weights (default: the one shipped for the data set)")
 	memo := fs.Bool("memorization", true, "also measure each image's distance to its nearest training image (pixels and features) against held-out real images', and count near-copies")
-	neighbours := fs.String("neighbours", "", fmt.Sprintf("also save the %d scored images nearest to a training image, nearest first, each beside that training image (rows of [image | train image]; .png, .jpg or .jpeg)", quality.NeighboursN))
+	neighbours := fs.String("neighbours", "", fmt.Sprintf("also save the %d scored images nearest to a training image, nearest first, each followed by that training image (four pairs a row; .png, .jpg or .jpeg)", quality.NeighboursN))
 	quiet := fs.Bool("quiet", false, "no progress bars")
 	sf := addSamplerFlags(fs)
 	if err := parseFlags(fs, args); err != nil {
@@ -153,11 +153,12 @@ func runEvalQuality(args []string) error {
 		}
 	}
 	if *neighbours != "" {
+		const neighbourPairsPerRow = 4 // a 4-row picture for 16 pairs, wide enough for the README
 		pairs, err := r.Neighbours(gen, opt.Train, quality.NeighboursN)
 		if err != nil {
 			return err
 		}
-		if err := imgio.SaveGrid(*neighbours, pairs.X, pairs.N, pairs.C, pairs.H, pairs.W, 2); err != nil {
+		if err := imgio.SaveGrid(*neighbours, pairs.X, pairs.N, pairs.C, pairs.H, pairs.W, 2*neighbourPairsPerRow); err != nil {
 			return err
 		}
 	}
