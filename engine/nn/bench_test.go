@@ -21,7 +21,7 @@ var benchConvs = []struct {
 	{"64to64_16x16", 64, 64, 3, 1, 1, 16, 16, true},
 	{"32to32_s2_32x32", 32, 32, 3, 2, 1, 32, 32, true},
 	{"128to128_32x32", 128, 128, 3, 1, 1, 32, 32, true}, // the cifar config's level 0
-	// The mnist-fast config's (the shipped Fashion-MNIST model's):
+	// The mnist-fast config's (the first shipped models'):
 	// 24/48/48 channels at 28×28, 14×14 and 7×7, an up-path conv after a
 	// skip concatenation, and conv_out.
 	{"24to24_28x28", 24, 24, 3, 1, 1, 28, 28, true},

@@ -56,8 +56,8 @@ func report(b *testing.B, flopsPerStep float64) {
 // are counted as 3× the forward, as the reference does.
 func BenchmarkTrainStepSmall(b *testing.B) { trainStep(b, "small", 32) }
 
-// BenchmarkTrainStepMNISTFast: a training step of mnist-fast (the
-// shipped Fashion-MNIST model's network) at the batch it was trained with
+// BenchmarkTrainStepMNISTFast: a training step of mnist-fast (the first
+// shipped models' network) at the batch it was trained with
 // (64), with the convs' backward (input and weight gradients) through the
 // Winograd transforms and through the GEMM path.
 func BenchmarkTrainStepMNISTFast(b *testing.B) {
@@ -99,8 +99,8 @@ func trainStep(b *testing.B, name string, n int, convPath ...func(*nn.Conv2d)) {
 // network part of a DDPM sampling step).
 func BenchmarkSampleStepSmall(b *testing.B) { sampleStep(b, "small", 32) }
 
-// BenchmarkSampleStepMNISTFast: one forward pass of mnist-fast (the
-// shipped Fashion-MNIST model's network) at batch 64, the unit
+// BenchmarkSampleStepMNISTFast: one forward pass of mnist-fast (the first
+// shipped models' network) at batch 64, the unit
 // of `ddpm sample --n 64`, with the Winograd convolutions and without.
 func BenchmarkSampleStepMNISTFast(b *testing.B) {
 	for _, direct := range []bool{true, false} {
@@ -120,8 +120,8 @@ func BenchmarkSampleStepMNISTFast(b *testing.B) {
 func BenchmarkSampleStepMNISTDeep(b *testing.B) { sampleStep(b, "mnist-deep", 64) }
 
 // BenchmarkSampleStepMNISTDeeper: the same for mnist-deeper (mnist-deep with
-// a third residual block at 7×7), the shipped MNIST model's network: one
-// step of `ddpm sample --n 64`, which runs 1000 of them.
+// a third residual block at 7×7), the shipped MNIST and Fashion-MNIST
+// models' network: one step of `ddpm sample --n 64`, which runs 1000 of them.
 func BenchmarkSampleStepMNISTDeeper(b *testing.B) { sampleStep(b, "mnist-deeper", 64) }
 
 // BenchmarkSampleStepWider prices more capacity at 7×7, where a better

@@ -130,13 +130,13 @@ var configs = map[string]namedConfig{
 	// only at 7×7) so that a 64-image, 1000-step chain takes minutes.
 	"mnist-fast": {cfg: Config{InCh: 1, Res: 28, Ch: 24, ChMult: []int{1, 2, 2}, NumResBlocks: 1,
 		AttnRes: []int{7}, Groups: 8, Dropout: 0},
-		params: 627433, note: "the shipped Fashion-MNIST model's network"},
+		params: 627433, note: "the first shipped MNIST and Fashion-MNIST models' network"},
 	// mnist-deeper spends mnist-fast's work on depth: 16/32/64 channels, two
 	// residual blocks per level and three at 7×7, where a digit's global
 	// shape is decided.
 	"mnist-deeper": {cfg: Config{InCh: 1, Res: 28, Ch: 16, ChMult: []int{1, 2, 4}, NumResBlocks: 2,
 		LevelBlocks: []int{2, 2, 3}, AttnRes: []int{7}, Groups: 8, Dropout: 0},
-		params: 1224545, note: "the shipped MNIST model's network (with the cosine schedule)"},
+		params: 1224545, note: "the shipped MNIST and Fashion-MNIST models' network (with the cosine schedule)"},
 	// Test-sized networks for the data sets tiny (3×16×16) cannot take,
 	// which the reliability tests train for a handful of steps.
 	"tiny1": {cfg: Config{InCh: 1, Res: 32, Ch: 8, ChMult: []int{1, 2}, NumResBlocks: 1,
