@@ -1,0 +1,314 @@
+#!/usr/bin/env python3
+"""Probe for docs/quality.md ("Width or training length"): the project's U-Net in PyTorch, trained on a GPU.
+
+Trains the U-Net of ../shared/peers/torch_unet_bench.py, with per-level block counts as in mnist-deeper and
+mnist-wide (its parameter names and counts are the Go engine's), on Fashion-MNIST with the shipped model's recipe
+(eps, L_simple, cosine beta schedule, Adam 4e-4 with 200 warm-up steps and cosine decay to 0, gradient clipping at
+1, EMA 0.9995 warmed up) for as many steps as --train-seconds allows, then draws --n samples with the respaced
+sampler (--k even steps, beta-tilde variance, x0 clipped) and saves them as uint8, with the EMA weights in float16,
+in OUT/NAME.npz. Write them out as PNGs with --unpack NPZ DIR (needs Pillow), then score them in Go:
+ddpm eval quality --ref DIR --data fashion-mnist --n 10000.
+
+  python3 fashion_width_probe.py --name wide --ch 32 --batch 64 --steps 20000 --train-seconds 270 \
+      --data train-images-idx3-ubyte.gz --out /tmp
+"""
+import argparse, gzip, json, math, os, sys, time
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+GN_EPS = 1e-6
+T = 1000
+
+
+def temb_sin(t, dim):
+    half = dim // 2
+    freqs = torch.exp(-math.log(10000.0) * torch.arange(half, dtype=torch.float32, device=t.device) / (half - 1))
+    a = t.float()[:, None] * freqs[None, :]
+    return torch.cat([torch.sin(a), torch.cos(a)], dim=1)
+
+
+class ResBlock(nn.Module):
+    def __init__(self, cin, cout, tch, g):
+        super().__init__()
+        self.norm1 = nn.GroupNorm(g, cin, eps=GN_EPS)
+        self.conv1 = nn.Conv2d(cin, cout, 3, padding=1)
+        self.temb_proj = nn.Linear(tch, cout)
+        self.norm2 = nn.GroupNorm(g, cout, eps=GN_EPS)
+        self.conv2 = nn.Conv2d(cout, cout, 3, padding=1)
+        self.nin_shortcut = nn.Conv2d(cin, cout, 1) if cin != cout else None
+
+    def forward(self, x, temb):
+        h = self.conv1(F.silu(self.norm1(x)))
+        h = h + self.temb_proj(F.silu(temb))[:, :, None, None]
+        h = self.conv2(F.silu(self.norm2(h)))
+        if self.nin_shortcut is not None:
+            x = self.nin_shortcut(x)
+        return x + h
+
+
+class AttnBlock(nn.Module):
+    def __init__(self, ch, g):
+        super().__init__()
+        self.norm = nn.GroupNorm(g, ch, eps=GN_EPS)
+        self.q = nn.Conv2d(ch, ch, 1)
+        self.k = nn.Conv2d(ch, ch, 1)
+        self.v = nn.Conv2d(ch, ch, 1)
+        self.proj_out = nn.Conv2d(ch, ch, 1)
+
+    def forward(self, x):
+        B, C, H, W = x.shape
+        h = self.norm(x)
+        q = self.q(h).reshape(B, C, H * W).transpose(1, 2)
+        k = self.k(h).reshape(B, C, H * W)
+        v = self.v(h).reshape(B, C, H * W)
+        w = torch.softmax(torch.bmm(q, k) * (C ** -0.5), dim=2)  # [B, HW(q), HW(k)]
+        h = torch.bmm(v, w.transpose(1, 2)).reshape(B, C, H, W)
+        return x + self.proj_out(h)
+
+
+class UNet(nn.Module):
+    def __init__(self, in_ch, res, ch, ch_mult, level_blocks, attn_res, groups):
+        super().__init__()
+        self.ch = ch
+        tch = 4 * ch
+        self.temb_dense0 = nn.Linear(ch, tch)
+        self.temb_dense1 = nn.Linear(tch, tch)
+        self.conv_in = nn.Conv2d(in_ch, ch, 3, padding=1)
+        self.down = nn.ModuleList()
+        chans, cur, r = [ch], ch, res
+        for i, mult in enumerate(ch_mult):
+            for _ in range(level_blocks[i]):
+                blk = nn.ModuleList([ResBlock(cur, ch * mult, tch, groups)])
+                cur = ch * mult
+                if r in attn_res:
+                    blk.append(AttnBlock(cur, groups))
+                self.down.append(blk)
+                chans.append(cur)
+            if i != len(ch_mult) - 1:
+                self.down.append(nn.ModuleList([nn.Conv2d(cur, cur, 3, stride=2, padding=1)]))
+                chans.append(cur)
+                r = (r + 1) // 2
+        self.mid1 = ResBlock(cur, cur, tch, groups)
+        self.mid_attn = AttnBlock(cur, groups)
+        self.mid2 = ResBlock(cur, cur, tch, groups)
+        self.up = nn.ModuleList()
+        sizes = [res]
+        for _ in ch_mult[1:]:
+            sizes.append((sizes[-1] + 1) // 2)
+        for i, mult in reversed(list(enumerate(ch_mult))):
+            for _ in range(level_blocks[i] + 1):
+                blk = nn.ModuleList([ResBlock(cur + chans.pop(), ch * mult, tch, groups)])
+                cur = ch * mult
+                if sizes[i] in attn_res:
+                    blk.append(AttnBlock(cur, groups))
+                self.up.append(blk)
+            if i != 0:
+                self.up.append(nn.ModuleList([nn.Conv2d(cur, cur, 3, padding=1)]))
+        assert not chans
+        self.norm_out = nn.GroupNorm(groups, cur, eps=GN_EPS)
+        self.conv_out = nn.Conv2d(cur, in_ch, 3, padding=1)
+        self.sizes = sizes
+
+    def forward(self, x, t):
+        temb = self.temb_dense1(F.silu(self.temb_dense0(temb_sin(t, self.ch))))
+        h = self.conv_in(x)
+        hs = [h]
+        for blk in self.down:
+            if isinstance(blk[0], ResBlock):
+                h = blk[0](h, temb)
+                for m in blk[1:]:
+                    h = m(h)
+            else:
+                h = blk[0](h)
+            hs.append(h)
+        h = self.mid2(self.mid_attn(self.mid1(h, temb)), temb)
+        for blk in self.up:
+            if isinstance(blk[0], ResBlock):
+                skip = hs.pop()
+                h = blk[0](torch.cat([h, skip], dim=1), temb)
+                for m in blk[1:]:
+                    h = m(h)
+            else:
+                h = blk[0](F.interpolate(h, size=hs[-1].shape[-1], mode="nearest"))
+        assert not hs
+        return self.conv_out(F.silu(self.norm_out(h)))
+
+
+def init_official(net):
+    # variance_scaling(1, fan_avg, uniform) = Xavier uniform; 1e-10 scale for each block's last conv,
+    # attention's proj_out and conv_out (the official code's init, as the Go engine does); biases 0.
+    small = set()
+    for m in net.modules():
+        if isinstance(m, ResBlock):
+            small.add(m.conv2.weight)
+        if isinstance(m, AttnBlock):
+            small.add(m.proj_out.weight)
+    small.add(net.conv_out.weight)
+    for n, p in net.named_parameters():
+        if n.endswith("bias"):
+            nn.init.zeros_(p)
+        elif p.dim() >= 2:
+            nn.init.xavier_uniform_(p, gain=1e-5 if p in small else 1.0)  # gain² = 1e-10 scale
+
+
+def cosine_betas():
+    f = lambda t: math.cos((t / T + 0.008) / 1.008 * math.pi / 2) ** 2
+    return np.array([min(1 - f(i + 1) / f(i), 0.999) for i in range(T)], dtype=np.float64)
+
+
+def load_images(path):
+    with gzip.open(path, "rb") as fh:
+        b = fh.read()
+    n, h, w = int.from_bytes(b[4:8], "big"), int.from_bytes(b[8:12], "big"), int.from_bytes(b[12:16], "big")
+    return np.frombuffer(b, np.uint8, offset=16).reshape(n, 1, h, w)
+
+
+def main():
+    if len(sys.argv) == 4 and sys.argv[1] == "--unpack":
+        from PIL import Image
+        os.makedirs(sys.argv[3], exist_ok=True)
+        for i, im in enumerate(np.load(sys.argv[2])["samples"][:, 0]):
+            Image.fromarray(im).save(os.path.join(sys.argv[3], f"{i:05d}.png"))
+        return
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--name", required=True)
+    ap.add_argument("--data", default="/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz")
+    ap.add_argument("--ch", type=int, default=16)
+    ap.add_argument("--mult", default="1,2,4")
+    ap.add_argument("--blocks", default="2,2,3")
+    ap.add_argument("--attn", default="7")
+    ap.add_argument("--groups", type=int, default=8)
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--steps", type=int, default=20000, help="most training steps")
+    ap.add_argument("--lr", type=float, default=4e-4)
+    ap.add_argument("--warmup", type=int, default=200)
+    ap.add_argument("--train-seconds", type=float, default=300, help="the horizon shrinks to fit this")
+    ap.add_argument("--n", type=int, default=10000)
+    ap.add_argument("--k", type=int, default=250)
+    ap.add_argument("--sample-batch", type=int, default=2500)
+    ap.add_argument("--probe", type=int, default=300)
+    ap.add_argument("--probe2", type=int, default=2000)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--out", default=os.environ.get("OUT", "/tmp"))
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    a = ap.parse_args()
+    t0 = time.time()
+    dev = torch.device(a.device)
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+    torch.backends.cudnn.benchmark = True
+    torch.manual_seed(a.seed)
+    log = lambda *s: print(f"[{a.name} {time.time() - t0:6.1f}s]", *s, flush=True)
+
+    x_all = torch.from_numpy(load_images(a.data).copy()).to(dev).float() / 127.5 - 1
+    N = x_all.shape[0]
+    mult = [int(v) for v in a.mult.split(",")]
+    blocks = [int(v) for v in a.blocks.split(",")]
+    attn = [int(v) for v in a.attn.split(",") if v]
+    net = UNet(1, 28, a.ch, mult, blocks, attn, a.groups).to(dev)
+    init_official(net)
+    params = sum(p.numel() for p in net.parameters())
+    ema = [p.detach().clone() for p in net.parameters()]
+    kw = {"fused": True} if dev.type == "cuda" else {}
+    opt = torch.optim.Adam(net.parameters(), lr=a.lr, betas=(0.9, 0.999), eps=1e-8, **kw)
+    betas = cosine_betas()
+    ab = torch.tensor(np.cumprod(1 - betas), dtype=torch.float32, device=dev)
+    log(f"{params} params, ch {a.ch} mult {mult} blocks {blocks} attn {attn}, batch {a.batch}, {N} images")
+
+    horizon, losses, step = a.steps, [], 0
+    probe, probe2 = min(a.probe, a.steps), a.probe2
+    net.train()
+    tstart = time.time()
+    while step < horizon:
+        if step < a.warmup:
+            lr = a.lr * (step + 1) / a.warmup
+        else:
+            lr = a.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, (step - a.warmup) / max(1, horizon - a.warmup))))
+        for g in opt.param_groups:
+            g["lr"] = lr
+        idx = torch.randint(0, N, (a.batch,), device=dev)
+        x0 = x_all[idx]
+        t = torch.randint(0, T, (a.batch,), device=dev)
+        eps = torch.randn_like(x0)
+        abt = ab[t][:, None, None, None]
+        xt = abt.sqrt() * x0 + (1 - abt).sqrt() * eps
+        loss = F.mse_loss(net(xt, t), eps)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+        opt.step()
+        step += 1
+        d = min(0.9995, (1 + step) / (10 + step))
+        with torch.no_grad():
+            if hasattr(torch, "_foreach_lerp_"):
+                torch._foreach_lerp_(ema, [p.detach() for p in net.parameters()], 1 - d)
+            else:  # old CPU torch, for testing the script
+                for e, p in zip(ema, net.parameters()):
+                    e.lerp_(p.detach(), 1 - d)
+        losses.append(loss.detach())
+        if step in (probe, probe2) and step < horizon:
+            # Fit the horizon to the time budget: from the first steps, then again at steady state.
+            if dev.type == "cuda":
+                torch.cuda.synchronize()
+            now = time.time()
+            if step == probe:
+                rate, tprobe = probe / (now - tstart), now
+            else:
+                rate = (probe2 - probe) / (now - tprobe)
+            left = a.train_seconds * 0.97 - (now - tstart)
+            horizon = max(step + 1, min(a.steps, step + int(rate * left)))
+            log(f"{rate:.1f} steps/s at step {step}: horizon {horizon} steps")
+        if time.time() - tstart > a.train_seconds * 1.2:
+            log(f"out of time at step {step}: stopping before the horizon {horizon}")
+            break
+        if step % 2000 == 0 or step == horizon:
+            l = torch.stack(losses).mean().item()
+            losses = []
+            log(f"step {step}/{horizon} loss {l:.4f} lr {lr:.2e}")
+    train_s = time.time() - tstart
+
+    # Respaced sampler: K evenly spaced steps round(s(T-1)/(K-1)), beta-tilde variance, x0 clipped.
+    keep = [round(s * (T - 1) / (a.k - 1)) for s in range(a.k)]
+    abk = np.cumprod(1 - betas)[keep]
+    prev = np.concatenate([[1.0], abk[:-1]])
+    bk = 1 - abk / prev
+    var = bk * (1 - prev) / (1 - abk)
+    c0 = bk * np.sqrt(prev) / (1 - abk)
+    ct = (1 - prev) * np.sqrt(1 - bk) / (1 - abk)
+    with torch.no_grad():
+        for p, e in zip(net.parameters(), ema):
+            p.copy_(e)
+    net.eval()
+    gen = torch.Generator(device=dev).manual_seed(1000 + a.seed)
+    out = []
+    ts = time.time()
+    with torch.no_grad():
+        for b0 in range(0, a.n, a.sample_batch):
+            B = min(a.sample_batch, a.n - b0)
+            x = torch.randn(B, 1, 28, 28, device=dev, generator=gen)
+            for s in reversed(range(a.k)):
+                tt = torch.full((B,), keep[s], device=dev, dtype=torch.long)
+                e = net(x, tt)
+                x0 = ((x - math.sqrt(1 - abk[s]) * e) / math.sqrt(abk[s])).clamp(-1, 1)
+                mean = c0[s] * x0 + ct[s] * x
+                if s > 0:
+                    x = mean + math.sqrt(var[s]) * torch.randn(x.shape, device=dev, generator=gen)
+                else:
+                    x = mean
+            out.append(((x + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).cpu())
+            log(f"sampled {b0 + B}/{a.n}")
+    samples = torch.cat(out).numpy()
+    meta = dict(name=a.name, params=params, ch=a.ch, mult=mult, blocks=blocks, attn=attn, batch=a.batch,
+                steps=step, train_seconds=round(train_s, 1), sample_seconds=round(time.time() - ts, 1),
+                k=a.k, n=a.n, lr=a.lr, device=str(torch.cuda.get_device_name(0) if dev.type == "cuda" else "cpu"))
+    arrays = {"samples": samples, "meta": np.frombuffer(json.dumps(meta).encode(), np.uint8)}
+    for (n, _), e in zip(net.named_parameters(), ema):
+        arrays["w/" + n] = e.half().cpu().numpy()
+    np.savez_compressed(os.path.join(a.out, a.name + ".npz"), **arrays)
+    log("done", json.dumps(meta))
+
+
+if __name__ == "__main__":
+    main()
