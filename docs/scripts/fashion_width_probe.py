@@ -6,13 +6,15 @@ mnist-wide (its parameter names and counts are the Go engine's), on Fashion-MNIS
 (eps, L_simple, cosine beta schedule, Adam 4e-4 with 200 warm-up steps and cosine decay to 0, gradient clipping at
 1, EMA 0.9995 warmed up) for as many steps as --train-seconds allows, then draws --n samples with the respaced
 sampler (--k even steps, beta-tilde variance, x0 clipped) and saves them as uint8, with the EMA weights in float16,
-in OUT/NAME.npz. Write them out as PNGs with --unpack NPZ DIR (needs Pillow), then score them in Go:
-ddpm eval quality --ref DIR --data fashion-mnist --n 10000.
+in OUT/NAME.npz. On a GPU the whole training step is captured once as a CUDA graph and replayed (--graphs 0:
+eager steps): these small networks are bound by kernel launches. Write the samples out as PNGs with --unpack NPZ
+DIR (needs Pillow), then score them in Go: ddpm eval quality --ref DIR --data fashion-mnist --n 10000.
 
   python3 fashion_width_probe.py --name wide --ch 32 --batch 64 --steps 20000 --train-seconds 270 \
       --data train-images-idx3-ubyte.gz --out /tmp
+  python3 fashion_width_probe.py --name shipped --ch 16 --steps 0 --init fashion-mnist.safetensors  # sample only
 """
-import argparse, gzip, json, math, os, sys, time
+import argparse, contextlib, gzip, json, math, os, sys, time
 import numpy as np
 import torch
 import torch.nn as nn
@@ -165,6 +167,22 @@ def load_images(path):
     return np.frombuffer(b, np.uint8, offset=16).reshape(n, 1, h, w)
 
 
+def load_safetensors(path):
+    # The engine's weights files (ddpm export): a little-endian header length, a JSON header, raw tensors.
+    with open(path, "rb") as fh:
+        b = fh.read()
+    n = int.from_bytes(b[:8], "little")
+    out = {}
+    for k, v in json.loads(b[8:8 + n]).items():
+        if k == "__metadata__":
+            continue
+        lo, hi = v["data_offsets"]
+        dt = {"F16": np.float16, "F32": np.float32}[v["dtype"]]
+        out[k] = torch.from_numpy(np.frombuffer(b, dt, count=(hi - lo) // np.dtype(dt).itemsize,
+                                                offset=8 + n + lo).astype(np.float32).reshape(v["shape"]))
+    return out
+
+
 def main():
     if len(sys.argv) == 4 and sys.argv[1] == "--unpack":
         from PIL import Image
@@ -192,6 +210,8 @@ def main():
     ap.add_argument("--probe2", type=int, default=2000)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--out", default=os.environ.get("OUT", "/tmp"))
+    ap.add_argument("--graphs", type=int, default=1, help="on a GPU, replay the training step as a CUDA graph")
+    ap.add_argument("--init", help="start from these weights (a ddpm export); with --steps 0, only sample")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     a = ap.parse_args()
     t0 = time.time()
@@ -202,32 +222,34 @@ def main():
     torch.manual_seed(a.seed)
     log = lambda *s: print(f"[{a.name} {time.time() - t0:6.1f}s]", *s, flush=True)
 
-    x_all = torch.from_numpy(load_images(a.data).copy()).to(dev).float() / 127.5 - 1
-    N = x_all.shape[0]
+    if a.steps > 0:
+        x_all = torch.from_numpy(load_images(a.data).copy()).to(dev).float() / 127.5 - 1
+        N = x_all.shape[0]
+    else:
+        N = 0
     mult = [int(v) for v in a.mult.split(",")]
     blocks = [int(v) for v in a.blocks.split(",")]
     attn = [int(v) for v in a.attn.split(",") if v]
     net = UNet(1, 28, a.ch, mult, blocks, attn, a.groups).to(dev)
     init_official(net)
+    if a.init:
+        net.load_state_dict(load_safetensors(a.init))  # strict: names and shapes are the engine's
     params = sum(p.numel() for p in net.parameters())
     ema = [p.detach().clone() for p in net.parameters()]
-    kw = {"fused": True} if dev.type == "cuda" else {}
-    opt = torch.optim.Adam(net.parameters(), lr=a.lr, betas=(0.9, 0.999), eps=1e-8, **kw)
+    graphs = a.graphs and dev.type == "cuda"
+    plist = list(net.parameters())
+    # A captured step reads the rate and the EMA weight from device tensors that are refilled before each replay.
+    lr_t = torch.tensor(a.lr, device=dev) if graphs else a.lr
+    kw = {"fused": True, "capturable": graphs} if dev.type == "cuda" else {}
+    opt = torch.optim.Adam(plist, lr=lr_t, betas=(0.9, 0.999), eps=1e-8, **kw)
+    ema_w = torch.zeros((), device=dev)
+    loss_sum = torch.zeros((), device=dev)
     betas = cosine_betas()
     ab = torch.tensor(np.cumprod(1 - betas), dtype=torch.float32, device=dev)
     log(f"{params} params, ch {a.ch} mult {mult} blocks {blocks} attn {attn}, batch {a.batch}, {N} images")
 
-    horizon, losses, step = a.steps, [], 0
-    probe, probe2 = min(a.probe, a.steps), a.probe2
-    net.train()
-    tstart = time.time()
-    while step < horizon:
-        if step < a.warmup:
-            lr = a.lr * (step + 1) / a.warmup
-        else:
-            lr = a.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, (step - a.warmup) / max(1, horizon - a.warmup))))
-        for g in opt.param_groups:
-            g["lr"] = lr
+    def train_step(w):
+        # One step of Algorithm 1 with Adam, clipping and the EMA (w = 1 - decay), all on the device.
         idx = torch.randint(0, N, (a.batch,), device=dev)
         x0 = x_all[idx]
         t = torch.randint(0, T, (a.batch,), device=dev)
@@ -235,19 +257,67 @@ def main():
         abt = ab[t][:, None, None, None]
         xt = abt.sqrt() * x0 + (1 - abt).sqrt() * eps
         loss = F.mse_loss(net(xt, t), eps)
-        opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(plist, 1.0)
         opt.step()
-        step += 1
-        d = min(0.9995, (1 + step) / (10 + step))
         with torch.no_grad():
-            if hasattr(torch, "_foreach_lerp_"):
-                torch._foreach_lerp_(ema, [p.detach() for p in net.parameters()], 1 - d)
+            if torch.is_tensor(w):
+                diff = torch._foreach_sub([p.detach() for p in plist], ema)
+                torch._foreach_mul_(diff, w)
+                torch._foreach_add_(ema, diff)
+            elif hasattr(torch, "_foreach_lerp_"):
+                torch._foreach_lerp_(ema, [p.detach() for p in plist], w)
             else:  # old CPU torch, for testing the script
-                for e, p in zip(ema, net.parameters()):
-                    e.lerp_(p.detach(), 1 - d)
-        losses.append(loss.detach())
+                for e, p in zip(ema, plist):
+                    e.lerp_(p.detach(), w)
+            loss_sum.add_(loss.detach())
+
+    def rate_at(step, horizon):
+        if step < a.warmup:
+            return a.lr * (step + 1) / a.warmup
+        return a.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, (step - a.warmup) / max(1, horizon - a.warmup))))
+
+    horizon, step, graph, logged = a.steps, 0, None, 0
+    side = torch.cuda.Stream() if graphs else None
+    probe, probe2 = min(a.probe, a.steps), a.probe2
+    net.train()
+    tstart = time.time()
+    while step < horizon:
+        lr = rate_at(step, horizon)
+        d = min(0.9995, (2 + step) / (11 + step))
+        if graph is not None:
+            lr_t.fill_(lr)
+            ema_w.fill_(1 - d)
+            graph.replay()
+        else:
+            if graphs:
+                lr_t.fill_(lr)
+                ema_w.fill_(1 - d)
+            else:
+                for g in opt.param_groups:
+                    g["lr"] = lr
+            if graphs:  # PyTorch's whole-network capture recipe: the warm-up steps run on a side stream
+                side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side) if graphs else contextlib.nullcontext():
+                opt.zero_grad(set_to_none=True)
+                train_step(ema_w if graphs else 1 - d)
+            if graphs:
+                torch.cuda.current_stream().wait_stream(side)
+        step += 1
+        if graphs and graph is None and step == 3:
+            # Capture one whole step after three eager ones; the RNG advances on each replay.
+            try:
+                torch.cuda.synchronize()
+                opt.zero_grad(set_to_none=True)
+                g = torch.cuda.CUDAGraph()
+                with torch.cuda.graph(g):
+                    train_step(ema_w)
+                graph = g
+                log("captured the training step in a CUDA graph")
+            except Exception as e:  # fall back to eager steps
+                log(f"no CUDA graph ({type(e).__name__}: {e}); eager steps")
+                graphs = False
+                opt = torch.optim.Adam(plist, lr=a.lr, betas=(0.9, 0.999), eps=1e-8, fused=True)
         if step in (probe, probe2) and step < horizon:
             # Fit the horizon to the time budget: from the first steps, then again at steady state.
             if dev.type == "cuda":
@@ -264,8 +334,9 @@ def main():
             log(f"out of time at step {step}: stopping before the horizon {horizon}")
             break
         if step % 2000 == 0 or step == horizon:
-            l = torch.stack(losses).mean().item()
-            losses = []
+            l = loss_sum.item() / (step - logged)
+            loss_sum.zero_()
+            logged = step
             log(f"step {step}/{horizon} loss {l:.4f} lr {lr:.2e}")
     train_s = time.time() - tstart
 

@@ -273,7 +273,7 @@ func TestConfigDescriptions(t *testing.T) {
 	if ConfigDescription("nope") != "" {
 		t.Error("a description for an unknown name")
 	}
-	if d := ConfigDescription("mnist-deeper"); d != "28×28, 1 channel, 1.22M parameters: the shipped MNIST and Fashion-MNIST models' network (with the cosine schedule)" {
+	if d := ConfigDescription("mnist-deeper"); d != "28×28, 1 channel, 1.22M parameters: the shipped MNIST model's network (with the cosine schedule)" {
 		t.Errorf("mnist-deeper: %q", d)
 	}
 	// rgb32 sits between tiny32 and cifar.
