@@ -14,7 +14,7 @@ DIR (needs Pillow), then score them in Go: ddpm eval quality --ref DIR --data fa
       --data train-images-idx3-ubyte.gz --out /tmp
   python3 fashion_width_probe.py --name shipped --ch 16 --steps 0 --init fashion-mnist.safetensors  # sample only
 """
-import argparse, contextlib, gzip, json, math, os, sys, time
+import argparse, gzip, json, math, os, sys, time
 import numpy as np
 import torch
 import torch.nn as nn
@@ -285,24 +285,23 @@ def main():
     while step < horizon:
         lr = rate_at(step, horizon)
         d = min(0.9995, (2 + step) / (11 + step))
-        if graph is not None:
+        if graphs:
             lr_t.fill_(lr)
             ema_w.fill_(1 - d)
-            graph.replay()
         else:
-            if graphs:
-                lr_t.fill_(lr)
-                ema_w.fill_(1 - d)
-            else:
-                for g in opt.param_groups:
-                    g["lr"] = lr
-            if graphs:  # PyTorch's whole-network capture recipe: the warm-up steps run on a side stream
-                side.wait_stream(torch.cuda.current_stream())
-            with torch.cuda.stream(side) if graphs else contextlib.nullcontext():
+            for g in opt.param_groups:
+                g["lr"] = lr
+        if graph is not None:
+            graph.replay()
+        elif graphs:  # PyTorch's whole-network capture recipe: the warm-up steps run on a side stream
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
                 opt.zero_grad(set_to_none=True)
-                train_step(ema_w if graphs else 1 - d)
-            if graphs:
-                torch.cuda.current_stream().wait_stream(side)
+                train_step(ema_w)
+            torch.cuda.current_stream().wait_stream(side)
+        else:
+            opt.zero_grad(set_to_none=True)
+            train_step(1 - d)
         step += 1
         if graphs and graph is None and step == 3:
             # Capture one whole step after three eager ones; the RNG advances on each replay.
