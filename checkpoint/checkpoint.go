@@ -273,6 +273,10 @@ func metadata(c *Checkpoint) (map[string]string, error) {
 // whose metadata is unreadable.
 var ErrCorrupt = errors.New("checkpoint is corrupt")
 
+// ErrWeightsOnly is returned by Load for a weights-only file (an export, or
+// weights written by PyTorch): it has no optimiser state to resume.
+var ErrWeightsOnly = errors.New("not a ddpm training checkpoint")
+
 // Load reads a full training checkpoint (as written by Save).
 func Load(path string) (*Checkpoint, *unet.UNet, error) {
 	tensors, meta, err := weights.Load(path)
@@ -303,7 +307,7 @@ func Decode(data []byte) (*Checkpoint, *unet.UNet, error) {
 func fromTensors(tensors map[string]weights.Tensor, meta map[string]string) (*Checkpoint, *unet.UNet, error) {
 	if f := meta["format"]; f != Format && f != formatV1 {
 		if f == "" {
-			return nil, nil, errors.New("not a ddpm training checkpoint (no format in its metadata; a weights-only file can be sampled from but not resumed)")
+			return nil, nil, fmt.Errorf("%w (no format in its metadata; a weights-only file can be sampled from but not resumed)", ErrWeightsOnly)
 		}
 		return nil, nil, fmt.Errorf("not a ddpm training checkpoint (format %q, want %q)", f, Format)
 	}

@@ -1,13 +1,15 @@
 package main
 
 import (
+	"bytes"
 	"encoding/json"
-	"github.com/ddpm-go/ddpm"
 	"math"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/ddpm-go/ddpm"
 	"github.com/ddpm-go/ddpm/checkpoint"
 	"github.com/ddpm-go/ddpm/pretrained"
 	"github.com/ddpm-go/ddpm/weights"
@@ -28,7 +30,7 @@ func TestSampleShippedDefault(t *testing.T) {
 // TestExport: the exported file holds the run's EMA weights (or raw with
 // --raw), loads as a model with the same weights, and keeps the training
 // options so the data set is still known; float16 rounds each weight by at
-// most 2^-11 relative.
+// most 2^-11 relative. A weights file exports again unchanged.
 func TestExport(t *testing.T) {
 	run1 := trainTinyRun(t)
 	want, _, err := checkpoint.LoadModel(run1, false, nil)
@@ -77,11 +79,21 @@ func TestExport(t *testing.T) {
 	for _, args := range [][]string{
 		{"export"},
 		{"export", "--model", run1},
-		{"export", "--model", filepath.Join(dir, "ema.safetensors"), "--out", filepath.Join(dir, "x.safetensors")}, // not a training checkpoint
+		{"export", "--model", filepath.Join(dir, "ema.safetensors"), "--raw", "--out", filepath.Join(dir, "x.safetensors")}, // no raw weights
 	} {
 		if code := run(args); code == 0 {
 			t.Errorf("%v: exit 0, want an error", args)
 		}
+	}
+	// A weights file is written again, with its metadata: float16 to float16 changes no byte.
+	half, again := filepath.Join(dir, "half.safetensors"), filepath.Join(dir, "again.safetensors")
+	if code := run([]string{"export", "--model", half, "--half", "--out", again}); code != 0 {
+		t.Fatalf("ddpm export of a weights file exited %d", code)
+	}
+	a, errA := os.ReadFile(half)
+	b, errB := os.ReadFile(again)
+	if errA != nil || errB != nil || !bytes.Equal(a, b) {
+		t.Errorf("re-exported float16 file differs from its source (%v, %v)", errA, errB)
 	}
 }
 

@@ -9,10 +9,14 @@ sampler (--k even steps, beta-tilde variance, x0 clipped) and saves them as uint
 in OUT/NAME.npz. On a GPU the whole training step is captured once as a CUDA graph and replayed (--graphs 0:
 eager steps): these small networks are bound by kernel launches. Write the samples out as PNGs with --unpack NPZ
 DIR (needs Pillow), then score them in Go: ddpm eval quality --ref DIR --data fashion-mnist --n 10000.
+--init FILE starts from a ddpm export (fresh Adam and EMA); after training, the EMA weights are also written as
+OUT/NAME.safetensors, which ddpm loads (`ddpm export --model OUT/NAME.safetensors --half` adds the checksum).
 
   python3 fashion_width_probe.py --name wide --ch 32 --batch 64 --steps 20000 --train-seconds 270 \
       --data train-images-idx3-ubyte.gz --out /tmp
-  python3 fashion_width_probe.py --name shipped --ch 16 --steps 0 --init fashion-mnist.safetensors  # sample only
+  python3 fashion_width_probe.py --name shipped --ch 32 --steps 0 --init fashion-mnist.safetensors  # sample only
+  python3 fashion_width_probe.py --name ft128b --ch 32 --batch 128 --init fashion-wide20k.safetensors --lr 2e-4 \
+      --steps 10055 --train-seconds 600 --data train-images-idx3-ubyte.gz  # the shipped model's fine-tune
 """
 import argparse, gzip, json, math, os, sys, time
 import numpy as np
@@ -168,19 +172,37 @@ def load_images(path):
 
 
 def load_safetensors(path):
-    # The engine's weights files (ddpm export): a little-endian header length, a JSON header, raw tensors.
+    # The engine's files (ddpm export, training checkpoint): a little-endian header length, a JSON header, raw
+    # tensors. Returns the tensors and the metadata.
     with open(path, "rb") as fh:
         b = fh.read()
     n = int.from_bytes(b[:8], "little")
-    out = {}
+    out, meta = {}, {}
     for k, v in json.loads(b[8:8 + n]).items():
         if k == "__metadata__":
+            meta = v
             continue
         lo, hi = v["data_offsets"]
         dt = {"F16": np.float16, "F32": np.float32}[v["dtype"]]
         out[k] = torch.from_numpy(np.frombuffer(b, dt, count=(hi - lo) // np.dtype(dt).itemsize,
                                                 offset=8 + n + lo).astype(np.float32).reshape(v["shape"]))
-    return out
+    return out, meta
+
+
+def save_safetensors(path, tensors, meta):
+    # A float16 weights-only file that ddpm loads (`ddpm export --half --model FILE` adds a checksum).
+    header, off, blobs = {"__metadata__": meta}, 0, []
+    for k in sorted(tensors):
+        b = tensors[k].detach().half().cpu().numpy().astype("<f2").tobytes()
+        header[k] = {"dtype": "F16", "shape": list(tensors[k].shape), "data_offsets": [off, off + len(b)]}
+        off += len(b)
+        blobs.append(b)
+    h = json.dumps(header).encode()
+    h += b" " * (-len(h) % 8)
+    with open(path, "wb") as fh:
+        fh.write(len(h).to_bytes(8, "little") + h)
+        for b in blobs:
+            fh.write(b)
 
 
 def main():
@@ -232,8 +254,11 @@ def main():
     attn = [int(v) for v in a.attn.split(",") if v]
     net = UNet(1, 28, a.ch, mult, blocks, attn, a.groups).to(dev)
     init_official(net)
+    names = [n for n, _ in net.named_parameters()]
+    meta = {}
     if a.init:
-        net.load_state_dict(load_safetensors(a.init))  # strict: names and shapes are the engine's
+        w, meta = load_safetensors(a.init)
+        net.load_state_dict(w)  # strict: names and shapes are the engine's
     params = sum(p.numel() for p in net.parameters())
     ema = [p.detach().clone() for p in net.parameters()]
     graphs = a.graphs and dev.type == "cuda"
@@ -315,8 +340,7 @@ def main():
                 log("captured the training step in a CUDA graph")
             except Exception as e:  # fall back to eager steps
                 log(f"no CUDA graph ({type(e).__name__}: {e}); eager steps")
-                graphs = False
-                opt = torch.optim.Adam(plist, lr=a.lr, betas=(0.9, 0.999), eps=1e-8, fused=True)
+                graphs = False  # the same optimiser (and its moments) steps eagerly
         if step in (probe, probe2) and step < horizon:
             # Fit the horizon to the time budget: from the first steps, then again at steady state.
             if dev.type == "cuda":
@@ -370,14 +394,19 @@ def main():
             out.append(((x + 1) * 127.5).round().clamp(0, 255).to(torch.uint8).cpu())
             log(f"sampled {b0 + B}/{a.n}")
     samples = torch.cat(out).numpy()
-    meta = dict(name=a.name, params=params, ch=a.ch, mult=mult, blocks=blocks, attn=attn, batch=a.batch,
+    info = dict(name=a.name, params=params, ch=a.ch, mult=mult, blocks=blocks, attn=attn, batch=a.batch,
                 steps=step, train_seconds=round(train_s, 1), sample_seconds=round(time.time() - ts, 1),
                 k=a.k, n=a.n, lr=a.lr, device=str(torch.cuda.get_device_name(0) if dev.type == "cuda" else "cpu"))
-    arrays = {"samples": samples, "meta": np.frombuffer(json.dumps(meta).encode(), np.uint8)}
-    for (n, _), e in zip(net.named_parameters(), ema):
-        arrays["w/" + n] = e.half().cpu().numpy()
+    arrays = {"samples": samples, "meta": np.frombuffer(json.dumps(info).encode(), np.uint8)}
+    if a.init and step > 0:  # fine-tuned weights, as a ddpm weights file with the configs of the one it started from
+        keep = {k: meta[k] for k in ("unet", "diffusion", "train") if k in meta}
+        save_safetensors(os.path.join(a.out, a.name + ".safetensors"), dict(zip(names, ema)),
+                         dict(keep, step=str(int(meta.get("step", 0)) + step), weights="ema"))
+    else:
+        for n, e in zip(names, ema):
+            arrays["w/" + n] = e.half().cpu().numpy()
     np.savez_compressed(os.path.join(a.out, a.name + ".npz"), **arrays)
-    log("done", json.dumps(meta))
+    log("done", json.dumps(info))
 
 
 if __name__ == "__main__":
