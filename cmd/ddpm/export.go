@@ -90,11 +90,15 @@ func runExport(args []string) error {
 // reexport writes a weights-only file again as the project's weights file,
 // with a checksum, keeping its other metadata (training options, step).
 func reexport(path, out string, half bool) (m *unet.UNet, which string, step int, err error) {
-	_, meta, err := weights.Load(path)
+	data, err := os.ReadFile(path)
 	if err != nil {
-		return nil, "", 0, err
+		return nil, "", 0, fmt.Errorf("export: %w", err)
 	}
-	m, dc, err := checkpoint.LoadModel(path, false, nil)
+	_, meta, err := weights.Decode(data)
+	if err != nil {
+		return nil, "", 0, fmt.Errorf("export: %s: %w", path, err)
+	}
+	m, dc, err := checkpoint.DecodeModel(data, path, false, nil)
 	if err != nil {
 		return nil, "", 0, err
 	}
