@@ -16,7 +16,9 @@ OUT/NAME.safetensors, which ddpm loads (`ddpm export --model OUT/NAME.safetensor
       --data train-images-idx3-ubyte.gz --out /tmp
   python3 fashion_width_probe.py --name shipped --ch 32 --steps 0 --init fashion-mnist.safetensors  # sample only
   python3 fashion_width_probe.py --name ft128b --ch 32 --batch 128 --init fashion-wide20k.safetensors --lr 2e-4 \
-      --steps 10055 --train-seconds 600 --data train-images-idx3-ubyte.gz  # the shipped model's fine-tune
+      --steps 10055 --train-seconds 600 --data train-images-idx3-ubyte.gz  # the shipped model's first fine-tune
+  python3 fashion_width_probe.py --name ft2 --ch 32 --batch 256 --init fashion-ft1.safetensors --lr 2e-4 \
+      --steps 17818 --train-seconds 600 --data train-images-idx3-ubyte.gz  # and its second
 """
 import argparse, gzip, json, math, os, sys, time
 import numpy as np
@@ -341,13 +343,17 @@ def main():
             except Exception as e:  # fall back to eager steps
                 log(f"no CUDA graph ({type(e).__name__}: {e}); eager steps")
                 graphs = False  # the same optimiser (and its moments) steps eagerly
-        if step in (probe, probe2) and step < horizon:
+        if step == 3:  # the rate probes time steady steps, after the warm-up and the capture
+            if dev.type == "cuda":
+                torch.cuda.synchronize()
+            t3 = time.time()
+        if step in (probe, probe2) and 3 < step < horizon:
             # Fit the horizon to the time budget: from the first steps, then again at steady state.
             if dev.type == "cuda":
                 torch.cuda.synchronize()
             now = time.time()
             if step == probe:
-                rate, tprobe = probe / (now - tstart), now
+                rate, tprobe = (probe - 3) / (now - t3), now
             else:
                 rate = (probe2 - probe) / (now - tprobe)
             left = a.train_seconds * 0.97 - (now - tstart)
@@ -362,6 +368,12 @@ def main():
             logged = step
             log(f"step {step}/{horizon} loss {l:.4f} lr {lr:.2e}")
     train_s = time.time() - tstart
+    if a.init and step > 0:  # fine-tuned weights, as a ddpm weights file with the configs of the one it started from,
+        # written before sampling so that a run cut short while sampling keeps them
+        keep = {k: meta[k] for k in ("unet", "diffusion", "train") if k in meta}
+        save_safetensors(os.path.join(a.out, a.name + ".safetensors"), dict(zip(names, ema)),
+                         dict(keep, step=str(int(meta.get("step", 0)) + step), weights="ema"))
+        log(f"wrote {a.name}.safetensors")
 
     # Respaced sampler: K evenly spaced steps round(s(T-1)/(K-1)), beta-tilde variance, x0 clipped.
     keep = [round(s * (T - 1) / (a.k - 1)) for s in range(a.k)]
@@ -398,11 +410,7 @@ def main():
                 steps=step, train_seconds=round(train_s, 1), sample_seconds=round(time.time() - ts, 1),
                 k=a.k, n=a.n, lr=a.lr, device=str(torch.cuda.get_device_name(0) if dev.type == "cuda" else "cpu"))
     arrays = {"samples": samples, "meta": np.frombuffer(json.dumps(info).encode(), np.uint8)}
-    if a.init and step > 0:  # fine-tuned weights, as a ddpm weights file with the configs of the one it started from
-        keep = {k: meta[k] for k in ("unet", "diffusion", "train") if k in meta}
-        save_safetensors(os.path.join(a.out, a.name + ".safetensors"), dict(zip(names, ema)),
-                         dict(keep, step=str(int(meta.get("step", 0)) + step), weights="ema"))
-    else:
+    if not (a.init and step > 0):
         for n, e in zip(names, ema):
             arrays["w/" + n] = e.half().cpu().numpy()
     np.savez_compressed(os.path.join(a.out, a.name + ".npz"), **arrays)
