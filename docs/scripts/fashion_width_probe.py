@@ -368,11 +368,12 @@ def main():
             logged = step
             log(f"step {step}/{horizon} loss {l:.4f} lr {lr:.2e}")
     train_s = time.time() - tstart
-    if a.init and step > 0:  # fine-tuned weights, as a ddpm weights file with the configs of the one it started from,
-        # written before sampling so that a run cut short while sampling keeps them
-        keep = {k: meta[k] for k in ("unet", "diffusion", "train") if k in meta}
+    fine_tuned = bool(a.init) and step > 0
+    if fine_tuned:  # the EMA weights as a ddpm weights file with the configs of the one it started from, written
+        # before sampling so that a run cut short while sampling keeps them
+        kept = {k: meta[k] for k in ("unet", "diffusion", "train") if k in meta}
         save_safetensors(os.path.join(a.out, a.name + ".safetensors"), dict(zip(names, ema)),
-                         dict(keep, step=str(int(meta.get("step", 0)) + step), weights="ema"))
+                         dict(kept, step=str(int(meta.get("step", 0)) + step), weights="ema"))
         log(f"wrote {a.name}.safetensors")
 
     # Respaced sampler: K evenly spaced steps round(s(T-1)/(K-1)), beta-tilde variance, x0 clipped.
@@ -410,7 +411,7 @@ def main():
                 steps=step, train_seconds=round(train_s, 1), sample_seconds=round(time.time() - ts, 1),
                 k=a.k, n=a.n, lr=a.lr, device=str(torch.cuda.get_device_name(0) if dev.type == "cuda" else "cpu"))
     arrays = {"samples": samples, "meta": np.frombuffer(json.dumps(info).encode(), np.uint8)}
-    if not (a.init and step > 0):
+    if not fine_tuned:
         for n, e in zip(names, ema):
             arrays["w/" + n] = e.half().cpu().numpy()
     np.savez_compressed(os.path.join(a.out, a.name + ".npz"), **arrays)
