@@ -44,6 +44,11 @@ type SampleOptions struct {
 	Seed uint64
 	// Batch is how many images are denoised together (0: 64).
 	Batch int
+	// Source, when set, is the generator to draw from instead of a new
+	// [SampleSource] for Seed. Calls sharing one Source continue one draw:
+	// n images sampled a batch per call are those of one call, and the
+	// Source's MarshalBinary state resumes a draw that was stopped.
+	Source *rand.PCG
 	// Progress is called after each network evaluation with the count
 	// over all batches.
 	Progress func(done, total int)
@@ -58,7 +63,10 @@ const DefaultBatch = 64
 // SampleRNG is the generator [Pipeline.SampleTensor] draws x_T and the
 // sampler's noise from for a seed (PCG stream "samp"): a server or tool that
 // runs the reverse process itself reproduces the pipeline's images with it.
-func SampleRNG(seed uint64) *rand.Rand { return rand.New(rand.NewPCG(seed, 0x73616d70)) }
+func SampleRNG(seed uint64) *rand.Rand { return rand.New(SampleSource(seed)) }
+
+// SampleSource is the source of [SampleRNG] for a seed.
+func SampleSource(seed uint64) *rand.PCG { return rand.NewPCG(seed, 0x73616d70) }
 
 // Evaluations is the number of network evaluations that sampling n images
 // with o costs: what Progress counts to.
@@ -131,6 +139,9 @@ func (p *Pipeline) SampleTensor(ctx context.Context, n int, o SampleOptions) (*T
 		return nil, err
 	}
 	rng := SampleRNG(o.Seed)
+	if o.Source != nil {
+		rng = rand.New(o.Source)
+	}
 	x, err := diffusion.Generate(ctx, p.Process, p.net(), p.sampler(o), n, p.dims(), p.batchFor(n, o), rng,
 		diffusion.Hooks{Progress: o.Progress, Observe: o.Observe})
 	if err != nil {

@@ -146,6 +146,13 @@ func EachName(prefix string, i, n int) string {
 // [EachName]. dir is created when missing, but not its parent: a mistyped
 // path is an error, not a new directory tree (see [CheckOutputDir]).
 func SaveEach(dir, prefix string, x []float32, n, c, h, w int) error {
+	return SaveRange(dir, prefix, 0, n, x, n, c, h, w)
+}
+
+// SaveRange is [SaveEach] for images first … first+n−1 of total: the n
+// images of x get the names they have among total (a draw saved a batch at
+// a time).
+func SaveRange(dir, prefix string, first, total int, x []float32, n, c, h, w int) error {
 	if err := check(x, n, c, h, w); err != nil {
 		return fmt.Errorf("save images to %s: %w", dir, err)
 	}
@@ -154,7 +161,7 @@ func SaveEach(dir, prefix string, x []float32, n, c, h, w int) error {
 	}
 	size := c * h * w
 	for i := 0; i < n; i++ {
-		name := filepath.Join(dir, EachName(prefix, i, n))
+		name := filepath.Join(dir, EachName(prefix, first+i, total))
 		if err := WriteImage(name, GridImage(x[i*size:(i+1)*size], 1, c, h, w, 1)); err != nil {
 			return fmt.Errorf("save images %w", err)
 		}

@@ -26,6 +26,26 @@ func (e enumFlag) String() string {
 }
 func (e enumFlag) Set(s string) error { return e.v.UnmarshalText([]byte(s)) }
 
+// givenEnum is an enum flag that overrides a default only when given: it
+// prints its value once set and nothing before, so its help shows no
+// default of its own and a draw's saved flags hold what was given.
+type givenEnum struct {
+	v   textEnum
+	set bool
+}
+
+func (e *givenEnum) String() string {
+	if e == nil || !e.set {
+		return ""
+	}
+	return e.v.String()
+}
+
+func (e *givenEnum) Set(s string) error {
+	e.set = true
+	return e.v.UnmarshalText([]byte(s))
+}
+
 // diffusionFlags registers the flags of the diffusion process a network is
 // trained with on fs.
 func diffusionFlags(fs *flag.FlagSet, dc *diffusion.Config) {

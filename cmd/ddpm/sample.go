@@ -2,12 +2,18 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
-	"github.com/ddpm-go/ddpm"
+	"image"
 	"os"
+	"os/signal"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
+
+	"github.com/ddpm-go/ddpm"
 
 	"github.com/ddpm-go/ddpm/diffusion"
 	"github.com/ddpm-go/ddpm/imgio"
@@ -114,12 +120,17 @@ func runSample(args []string) error {
 	n := fs.Int("n", 64, "number of images")
 	batch := fs.Int("batch", ddpm.DefaultBatch, "images denoised together")
 	out := fs.String("out", "samples.png", "grid picture to write (.png, .jpg); with --out-dir alone, none")
-	outDir := fs.String("out-dir", "", "write one PNG per sample into this directory (sample-001.png, …)")
+	outDir := fs.String("out-dir", "", "write one PNG per sample into this directory (sample-001.png, …), a batch at a time: an interrupted draw goes on with --resume")
+	resume := fs.Bool("resume", false, "continue the interrupted draw in --out-dir with its own flags (those given must match), to the images one run would give")
 	cols := fs.Int("cols", 0, "grid columns (0: square-ish)")
 	seed := fs.Uint64("seed", 0, "random seed")
 	quiet := fs.Bool("quiet", false, "no progress bar")
 	sf := addSamplerFlags(fs)
 	if err := mf.parse(args); err != nil {
+		return err
+	}
+	st, err := drawStateFor(fs, *outDir, *resume)
+	if err != nil {
 		return err
 	}
 	if *n <= 0 || *batch <= 0 {
@@ -147,31 +158,85 @@ func runSample(args []string) error {
 		return err
 	}
 	o := ddpm.SampleOptions{Sampler: sampler, Seed: *seed, Batch: *batch}
-	if err := p.Check(*n, o); err != nil {
+	held := *n // a draw into --out-dir holds one batch at a time
+	if *outDir != "" {
+		held = min(*n, *batch)
+	}
+	if err := p.Check(held, o); err != nil {
 		return usageErr("--n %d: %v", *n, err)
 	}
 	bar := progress.New(p.Evaluations(*n, o), fmt.Sprintf("sampling %s from %s (%s)", text.Plural(*n, "image"), p.Source, sampler), "eval", *quiet)
-	o.Progress = func(done, _ int) { bar.Set(done) }
 	start := time.Now()
-	x, err := p.SampleTensor(context.Background(), *n, o)
-	if err != nil {
-		return err
+	var imgs []image.Image
+	note := ""
+	if *outDir == "" {
+		o.Progress = func(done, _ int) { bar.Set(done) }
+		x, err := p.SampleTensor(context.Background(), *n, o)
+		if err != nil {
+			return err
+		}
+		imgs = x.Images()
+	} else {
+		// The first SIGINT/SIGTERM stops the draw between network
+		// evaluations; the batches written so far are kept for --resume.
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+		defer stop()
+		if !*resume {
+			st = newDrawState(fs, *seed)
+		}
+		if st.Done > 0 {
+			note = fmt.Sprintf(", resumed at image %d", st.Done+1)
+		}
+		var done int
+		imgs, done, err = drawToDir(ctx, p, *n, *batch, o, *outDir, st, grid != "", bar)
+		if errors.Is(err, context.Canceled) {
+			nl := "" // a bar drawn in place ends its line first
+			if bar.Terminal() {
+				nl = "\n"
+			}
+			fmt.Fprintf(os.Stderr, "%sinterrupted: %d of %s written to %s; continue with --resume\n", nl, done, text.Plural(*n, "image"), *outDir)
+			return nil
+		}
+		if err != nil {
+			return err
+		}
 	}
 	bar.Finish()
 	var wrote []string
 	if grid != "" {
-		if err := imgio.SaveGrid(grid, x.Data, x.N, x.C, x.H, x.W, *cols); err != nil {
+		if err := ddpm.SaveGrid(grid, imgs, *cols); err != nil {
 			return err
 		}
 		wrote = append(wrote, grid)
 	}
 	if *outDir != "" {
-		if err := imgio.SaveEach(*outDir, "sample-", x.Data, x.N, x.C, x.H, x.W); err != nil {
-			return err
-		}
-		wrote = append(wrote, fmt.Sprintf("%s/%s … %s", *outDir, imgio.EachName("sample-", 0, x.N), imgio.EachName("sample-", x.N-1, x.N)))
+		wrote = append(wrote, fmt.Sprintf("%s/%s … %s", *outDir, imgio.EachName("sample-", 0, *n), imgio.EachName("sample-", *n-1, *n)))
 	}
-	fmt.Fprintf(os.Stderr, "wrote %s (%s of %s, %s: %s each, %s)\n", strings.Join(wrote, " and "),
-		text.Plural(*n, "sample"), p.Source, sampler, text.Plural(sampler.Evaluations(p.T()), "network evaluation"), time.Since(start).Round(time.Millisecond))
+	fmt.Fprintf(os.Stderr, "wrote %s (%s of %s, %s: %s each, %s%s)\n", strings.Join(wrote, " and "),
+		text.Plural(*n, "sample"), p.Source, sampler, text.Plural(sampler.Evaluations(p.T()), "network evaluation"), time.Since(start).Round(time.Millisecond), note)
 	return nil
+}
+
+// drawStateFor checks --out-dir against --resume: a resumed draw must be
+// unfinished there, and takes its flags (see resumeFlags); a new one must
+// not overwrite an unfinished draw.
+func drawStateFor(fs *flag.FlagSet, dir string, resume bool) (drawState, error) {
+	if dir == "" {
+		if resume {
+			return drawState{}, usageErr("--resume continues a draw into --out-dir: give its folder")
+		}
+		return drawState{}, nil
+	}
+	st, found, err := readDrawState(dir)
+	switch {
+	case err != nil:
+		return drawState{}, err
+	case resume && !found:
+		return drawState{}, fmt.Errorf("--out-dir %s holds no unfinished draw to resume (no %s)", dir, drawStateName)
+	case resume:
+		return st, resumeFlags(fs, st, dir)
+	case found:
+		return drawState{}, fmt.Errorf("--out-dir %s holds an unfinished draw (%d images written): continue it with --resume, or delete %s to start over", dir, st.Done, filepath.Join(dir, drawStateName))
+	}
+	return drawState{}, nil
 }

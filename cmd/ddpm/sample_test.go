@@ -1,12 +1,19 @@
 package main
 
 import (
+	"bytes"
+	"errors"
+	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/ddpm-go/ddpm/diffusion"
+	"github.com/ddpm-go/ddpm/imgio"
 )
 
 // TestSampleSamplers runs every sampler end to end on a T = 20 model of
@@ -81,4 +88,68 @@ func TestSampleSpacing(t *testing.T) {
 			t.Errorf("%v: exit %d, %q (want %d, %q)", c.args, code, stderr, c.code, c.want)
 		}
 	}
+}
+
+// TestSampleResume: a draw into --out-dir stopped by SIGINT keeps its
+// finished batches, refuses to be overwritten or resumed with other flags,
+// and --resume completes it to the files (and grid) of an uninterrupted
+// draw; bad --resume uses are one line each.
+func TestSampleResume(t *testing.T) {
+	model := expModel(t, diffusion.FixedLarge)
+	tmp := t.TempDir()
+	whole, part := filepath.Join(tmp, "whole"), filepath.Join(tmp, "part")
+	const n = 60
+	args := func(dir string, extra ...string) []string {
+		return append([]string{"sample", "--model", model, "--n", strconv.Itoa(n), "--batch", "1", "--seed", "3", "--quiet", "--out-dir", dir}, extra...)
+	}
+	mustSucceed(t, runBin(t, nil, args(whole, "--out", filepath.Join(tmp, "whole.png"))...), "uninterrupted draw")
+
+	cmd := exec.Command(ddpmBin(t), args(part)...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(time.Minute); ; time.Sleep(2 * time.Millisecond) {
+		if st, found, _ := readDrawState(part); found && st.Done >= 2 || time.Now().After(deadline) {
+			break
+		}
+	}
+	if err := cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); err != nil || !strings.Contains(stderr.String(), "continue with --resume") {
+		t.Fatalf("interrupted draw: %v\n%s", err, stderr.String())
+	}
+	st, found, err := readDrawState(part)
+	if err != nil || !found || st.Done < 2 || st.Done >= n {
+		t.Fatalf("state after the interrupt: %+v, found %v, %v (want 2 ≤ done < %d)", st, found, err, n)
+	}
+
+	checkCleanFailure(t, runBin(t, nil, args(part)...), 1, "holds an unfinished draw ("+strconv.Itoa(st.Done)+" images written): continue it with --resume")
+	checkCleanFailure(t, runBin(t, nil, "sample", "--out-dir", part, "--resume", "--seed", "4"), 2, "--seed 4 differs from the draw's --seed 3")
+	checkCleanFailure(t, runBin(t, nil, "sample", "--out-dir", part, "--resume", "--raw"), 2, "--raw true was not given to the draw")
+	checkCleanFailure(t, runBin(t, nil, "sample", "--resume"), 2, "--resume continues a draw into --out-dir")
+	r := runBin(t, nil, "sample", "--out-dir", part, "--resume", "--quiet", "--out", filepath.Join(tmp, "part.png"))
+	mustSucceed(t, r, "resume")
+	if want := "resumed at image " + strconv.Itoa(st.Done+1); !strings.Contains(r.stderr, want) {
+		t.Errorf("resume says %q, want %q", r.stderr, want)
+	}
+	for i := range n {
+		name := imgio.EachName("sample-", i, n)
+		if !bytes.Equal(readFile(t, filepath.Join(whole, name)), readFile(t, filepath.Join(part, name))) {
+			t.Fatalf("%s differs between the resumed and the uninterrupted draw", name)
+		}
+	}
+	if !bytes.Equal(readFile(t, filepath.Join(tmp, "whole.png")), readFile(t, filepath.Join(tmp, "part.png"))) {
+		t.Error("the resumed draw's grid differs from the uninterrupted one's")
+	}
+	if _, err := os.Stat(filepath.Join(part, drawStateName)); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("a finished draw keeps its state file: %v", err)
+	}
+	checkCleanFailure(t, runBin(t, nil, "sample", "--out-dir", part, "--resume"), 1, "holds no unfinished draw to resume")
+	if err := os.WriteFile(filepath.Join(part, drawStateName), []byte(`{"flags":`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	checkCleanFailure(t, runBin(t, nil, "sample", "--out-dir", part, "--resume"), 1, "not the state of a draw")
 }
