@@ -146,9 +146,6 @@ func runSample(args []string) error {
 	if err := checkImageOut("out", grid); err != nil {
 		return err
 	}
-	if err := checkDirOut("out-dir", *outDir); err != nil {
-		return err
-	}
 	p, err := mf.load(*quiet)
 	if err != nil {
 		return err
@@ -226,6 +223,9 @@ func drawStateFor(fs *flag.FlagSet, dir string, resume bool) (drawState, error) 
 			return drawState{}, usageErr("--resume continues a draw into --out-dir: give its folder")
 		}
 		return drawState{}, nil
+	}
+	if err := checkDirOut("out-dir", dir); err != nil {
+		return drawState{}, err
 	}
 	st, found, err := readDrawState(dir)
 	switch {
