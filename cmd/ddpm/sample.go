@@ -179,7 +179,7 @@ func runSample(args []string) error {
 		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
 		if !*resume {
-			st = newDrawState(fs, *seed)
+			st = newDrawState(fs, p, *seed)
 		}
 		if st.Done > 0 {
 			note = fmt.Sprintf(", resumed at image %d", st.Done+1)

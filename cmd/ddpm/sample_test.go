@@ -130,6 +130,15 @@ func TestSampleResume(t *testing.T) {
 	checkCleanFailure(t, runBin(t, nil, "sample", "--out-dir", part, "--resume", "--seed", "4"), 2, "--seed 4 differs from the draw's --seed 3")
 	checkCleanFailure(t, runBin(t, nil, "sample", "--out-dir", part, "--resume", "--raw"), 2, "--raw true was not given to the draw")
 	checkCleanFailure(t, runBin(t, nil, "sample", "--resume"), 2, "--resume continues a draw into --out-dir")
+	other := st
+	other.Weights = "00000000"
+	if err := other.write(part); err != nil {
+		t.Fatal(err)
+	}
+	checkCleanFailure(t, runBin(t, nil, "sample", "--out-dir", part, "--resume"), 1, "the draw's network had other weights (CRC-32 00000000, now "+st.Weights+")")
+	if err := st.write(part); err != nil {
+		t.Fatal(err)
+	}
 	r := runBin(t, nil, "sample", "--out-dir", part, "--resume", "--quiet", "--out", filepath.Join(tmp, "part.png"))
 	mustSucceed(t, r, "resume")
 	if want := "resumed at image " + strconv.Itoa(st.Done+1); !strings.Contains(r.stderr, want) {

@@ -2,13 +2,16 @@ package main
 
 import (
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
+	"hash/crc32"
 	"image"
 	_ "image/png" // a resumed draw's grid reads the images written before
 	"io/fs"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -26,12 +29,27 @@ import (
 const drawStateName = "draw-state.json"
 
 // drawState is an unfinished draw: the flags that decide its images, as
-// given, how many images are written, and the sampling source's state
-// after them (rand.PCG's MarshalBinary).
+// given, a checksum of the network's weights (a run that trained on, or
+// another version's shipped file, would draw other images), how many images
+// are written, and the sampling source's state after them (rand.PCG's
+// MarshalBinary).
 type drawState struct {
-	Flags map[string]string `json:"flags"`
-	Done  int               `json:"done"`
-	RNG   []byte            `json:"rng"`
+	Flags   map[string]string `json:"flags"`
+	Weights string            `json:"weights"`
+	Done    int               `json:"done"`
+	RNG     []byte            `json:"rng"`
+}
+
+// weightsSum is the CRC-32 of the network's weights, as a draw's state
+// keeps it.
+func weightsSum(p *ddpm.Pipeline) string {
+	h := crc32.NewIEEE()
+	var b [4]byte
+	for _, w := range p.Net.Weights() {
+		binary.LittleEndian.PutUint32(b[:], math.Float32bits(w))
+		h.Write(b[:])
+	}
+	return fmt.Sprintf("%08x", h.Sum32())
 }
 
 // notDrawFlags are the flags of `ddpm sample` that do not change its images.
@@ -48,11 +66,11 @@ func drawFlags(fs *flag.FlagSet) map[string]string {
 	return m
 }
 
-// newDrawState is the state of a draw about to start with the flags given
-// to fs: nothing written, the seed's sampling source.
-func newDrawState(fs *flag.FlagSet, seed uint64) drawState {
+// newDrawState is the state of a draw of p about to start with the flags
+// given to fs: nothing written, the seed's sampling source.
+func newDrawState(fs *flag.FlagSet, p *ddpm.Pipeline, seed uint64) drawState {
 	rng, _ := ddpm.SampleSource(seed).MarshalBinary() // PCG's never fails
-	return drawState{Flags: drawFlags(fs), RNG: rng}
+	return drawState{Flags: drawFlags(fs), Weights: weightsSum(p), RNG: rng}
 }
 
 // commandLine spells flags out as arguments, sorted by name.
@@ -124,6 +142,9 @@ func drawToDir(ctx context.Context, p *ddpm.Pipeline, n, batch int, o ddpm.Sampl
 	o.Source = ddpm.SampleSource(0)
 	if err := o.Source.UnmarshalBinary(st.RNG); err != nil || st.Done > n {
 		return nil, 0, fmt.Errorf("--out-dir %s: not the state of a draw of %d images (delete it to start the draw over)", filepath.Join(dir, drawStateName), n)
+	}
+	if sum := weightsSum(p); sum != st.Weights {
+		return nil, 0, fmt.Errorf("--out-dir %s: the draw's network had other weights (CRC-32 %s, now %s): it cannot go on with this model; delete %s to start over", dir, st.Weights, sum, drawStateName)
 	}
 	if err := os.Mkdir(dir, 0o755); err != nil && !errors.Is(err, fs.ErrExist) {
 		return nil, 0, fmt.Errorf("--out-dir %w", err)
