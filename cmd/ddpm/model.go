@@ -36,8 +36,8 @@ func addModelFlags(fs *flag.FlagSet, def string) *modelFlags {
 	mf := &modelFlags{fs: fs}
 	mf.path = fs.String("model", def, modelHelp)
 	mf.raw = fs.Bool("raw", false, "use the raw weights instead of the EMA weights")
-	// Func and the help texts' "(default: the checkpoint's)" stand for a
-	// flag that overrides the model only when given.
+	// givenEnum and the help texts' "(default: the checkpoint's)" stand for
+	// a flag that overrides the model only when given.
 	fs.Var(&givenEnum{v: &mf.varType}, "var", "reverse-process variance: fixedlarge, fixedsmall, or fitted: σ_t² = β̃_t + the network's measured x̂0 error (see --fit, --fit-n) (default: the checkpoint's)")
 	mf.clip = fs.Bool("clip", false, "clip the predicted x0 to [-1, 1] while sampling, as the official code does (default: the checkpoint's)")
 	mf.fitN = fs.Int("fit-n", ddpm.DefaultFitImages, "with --var fitted: measure the fit on the last N images of the model's training split")

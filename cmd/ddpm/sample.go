@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/ddpm-go/ddpm"
-
 	"github.com/ddpm-go/ddpm/diffusion"
 	"github.com/ddpm-go/ddpm/imgio"
 	"github.com/ddpm-go/ddpm/internal/progress"
